@@ -1,0 +1,206 @@
+"""EditLoop settings: one module, driven by environment variables (see config/env.py).
+
+Embedded defaults run everything on one machine with no servers: a SQLite file
+and kombu's filesystem broker, both under EDITLOOP_VAR_DIR (default ./var).
+Set DATABASE_URL and CELERY_BROKER_URL for PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = env.parse_path("EDITLOOP_VAR_DIR", env.read("EDITLOOP_VAR_DIR", "var"), BASE_DIR)
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.parse_bool("DEBUG", env.read("DEBUG", "1"))
+
+_secret = env.read("SECRET_KEY")
+if _secret is not None:
+    if len(_secret) < 32:
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is too short ({len(_secret)} characters); "
+            f"accepted: {env.KNOWN_VARIABLES['SECRET_KEY']}"
+        )
+    SECRET_KEY = _secret
+elif DEBUG:
+    SECRET_KEY = env.local_secret_key(VAR_DIR)
+else:
+    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+
+ALLOWED_HOSTS = env.parse_hosts(
+    "ALLOWED_HOSTS", env.read("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+)
+
+INSTALLED_APPS = [
+    "accounts.admin_apps.EditLoopAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_htmx",
+    "template_partials",
+    "accounts",
+    "jobs",
+    "annotation",
+    "benchmark",
+    "rewardmodel",
+    "rltraining",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every page needs a login unless its view says otherwise (login, /healthz).
+    "accounts.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.parse_database_url(
+        "DATABASE_URL",
+        env.read("DATABASE_URL", f"sqlite:///{VAR_DIR / 'editloop.sqlite3'}"),
+        BASE_DIR,
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file (not :memory:) so a Celery worker started by a test sees the test data.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+MEDIA_URL = "media/"
+MEDIA_ROOT = env.parse_path("MEDIA_ROOT", env.read("MEDIA_ROOT", str(VAR_DIR / "media")), BASE_DIR)
+# Uploads bigger than this are refused before they reach a view (HTTP 400).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.parse_bool(
+        "SECURE_COOKIES", env.read("SECURE_COOKIES", "1")
+    )
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+}
+
+# --- Celery: JSON only; the job row is the truth, the message only rings the bell.
+CELERY_BROKER_URL = env.parse_broker_url(
+    "CELERY_BROKER_URL", env.read("CELERY_BROKER_URL", "filesystem://")
+)
+if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_TRANSPORT_OPTIONS = env.filesystem_broker_options(VAR_DIR)
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Longer than any job step: an unacked message is redelivered after this,
+        # and the job claim makes the duplicate a no-op anyway.
+        "visibility_timeout": 6 * 3600,
+        "socket_connect_timeout": 5,
+        "socket_timeout": 10,
+    }
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_EVENT_SERIALIZER = "json"
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES_NAMES = ("default", "gpu")
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Job framework timings (seconds).
+JOB_HEARTBEAT_SECONDS = env.parse_positive_float(
+    "JOB_HEARTBEAT_SECONDS", env.read("JOB_HEARTBEAT_SECONDS", "10")
+)
+JOB_STALE_SECONDS = env.parse_positive_float(
+    "JOB_STALE_SECONDS", env.read("JOB_STALE_SECONDS", "120")
+)
+JOB_REDISPATCH_SECONDS = env.parse_positive_float(
+    "JOB_REDISPATCH_SECONDS", env.read("JOB_REDISPATCH_SECONDS", "60")
+)
+JOB_SWEEP_SECONDS = env.parse_positive_float(
+    "JOB_SWEEP_SECONDS", env.read("JOB_SWEEP_SECONDS", "30")
+)
+JOB_MAX_ATTEMPTS = env.parse_positive_int("JOB_MAX_ATTEMPTS", env.read("JOB_MAX_ATTEMPTS", "3"))
+WORKER_STALE_SECONDS = env.parse_positive_float(
+    "WORKER_STALE_SECONDS", env.read("WORKER_STALE_SECONDS", "60")
+)
+if JOB_STALE_SECONDS <= JOB_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        f"JOB_STALE_SECONDS ({JOB_STALE_SECONDS}) must be larger than "
+        f"JOB_HEARTBEAT_SECONDS ({JOB_HEARTBEAT_SECONDS})"
+    )
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # kombu warns that "filesystem://" has no hostname on every connection.
+        "kombu.connection": {"level": "ERROR"},
+    },
+}

@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("accounts.urls")),
+    path("", include("jobs.urls")),
+    path("annotate/", include("annotation.urls")),
+    path("benchmark/", include("benchmark.urls")),
+    path("reward-models/", include("rewardmodel.urls")),
+    path("rl/", include("rltraining.urls")),
+    path("api/", include("jobs.api_urls")),
+    path("api/", include("accounts.api_urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,75 @@
+"""JSON API for jobs (researchers only): list, create, detail, metrics, cancel."""
+
+from django.shortcuts import get_object_or_404
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsResearcher
+from jobs import registry, selectors, services
+from jobs.models import Job
+
+
+class JobOutputSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "kind", "queue", "status", "config", "result", "error", "attempts",
+            "max_attempts", "cancel_requested", "progress", "progress_message", "worker",
+            "created_by", "created_at", "claimed_at", "heartbeat_at", "finished_at",
+        ]  # fmt: skip
+
+
+class JobListApi(APIView):
+    permission_classes = [IsResearcher]
+
+    class InputSerializer(serializers.Serializer):
+        kind = serializers.CharField()
+        config = serializers.DictField(required=False, default=dict)
+
+    def get(self, request):
+        jobs = selectors.job_list(
+            status=request.query_params.get("status"), kind=request.query_params.get("kind")
+        )
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        return paginator.get_paginated_response(JobOutputSerializer(page, many=True).data)
+
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            job = services.job_enqueue(created_by=request.user, **data.validated_data)
+        except (registry.UnknownJobKind, registry.InvalidJobConfig) as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class JobDetailApi(APIView):
+    permission_classes = [IsResearcher]
+
+    def get(self, request, job_id: int):
+        job = get_object_or_404(Job, pk=job_id)
+        return Response(JobOutputSerializer(job).data)
+
+
+class JobMetricsApi(APIView):
+    permission_classes = [IsResearcher]
+
+    def get(self, request, job_id: int):
+        job = get_object_or_404(Job, pk=job_id)
+        series = selectors.job_metric_series(job=job)
+        return Response(
+            {name: [{"step": s, "value": v} for s, v in points] for name, points in series.items()}
+        )
+
+
+class JobCancelApi(APIView):
+    permission_classes = [IsResearcher]
+
+    def post(self, request, job_id: int):
+        job = get_object_or_404(Job, pk=job_id)
+        return Response({"id": job.pk, "status": services.job_cancel(job_id=job.pk)})

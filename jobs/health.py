@@ -1,0 +1,89 @@
+"""/healthz: is the database up, is the broker reachable, is a worker alive?
+
+Always JSON; 200 when everything is fine, 503 naming what is down. It never
+raises: each check catches its own failure and reports it.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.db import connection
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+
+def check_database() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return {"ok": True, "engine": connection.vendor}
+    except Exception as exc:
+        return {"ok": False, "engine": connection.vendor, "error": _short(exc)}
+
+
+def check_broker() -> dict:
+    url = settings.CELERY_BROKER_URL
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    if url == "filesystem://":
+        folders = [
+            options["data_folder_in"],
+            options["data_folder_out"],
+            options["processed_folder"],
+        ]
+        missing = [f for f in folders if not (os.path.isdir(f) and os.access(f, os.W_OK))]
+        if missing:
+            return {"ok": False, "transport": "filesystem", "error": f"not writable: {missing}"}
+        return {"ok": True, "transport": "filesystem"}
+    from kombu import Connection
+
+    try:
+        with Connection(url, transport_options=options, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+            conn.default_channel.client.ping()
+        return {"ok": True, "transport": "redis"}
+    except Exception as exc:
+        return {"ok": False, "transport": "redis", "error": _short(exc)}
+
+
+def check_worker() -> dict:
+    from jobs.models import WorkerHeartbeat
+
+    try:
+        last = WorkerHeartbeat.objects.order_by("-seen_at").first()
+    except Exception as exc:
+        return {"ok": False, "error": f"unknown, database unavailable: {_short(exc)}"}
+    if last is None:
+        return {"ok": False, "error": "no worker has ever reported"}
+    age = (timezone.now() - last.seen_at).total_seconds()
+    alive = WorkerHeartbeat.objects.filter(
+        seen_at__gte=timezone.now() - timedelta(seconds=settings.WORKER_STALE_SECONDS)
+    ).values_list("hostname", "queues")
+    result = {
+        "ok": age <= settings.WORKER_STALE_SECONDS,
+        "last_heartbeat": last.seen_at.isoformat(),
+        "age_seconds": round(age, 1),
+        "alive": [{"hostname": h, "queues": q} for h, q in alive],
+    }
+    if not result["ok"]:
+        result["error"] = f"last worker heartbeat {age:.0f}s ago"
+    return result
+
+
+def _short(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+@never_cache
+@login_not_required
+@require_GET
+def healthz(request):
+    checks = {"database": check_database(), "broker": check_broker(), "worker": check_worker()}
+    down = [name for name, check in checks.items() if not check["ok"]]
+    body = {"status": "down" if down else "ok", "down": down, "checks": checks}
+    return JsonResponse(body, status=503 if down else 200)
