@@ -115,7 +115,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT = VAR_DIR / "staticfiles"  # filled by collectstatic when DEBUG is off
+STATIC_ROOT.mkdir(exist_ok=True)
 MEDIA_URL = "media/"
 MEDIA_ROOT = env.parse_path("MEDIA_ROOT", env.read("MEDIA_ROOT", str(VAR_DIR / "media")), BASE_DIR)
 # Uploads bigger than this are refused before they reach a view (HTTP 400).

@@ -15,7 +15,7 @@ import time
 import traceback
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.db.models import Max
 from django.utils.module_loading import import_string
 
@@ -92,7 +92,6 @@ class JobContext:
 
 def run_job(job_id: int, *, worker: str) -> str:
     """Claim and run a job; returns what happened, for the worker's log."""
-    close_old_connections()
     claim = services.job_claim(job_id=job_id, worker=worker)
     if claim is None:
         return "not claimed (already taken, finished or cancelled)"

@@ -1,0 +1,120 @@
+"""Point the in-process Celery app at a chosen broker, and start real workers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.db import connection
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def use_broker(app, url: str, transport_options: dict):
+    """Swap the broker of `app` (and drop its cached connection pools)."""
+    saved = (app.conf.broker_url, app.conf.broker_transport_options)
+
+    def switch(u, o):
+        # Celery copies CELERY_BROKER_URL from the environment into the read and
+        # write URLs too, and those win over broker_url.
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+        app.conf.broker_url = app.conf.broker_read_url = app.conf.broker_write_url = u
+        app.conf.broker_transport_options = o
+
+    switch(url, transport_options)
+    try:
+        yield
+    finally:
+        switch(*saved)
+
+
+def test_database_url() -> str:
+    """The DATABASE_URL of the test database this process is using."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+# Fast job timings so tests see sweeps and stale heartbeats within seconds.
+FAST_JOB_ENV = {
+    "JOB_HEARTBEAT_SECONDS": "0.5",
+    "JOB_STALE_SECONDS": "3",
+    "JOB_SWEEP_SECONDS": "1",
+    "JOB_REDISPATCH_SECONDS": "2",
+}
+
+
+class Worker:
+    """A real `celery worker` subprocess on the test database."""
+
+    def __init__(self, *, broker_url: str, var_dir: Path, name: str, beat: bool = False):
+        self.name = name
+        self.log_path = var_dir / f"{name}.log"
+        env = {
+            **os.environ,
+            **FAST_JOB_ENV,
+            "DATABASE_URL": test_database_url(),
+            "CELERY_BROKER_URL": broker_url,
+            "EDITLOOP_VAR_DIR": str(var_dir),
+        }
+        cmd = [str(BIN / "celery"), "-A", "config", "worker", "-Q", "default,gpu",
+               "--pool", "solo", "--hostname", f"{name}@%h", "--loglevel", "INFO",
+               "--without-mingle", "--without-gossip"]  # fmt: skip
+        if beat:
+            cmd.append("--beat")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        from jobs.models import WorkerHeartbeat
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if WorkerHeartbeat.objects.filter(hostname__startswith=f"{self.name}@").exists():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"worker {self.name} not ready:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, like a machine that loses power."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,124 @@
+"""Real Celery workers, started as subprocesses, on Redis and on the filesystem broker."""
+
+import json
+import os
+import urllib.request
+
+import pytest
+import redis
+
+from config.celery import app as celery_app
+from config.env import filesystem_broker_options
+from jobs.models import Job, JobMetric, JobStatus
+from tests.brokers import Worker, use_broker, wait_for
+
+pytestmark = pytest.mark.worker
+
+
+def _redis_url() -> str:
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    return url if url.startswith("redis") else "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def redis_broker():
+    url = _redis_url()
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.ConnectionError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis at {url} (CI always has one)")
+    options = {"visibility_timeout": 3600}
+    with use_broker(celery_app, url, options):
+        celery_app.control.purge()  # leftovers of earlier runs would name other databases' jobs
+        yield url
+
+
+@pytest.fixture
+def filesystem_broker(tmp_path):
+    options = filesystem_broker_options(tmp_path)
+    for key in ("data_folder_in", "processed_folder", "control_folder"):
+        os.makedirs(options[key], exist_ok=True)
+    with use_broker(celery_app, "filesystem://", options):
+        yield "filesystem://"
+
+
+@pytest.fixture
+def worker_factory(tmp_path):
+    started: list[Worker] = []
+
+    def start(broker_url: str, name: str, beat: bool = False) -> Worker:
+        worker = Worker(broker_url=broker_url, var_dir=tmp_path, name=name, beat=beat)
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def _api(live_server, token, method, path, body=None):
+    request = urllib.request.Request(
+        f"{live_server.url}{path}", method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+@pytest.mark.parametrize("broker", ["redis_broker", "filesystem_broker"])
+def test_job_end_to_end_through_a_real_worker(broker, request, live_server, worker_factory):
+    from accounts.models import Role
+    from accounts.services import user_api_token, user_create_or_update
+
+    broker_url = request.getfixturevalue(broker)
+    worker = worker_factory(broker_url, "e2e")
+    user, _ = user_create_or_update(username="rita", role=Role.RESEARCHER)
+    token = user_api_token(user=user)
+
+    status, job = _api(
+        live_server,
+        token,
+        "POST",
+        "/api/jobs/",
+        {"kind": "jobs.selftest", "config": {"steps": 6, "step_seconds": 0.05}},
+    )
+    assert status == 201 and job["status"] == "queued"
+    done = wait_for(
+        lambda: (d := _api(live_server, token, "GET", f"/api/jobs/{job['id']}/")[1])["status"] in ("succeeded", "failed") and d,
+        timeout=60, what=f"job to finish\n{worker.log()}",
+    )  # fmt: skip
+    assert done["status"] == "succeeded", done["error"]
+    assert done["result"] == {"steps": 6, "resumed_from": 0, "attempt": 1}
+    assert done["worker"].startswith("e2e@")
+    _, metrics = _api(live_server, token, "GET", f"/api/jobs/{job['id']}/metrics/")
+    assert [p["step"] for p in metrics["loss"]] == [0, 1, 2, 3, 4, 5]
+    assert metrics["reward"][-1]["value"] == pytest.approx(5 / 6)
+
+
+def test_sigkilled_worker_on_filesystem_broker_job_still_succeeds(
+    transactional_db, filesystem_broker, worker_factory
+):
+    """The filesystem broker loses the message of a SIGKILLed worker; the sweeper
+    (beat, in the next worker) requeues the job from its stale heartbeat."""
+    from jobs.services import job_enqueue
+
+    first = worker_factory(filesystem_broker, "doomed")
+    job = job_enqueue(kind="jobs.selftest", config={"steps": 30, "step_seconds": 0.15})
+    wait_for(lambda: Job.objects.get(pk=job.pk).progress >= 0.2, 60, f"progress\n{first.log()}")
+    first.kill()
+    steps_before = JobMetric.objects.filter(job=job, name="loss").count()
+    assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING  # nobody told the database
+
+    second = worker_factory(filesystem_broker, "rescuer", beat=True)
+    job = wait_for(
+        lambda: (j := Job.objects.get(pk=job.pk)).is_terminal and j, 90, f"recovery\n{second.log()}"
+    )
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.attempts == 2 and job.worker.startswith("rescuer@")
+    assert job.result["resumed_from"] >= steps_before - 1  # resumed, not restarted
+    losses = list(JobMetric.objects.filter(job=job, name="loss").values_list("step", flat=True))
+    assert losses == list(range(30))  # every step once: nothing lost, nothing duplicated
