@@ -15,6 +15,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def _claim(job_id: int, name: str, barrier: threading.Barrier, winners: list[str]) -> None:
+    try:
+        barrier.wait(timeout=10)  # all claimers fire their UPDATE at the same instant
+        if services.job_claim(job_id=job_id, worker=name) is not None:
+            winners.append(name)
+    finally:
+        connections.close_all()
+
+
 @pytest.mark.postgres
 def test_concurrent_claims_have_exactly_one_winner(transactional_db):
     rounds, claimers = 25, 4
@@ -23,15 +32,10 @@ def test_concurrent_claims_have_exactly_one_winner(transactional_db):
         barrier = threading.Barrier(claimers)
         winners: list[str] = []
 
-        def claim(name: str) -> None:
-            try:
-                barrier.wait(timeout=10)
-                if services.job_claim(job_id=job.pk, worker=name) is not None:
-                    winners.append(name)
-            finally:
-                connections.close_all()
-
-        threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(claimers)]
+        threads = [
+            threading.Thread(target=_claim, args=(job.pk, f"w{i}", barrier, winners))
+            for i in range(claimers)
+        ]
         for t in threads:
             t.start()
         for t in threads:

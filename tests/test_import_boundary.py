@@ -1,0 +1,69 @@
+"""The web process never imports torch & co.; ML subpackages never import Django."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HEAVY = ("torch", "transformers", "diffusers", "peft", "accelerate")
+
+PROBE = f"""
+import os, sys
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+import django
+django.setup()
+import config.wsgi
+from django.urls import URLPattern, URLResolver, get_resolver
+from config.celery import app
+
+def walk(resolver):
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            yield from walk(entry)
+        else:
+            yield entry.callback  # resolving imports the view module
+
+callbacks = list(walk(get_resolver()))
+app.loader.import_default_modules()  # every tasks.py, as a worker would
+loaded = sorted(m for m in {HEAVY!r} if m in sys.modules)
+print(len(callbacks), loaded)
+"""
+
+
+def test_web_process_does_not_import_ml_libraries(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "EDITLOOP_VAR_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    count, loaded = result.stdout.strip().split(" ", 1)
+    assert int(count) > 20  # really walked the URL tree (admin, jobs, api...)
+    assert loaded == "[]"
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_ml_subpackages_never_import_django():
+    ml_files = sorted(REPO.glob("*/ml/**/*.py"))
+    assert {p.relative_to(REPO).parts[0] for p in ml_files} >= {
+        "benchmark",
+        "rewardmodel",
+        "rltraining",
+    }
+    offenders = {
+        str(p.relative_to(REPO)): sorted(
+            _imports(p) & {"django", "rest_framework", "celery", "accounts", "jobs", "annotation"}
+        )
+        for p in ml_files
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
