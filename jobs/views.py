@@ -14,17 +14,17 @@ def job_list(request):
     status = request.GET.get("status") or None
     if status not in JobStatus.values:
         status = None
-    jobs = selectors.job_list(status=status)[:200]
-    return render(
-        request,
-        "jobs/job_list.html",
-        {
-            "jobs": jobs,
-            "status": status,
-            "statuses": JobStatus.choices,
-            "kinds": registry.all_kinds(),
-        },
-    )
+    jobs = list(selectors.job_list(status=status)[:200])
+    context = {
+        "jobs": jobs,
+        "status": status,
+        "statuses": JobStatus.choices,
+        # the table refreshes itself while something on it can still change
+        "has_active": any(not job.is_terminal for job in jobs),
+    }
+    if request.htmx:
+        return render(request, "jobs/job_list.html#rows", context)
+    return render(request, "jobs/job_list.html", context)
 
 
 @require_POST

@@ -206,7 +206,9 @@ def test_job_list_and_detail_pages(researcher_client):
     services.job_log_metrics(job_id=job.pk, step=10, values={"loss": 1.0})
     listing = researcher_client.get("/jobs/")
     assert listing.status_code == 200 and f'href="/jobs/{job.pk}/"'.encode() in listing.content
-    assert b'value="40"' in listing.content
+    assert b'value="40"' in listing.content and b'hx-trigger="every 2s"' in listing.content
+    rows = researcher_client.get("/jobs/", headers={"HX-Request": "true"})
+    assert rows.content.lstrip().startswith(b'<tbody id="job-rows"')
     detail = researcher_client.get(f"/jobs/{job.pk}/")
     html = detail.content.decode()
     assert 'hx-trigger="every 1s"' in html and "step 2/5" in html
@@ -223,6 +225,7 @@ def test_htmx_poll_returns_fragment_and_stops_when_terminal(researcher_client):
     done = researcher_client.get(f"/jobs/{job.pk}/", headers={"HX-Request": "true"})
     assert done.status_code == 286  # htmx: stop polling
     assert b"every 1s" not in done.content and b"Boom: it broke" in done.content
+    assert b"every 2s" not in researcher_client.get("/jobs/").content  # nothing left to watch
 
 
 def test_selftest_form_creates_a_job_and_rejects_bad_steps(researcher_client):

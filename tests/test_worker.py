@@ -122,3 +122,21 @@ def test_sigkilled_worker_on_filesystem_broker_job_still_succeeds(
     assert job.result["resumed_from"] >= steps_before - 1  # resumed, not restarted
     losses = list(JobMetric.objects.filter(job=job, name="loss").values_list("step", flat=True))
     assert losses == list(range(30))  # every step once: nothing lost, nothing duplicated
+
+
+def test_worker_refuses_pickle_messages(transactional_db, filesystem_broker, worker_factory):
+    """Only JSON crosses the broker: a pickled message is refused, not executed."""
+    from jobs.tasks import run_job_task
+    from tests.factories import JobFactory
+
+    worker = worker_factory(filesystem_broker, "strict")
+    job = JobFactory(config={"steps": 1, "step_seconds": 0.0, "fail_at_step": None})
+    run_job_task.apply_async(args=[job.pk], serializer="pickle", queue="default")
+    wait_for(
+        lambda: "Refusing to deserialize untrusted content of type pickle" in worker.log(),
+        30,
+        "refusal",
+    )
+    assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
+    run_job_task.apply_async(args=[job.pk], queue="default")  # the same call in JSON runs
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED, 30, "json run")
