@@ -10,5 +10,6 @@ urlpatterns = [
     path("rl/", include("rltraining.urls")),
     path("api/", include("jobs.api_urls")),
     path("api/", include("accounts.api_urls")),
+    path("api/", include("annotation.api_urls")),
     path("admin/", admin.site.urls),
 ]

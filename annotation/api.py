@@ -1,0 +1,153 @@
+"""Annotation API (session or token): datasets, next, skip, rankings, export, images."""
+
+from __future__ import annotations
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsResearcher
+from annotation import selectors, services
+from annotation.models import Candidate, Dataset, Group
+
+
+def _dataset_for(request, dataset_id: int) -> Dataset:
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    if not selectors.dataset_may_annotate(request.user, dataset):
+        raise PermissionDenied("You are not an annotator of this dataset.")
+    return dataset
+
+
+def _group_for(request, group_id: int) -> Group:
+    group = get_object_or_404(Group.objects.select_related("dataset"), pk=group_id)
+    if not selectors.dataset_may_annotate(request.user, group.dataset):
+        raise PermissionDenied("You are not an annotator of this group's dataset.")
+    return group
+
+
+def group_payload(group: Group, annotator) -> dict:
+    """What an annotator sees of a group: never the editors."""
+    candidates = services.candidates_in_annotator_order(group=group, annotator=annotator)
+    return {
+        "id": group.pk,
+        "external_id": group.external_id,
+        "instruction": group.instruction,
+        "task_type": group.task_type,
+        "source_url": reverse("api-image", args=["source", group.pk]),
+        "source_thumb_url": reverse("api-image", args=["source-thumb", group.pk]),
+        "candidates": [
+            {
+                "id": c.external_id,
+                "image_url": reverse("api-image", args=["candidate", c.pk]),
+                "thumb_url": reverse("api-image", args=["candidate-thumb", c.pk]),
+            }
+            for c in candidates
+        ],
+    }
+
+
+class DatasetListApi(APIView):
+    def get(self, request):
+        data = []
+        for dataset in selectors.datasets_visible_to(request.user):
+            progress = selectors.dataset_progress(dataset=dataset, user=request.user)
+            data.append({
+                "id": dataset.pk, "name": dataset.name, "overlap": dataset.overlap,
+                "dimensions": dataset.dimensions, "lease_ttl_seconds": dataset.lease_ttl_seconds,
+                "progress": progress.__dict__,
+            })  # fmt: skip
+        return Response(data)
+
+
+class DatasetNextApi(APIView):
+    def post(self, request, dataset_id: int):
+        dataset = _dataset_for(request, dataset_id)
+        assignment = services.group_next_for_annotator(dataset=dataset, annotator=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response({
+            "group": group_payload(assignment.group, request.user),
+            "lease_expires_at": assignment.expires_at,
+        })  # fmt: skip
+
+
+class GroupSkipApi(APIView):
+    def post(self, request, group_id: int):
+        group = _group_for(request, group_id)
+        services.group_skip(group=group, annotator=request.user)
+        return Response({"group": group.pk, "skipped": True})
+
+
+class GroupRankingsApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        submission_id = serializers.UUIDField()
+        tiers = serializers.JSONField()
+        unusable = serializers.JSONField(required=False, default=dict)
+        seconds_spent = serializers.FloatField(
+            required=False, allow_null=True, min_value=0, max_value=86400
+        )
+
+    def post(self, request, group_id: int):
+        group = _group_for(request, group_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            ranking, created = services.ranking_submit(
+                group=group, annotator=request.user, **data.validated_data
+            )
+        except services.RankingInvalid as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except services.RankingConflict as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(
+            {
+                "id": ranking.pk, "group": group.pk, "submission_id": str(ranking.submission_id),
+                "tiers": ranking.tiers, "unusable": ranking.unusable,
+                "seconds_spent": ranking.seconds_spent, "surplus": ranking.surplus,
+                "lease_expired": ranking.lease_expired,
+            },
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )  # fmt: skip
+
+
+class DatasetExportApi(APIView):
+    permission_classes = [IsResearcher]
+
+    def get(self, request, dataset_id: int):
+        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        kind = request.query_params.get("format", "rankings")
+        if kind == "rankings":
+            lines = selectors.export_rankings(dataset)
+        elif kind == "pairs":
+            lines = selectors.export_pairs(
+                dataset, ties=request.query_params.get("ties") in ("1", "true")
+            )
+        else:
+            return Response({"detail": "format must be 'rankings' or 'pairs'"}, status=400)
+        response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="{dataset.name}-{kind}.jsonl"'
+        return response
+
+
+class ImageApi(APIView):
+    """Images of a group, for whoever may annotate its dataset. Names are content
+    hashes, so a browser may cache them for good."""
+
+    def get(self, request, kind: str, pk: int):
+        if kind in ("source", "source-thumb"):
+            group = _group_for(request, pk)
+            name = group.source if kind == "source" else group.source_thumb
+        elif kind in ("candidate", "candidate-thumb"):
+            candidate = get_object_or_404(Candidate.objects.select_related("group__dataset"), pk=pk)
+            _group_for(request, candidate.group_id)
+            name = candidate.image if kind == "candidate" else candidate.thumb
+        else:
+            raise Http404
+        response = FileResponse(default_storage.open(name, "rb"))
+        response["Cache-Control"] = "private, max-age=31536000, immutable"
+        return response

@@ -1,0 +1,130 @@
+"""Datasets of (source image, instruction) groups, their candidates, and the
+annotators' leases and tiered rankings."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from annotation.constants import DEFAULT_DIMENSIONS
+
+
+def _default_dimensions() -> list[dict]:
+    return [dict(d) for d in DEFAULT_DIMENSIONS]
+
+
+class Dataset(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    dimensions = models.JSONField(
+        default=_default_dimensions, help_text='[{"key", "label", "rubric"}], ranked separately'
+    )
+    overlap = models.PositiveIntegerField(default=3, help_text="rankings wanted per group (K)")
+    lease_ttl_seconds = models.PositiveIntegerField(default=600)
+    annotators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="annotation_datasets"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def dimension_keys(self) -> list[str]:
+        return [d["key"] for d in self.dimensions]
+
+
+class Group(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="groups")
+    external_id = models.CharField(max_length=200)
+    instruction = models.TextField()
+    task_type = models.CharField(max_length=64)
+    source = models.CharField(max_length=300, help_text="storage name of the source image")
+    source_thumb = models.CharField(max_length=300)
+    meta = models.JSONField(default=dict, blank=True)
+    # Non-surplus rankings so far; kept in step under the group's row lock.
+    ranking_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "external_id"], name="group_unique_id")
+        ]
+        # `next` walks this index in order: least-annotated first.
+        indexes = [models.Index(fields=["dataset", "ranking_count", "id"])]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Candidate(models.Model):
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="candidates")
+    external_id = models.CharField(max_length=200)
+    editor = models.CharField(max_length=200, help_text="never shown to annotators")
+    image = models.CharField(max_length=300, help_text="storage name")
+    thumb = models.CharField(max_length=300)
+    meta = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["group", "external_id"], name="candidate_unique_id")
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Assignment(models.Model):
+    """One annotator's relation to one group: leased (until expires_at), skipped
+    (never served to them again) or done. Unique per (annotator, group)."""
+
+    class Status(models.TextChoices):
+        LEASED = "leased"
+        SKIPPED = "skipped"
+        DONE = "done"
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.LEASED)
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotator", "group"], name="assignment_unique")
+        ]
+        indexes = [models.Index(fields=["group", "status", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_id} on {self.group_id}: {self.status}"
+
+
+class Ranking(models.Model):
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="rankings")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    submission_id = models.UUIDField(unique=True, help_text="client-chosen: retries are idempotent")
+    # {dimension: [[candidate ids of tier 1], [tier 2], ...]}, best first, ties share a tier.
+    tiers = models.JSONField()
+    # {dimension: [candidate ids]} judged unusable: below every tier, tied among themselves.
+    unusable = models.JSONField(default=dict)
+    seconds_spent = models.FloatField(null=True)
+    surplus = models.BooleanField(default=False, help_text="arrived after K rankings were in")
+    lease_expired = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["annotator", "group"], name="ranking_unique_annotator")
+        ]
+
+    def __str__(self) -> str:
+        return f"ranking {self.pk} of {self.group_id} by {self.annotator_id}"
+
+    def full_tiers(self, dimension: str) -> list[list[str]]:
+        """Tiers best first, with the unusable floor (if any) as the last tier."""
+        floor = self.unusable.get(dimension) or []
+        return [*self.tiers[dimension], *([floor] if floor else [])]

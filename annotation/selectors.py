@@ -1,0 +1,130 @@
+"""Reads of the annotation app: who sees which dataset, progress, exports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import combinations
+
+from django.db.models import Count, Q, QuerySet
+
+from accounts.permissions import is_researcher
+from annotation.models import Dataset, Group, Ranking
+
+
+def datasets_visible_to(user) -> QuerySet[Dataset]:
+    if is_researcher(user):
+        return Dataset.objects.all()
+    return Dataset.objects.filter(annotators=user)
+
+
+def dataset_may_annotate(user, dataset: Dataset) -> bool:
+    return is_researcher(user) or dataset.annotators.filter(pk=user.pk).exists()
+
+
+@dataclass(frozen=True)
+class DatasetProgress:
+    groups: int
+    groups_complete: int
+    rankings: int
+    rankings_target: int
+    my_rankings: int
+
+
+def dataset_progress(*, dataset: Dataset, user) -> DatasetProgress:
+    counts = Group.objects.filter(dataset=dataset).aggregate(
+        groups=Count("pk"),
+        complete=Count("pk", filter=Q(ranking_count__gte=dataset.overlap)),
+    )
+    rankings = Ranking.objects.filter(group__dataset=dataset)
+    return DatasetProgress(
+        groups=counts["groups"],
+        groups_complete=counts["complete"],
+        rankings=rankings.filter(surplus=False).count(),
+        rankings_target=counts["groups"] * dataset.overlap,
+        my_rankings=rankings.filter(annotator=user).count(),
+    )
+
+
+# --- export: JSON lines, streamed in chunks so memory stays flat
+
+
+def _group_index(dataset: Dataset) -> dict[int, tuple]:
+    return {
+        pk: rest
+        for pk, *rest in Group.objects.filter(dataset=dataset).values_list(
+            "pk", "external_id", "instruction", "task_type", "source"
+        )
+    }
+
+
+def _rankings(dataset: Dataset):
+    return (
+        Ranking.objects.filter(group__dataset=dataset)
+        .order_by("pk")
+        .values_list(
+            "pk", "group_id", "annotator__username", "tiers", "unusable", "seconds_spent",
+            "surplus", "lease_expired", "submission_id", "created_at",
+        )
+        .iterator(chunk_size=2000)
+    )  # fmt: skip
+
+
+def export_rankings(dataset: Dataset) -> Iterator[str]:
+    groups = _group_index(dataset)
+    for (
+        pk,
+        group_id,
+        annotator,
+        tiers,
+        unusable,
+        seconds,
+        surplus,
+        expired,
+        sub,
+        created,
+    ) in _rankings(dataset):
+        external_id, instruction, task_type, source = groups[group_id]
+        yield json.dumps({
+            "ranking_id": pk, "group_id": external_id, "instruction": instruction,
+            "task_type": task_type, "source": source, "annotator": annotator, "tiers": tiers,
+            "unusable": unusable, "seconds_spent": seconds, "surplus": surplus,
+            "lease_expired": expired, "submission_id": str(sub), "created_at": created.isoformat(),
+        }) + "\n"  # fmt: skip
+
+
+def ranking_pairs(tiers: list[list[str]]) -> Iterator[tuple[str, str, int]]:
+    """(better, worse, tier gap) for candidates in different tiers; ties are skipped."""
+    for (i, upper), (j, lower) in combinations(enumerate(tiers), 2):
+        for better in upper:
+            for worse in lower:
+                yield better, worse, j - i
+
+
+def ranking_ties(tiers: list[list[str]]) -> Iterator[tuple[str, str]]:
+    for tier in tiers:
+        yield from combinations(tier, 2)
+
+
+def export_pairs(dataset: Dataset, *, ties: bool = False) -> Iterator[str]:
+    groups = _group_index(dataset)
+    dimensions = dataset.dimension_keys
+    for _pk, group_id, annotator, tiers, unusable, *_rest in _rankings(dataset):
+        external_id, instruction, task_type, source = groups[group_id]
+        common = {
+            "group_id": external_id,
+            "instruction": instruction,
+            "task_type": task_type,
+            "source": source,
+        }
+        chunk = []
+        for dim in dimensions:
+            full = [*tiers.get(dim, []), *([unusable[dim]] if unusable.get(dim) else [])]
+            for chosen, rejected, gap in ranking_pairs(full):
+                chunk.append(json.dumps({**common, "chosen": chosen, "rejected": rejected, "dimension": dim, "tier_gap": gap, "annotator": annotator}))  # fmt: skip
+            if ties:
+                for a, b in ranking_ties(full):
+                    chunk.append(json.dumps({**common, "chosen": a, "rejected": b, "dimension": dim, "tier_gap": 0, "annotator": annotator, "tie": True}))  # fmt: skip
+        if chunk:
+            yield "\n".join(chunk) + "\n"
