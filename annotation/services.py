@@ -10,6 +10,8 @@ exactly once. Unique constraints on (annotator, group) back both up.
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 import uuid
 from datetime import timedelta
 
@@ -44,6 +46,18 @@ def candidates_in_annotator_order(*, group: Group, annotator: User) -> list[Cand
 def group_next_for_annotator(*, dataset: Dataset, annotator: User) -> Assignment | None:
     """The annotator's live lease, or a new lease on the least-annotated group they
     may still rank; None when nothing is left for them."""
+    deadline = time.monotonic() + 5
+    while True:
+        assignment, contended = _lease_attempt(dataset, annotator)
+        # SKIP LOCKED may find every eligible group locked by other annotators'
+        # transactions for an instant: that is not "nothing left", so try again
+        # with a fresh snapshot once they have committed.
+        if assignment is not None or not contended or time.monotonic() > deadline:
+            return assignment
+        time.sleep(random.uniform(0.005, 0.02))
+
+
+def _lease_attempt(dataset: Dataset, annotator: User) -> tuple[Assignment | None, bool]:
     now = timezone.now()
     with transaction.atomic():
         User.objects.select_for_update().filter(pk=annotator.pk).first()
@@ -53,30 +67,11 @@ def group_next_for_annotator(*, dataset: Dataset, annotator: User) -> Assignment
             .first()
         )  # fmt: skip
         if live is not None:
-            return live
-        finished_by_me = Assignment.objects.filter(
-            group=OuterRef("pk"),
-            annotator=annotator,
-            status__in=[Assignment.Status.SKIPPED, Assignment.Status.DONE],
-        )
-        live_leases = (
-            Assignment.objects.filter(group=OuterRef("pk"), status=Assignment.Status.LEASED, expires_at__gt=now)
-            .order_by()
-            .values("group")
-            .annotate(n=Count("pk"))
-            .values("n")
-        )  # fmt: skip
-        group = (
-            Group.objects.filter(dataset=dataset, ranking_count__lt=dataset.overlap)
-            .filter(~Exists(finished_by_me))
-            .annotate(live=Coalesce(Subquery(live_leases), 0))
-            .filter(ranking_count__lt=dataset.overlap - F("live"))
-            .order_by("ranking_count", "id")
-            .select_for_update(skip_locked=True, of=("self",))
-            .first()
-        )
+            return live, False
+        eligible = _eligible_groups(dataset, annotator, now)
+        group = eligible.select_for_update(skip_locked=True, of=("self",)).first()
         if group is None:
-            return None
+            return None, eligible.exists()
         assignment, _ = Assignment.objects.update_or_create(
             group=group,
             annotator=annotator,
@@ -86,7 +81,31 @@ def group_next_for_annotator(*, dataset: Dataset, annotator: User) -> Assignment
                 "expires_at": now + timedelta(seconds=dataset.lease_ttl_seconds),
             },
         )
-        return assignment
+        return assignment, False
+
+
+def _eligible_groups(dataset: Dataset, annotator: User, now):
+    """Groups this annotator has not ranked or skipped, whose rankings plus live
+    leases are below K, least-annotated first."""
+    finished_by_me = Assignment.objects.filter(
+        group=OuterRef("pk"),
+        annotator=annotator,
+        status__in=[Assignment.Status.SKIPPED, Assignment.Status.DONE],
+    )
+    live_leases = (
+        Assignment.objects.filter(group=OuterRef("pk"), status=Assignment.Status.LEASED, expires_at__gt=now)
+        .order_by()
+        .values("group")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )  # fmt: skip
+    return (
+        Group.objects.filter(dataset=dataset, ranking_count__lt=dataset.overlap)
+        .filter(~Exists(finished_by_me))
+        .annotate(live=Coalesce(Subquery(live_leases), 0))
+        .filter(ranking_count__lt=dataset.overlap - F("live"))
+        .order_by("ranking_count", "id")
+    )
 
 
 def group_skip(*, group: Group, annotator: User) -> None:

@@ -140,6 +140,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
+    # `?format=` is ours (export formats), not DRF's renderer override.
+    "URL_FORMAT_OVERRIDE": None,
 }
 
 # --- Celery: JSON only; the job row is the truth, the message only rings the bell.
