@@ -15,4 +15,10 @@ class LogoutView(auth_views.LogoutView):
 
 
 def home(request):
-    return render(request, "accounts/home.html")
+    from annotation.selectors import dataset_progress, datasets_visible_to
+
+    datasets = [
+        (dataset, dataset_progress(dataset=dataset, user=request.user))
+        for dataset in datasets_visible_to(request.user)
+    ]
+    return render(request, "accounts/home.html", {"datasets": datasets})

@@ -155,8 +155,6 @@ def ranking_clean(
             raise RankingInvalid(f"{dim}: unusable must be a list of candidate ids")
         if any(len(t) == 0 for t in dim_tiers):
             raise RankingInvalid(f"{dim}: a tier is empty")
-        if not dim_tiers:
-            raise RankingInvalid(f"{dim}: at least one tier is needed")
         placed = [c for t in dim_tiers for c in t] + list(floor)
         if not all(isinstance(c, str) for c in placed):
             raise RankingInvalid(f"{dim}: candidate ids must be strings")

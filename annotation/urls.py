@@ -1,3 +1,9 @@
-# Pages of the Annotation app; filled in by its issue. Included at its prefix in config/urls.py.
-app_name = "annotation"
-urlpatterns: list = []
+from django.urls import path
+
+from annotation import views
+
+urlpatterns = [
+    path("", views.annotate_home, name="annotate-home"),
+    path("<int:dataset_id>/", views.annotate_dataset, name="annotate-dataset"),
+    path("<int:dataset_id>/workspace/", views.annotate_workspace, name="annotate-workspace"),
+]

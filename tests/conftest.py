@@ -39,3 +39,14 @@ def researcher_client(client, researcher):
 def annotator_client(client, annotator):
     client.force_login(annotator)
     return client
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    # Debian's chromium: `playwright install` cannot download browsers here.
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium"}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1366, "height": 1000}}

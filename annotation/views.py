@@ -1,0 +1,58 @@
+"""The annotator's pages: dataset list and the tier-ranking page (htmx workspace)."""
+
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from annotation import selectors, services
+from annotation.api import group_payload
+from annotation.models import Dataset
+
+
+@require_GET
+def annotate_home(request):
+    datasets = [
+        (dataset, selectors.dataset_progress(dataset=dataset, user=request.user))
+        for dataset in selectors.datasets_visible_to(request.user)
+    ]
+    return render(request, "annotation/home.html", {"datasets": datasets})
+
+
+def _dataset(request, dataset_id: int) -> Dataset:
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    if not selectors.dataset_may_annotate(request.user, dataset):
+        raise PermissionDenied("You are not an annotator of this dataset.")
+    return dataset
+
+
+def _workspace_context(request, dataset: Dataset) -> dict:
+    assignment = services.group_next_for_annotator(dataset=dataset, annotator=request.user)
+    group = None
+    if assignment is not None:
+        group = {
+            **group_payload(assignment.group, request.user),
+            "lease_expires_at": assignment.expires_at.isoformat(),
+        }
+    return {
+        "dataset": dataset,
+        "group": group,
+        "progress": selectors.dataset_progress(dataset=dataset, user=request.user),
+        "board_data": {
+            "group": group,
+            "dimensions": dataset.dimensions,
+            "user": request.user.pk,
+        },
+    }
+
+
+@require_GET
+def annotate_dataset(request, dataset_id: int):
+    dataset = _dataset(request, dataset_id)
+    return render(request, "annotation/rank.html", _workspace_context(request, dataset))
+
+
+@require_GET
+def annotate_workspace(request, dataset_id: int):
+    """The next group as an htmx fragment: the page swaps it in after a submit."""
+    dataset = _dataset(request, dataset_id)
+    return render(request, "annotation/rank.html#workspace", _workspace_context(request, dataset))
