@@ -21,7 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connection, transaction
 
 from annotation.images import BadImage, check_image
 from annotation.manifest import Bundle, GroupSpec, ImportRefused, LineError, parse_manifest
@@ -126,6 +126,11 @@ def _import_locked(bundle, store, dataset_name, overlap, workers, started) -> Im
         with transaction.atomic():
             dataset, created = _dataset(dataset_name, overlap)
             candidates = _write_rows(dataset, groups, stored)
+        if connection.vendor == "postgresql":
+            # Fresh statistics, or the planner guesses the new rows do not exist
+            # and `next` scans and sorts the whole dataset until autovacuum runs.
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {Group._meta.db_table}, {Candidate._meta.db_table}")
     except BaseException:
         store.undo()
         raise
