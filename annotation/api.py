@@ -8,12 +8,14 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsResearcher
 from annotation import selectors, services
 from annotation.models import Candidate, Dataset, Group
+from annotation.uploads import UploadRefused, import_upload_enqueue, upload_too_large
 
 
 def _dataset_for(request, dataset_id: int) -> Dataset:
@@ -151,3 +153,35 @@ class ImageApi(APIView):
         response = FileResponse(default_storage.open(name, "rb"))
         response["Cache-Control"] = "private, max-age=31536000, immutable"
         return response
+
+
+class DatasetImportApi(APIView):
+    """POST multipart: file (.zip with manifest.jsonl), dataset, overlap. 202 with
+    the import job; its page shows progress and, if refused, every bad line."""
+
+    permission_classes = [IsResearcher]
+    parser_classes = [MultiPartParser]
+
+    def post(self, request):
+        if upload_too_large(request):
+            return Response({"detail": "the upload is too large"}, status=413)
+        overlap = request.data.get("overlap") or None
+        try:
+            job = import_upload_enqueue(
+                upload=request.FILES.get("file"),
+                dataset=(request.data.get("dataset") or "").strip(),
+                overlap=int(overlap) if overlap is not None else None,
+                user=request.user,
+            )
+        except UploadRefused as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        except ValueError:
+            return Response({"detail": "overlap must be an integer"}, status=400)
+        return Response(
+            {
+                "job": job.pk,
+                "job_url": reverse("api-job-detail", args=[job.pk]),
+                "status": job.status,
+            },
+            status=202,
+        )

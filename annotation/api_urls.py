@@ -4,6 +4,7 @@ from annotation import api
 
 urlpatterns = [
     path("datasets/", api.DatasetListApi.as_view(), name="api-dataset-list"),
+    path("datasets/import/", api.DatasetImportApi.as_view(), name="api-dataset-import"),
     path("datasets/<int:dataset_id>/next/", api.DatasetNextApi.as_view(), name="api-dataset-next"),
     path(
         "datasets/<int:dataset_id>/export/",

@@ -4,3 +4,15 @@ from django.apps import AppConfig
 class AnnotationConfig(AppConfig):
     name = "annotation"
     verbose_name = "Annotation"
+
+    def ready(self) -> None:
+        from jobs.registry import JobKind, register
+
+        register(
+            JobKind(
+                name="annotation.import",
+                title="Import groups",
+                handler="annotation.jobs.run_import",
+                config="annotation.jobs.ImportConfig",
+            )
+        )

@@ -14,6 +14,7 @@ import fcntl
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -83,15 +84,17 @@ def import_groups(
     dataset_name: str,
     overlap: int | None = None,
     workers: int | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> ImportSummary:
-    """Raises ImportRefused (nothing written) with every problem found."""
+    """Raises ImportRefused (nothing written) with every problem found.
+    `progress(fraction, message)` is called as images are checked."""
     started = time.perf_counter()
     if overlap is not None and overlap < 1:
         raise ImportRefused([LineError(0, f"--overlap must be at least 1, not {overlap}")])
     bundle = Bundle(path)
     store = _Store()
     with _import_lock():
-        return _import_locked(bundle, store, dataset_name, overlap, workers, started)
+        return _import_locked(bundle, store, dataset_name, overlap, workers, started, progress)
 
 
 @contextlib.contextmanager
@@ -107,7 +110,9 @@ def _import_lock():
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _import_locked(bundle, store, dataset_name, overlap, workers, started) -> ImportSummary:
+def _import_locked(
+    bundle, store, dataset_name, overlap, workers, started, progress
+) -> ImportSummary:
     try:
         groups, errors = parse_manifest(bundle)
         existing = Dataset.objects.filter(name=dataset_name).first()
@@ -120,7 +125,7 @@ def _import_locked(bundle, store, dataset_name, overlap, workers, started) -> Im
             errors += [LineError(g.line, f"group id {g.id!r} is already in dataset {dataset_name!r}") for g in groups if g.id in taken]  # fmt: skip
         if errors:
             raise ImportRefused(errors)
-        stored, image_errors = _store_all(bundle, groups, store, workers)
+        stored, image_errors = _store_all(bundle, groups, store, workers, progress)
         if image_errors:
             raise ImportRefused(image_errors)
         with transaction.atomic():
@@ -147,7 +152,7 @@ def _import_locked(bundle, store, dataset_name, overlap, workers, started) -> Im
     )
 
 
-def _store_all(bundle, groups, store, workers):
+def _store_all(bundle, groups, store, workers, progress):
     lines_of: dict[str, list[int]] = {}
     for group in groups:
         for rel in group.image_paths():
@@ -164,7 +169,9 @@ def _store_all(bundle, groups, store, workers):
             return rel, None, f"image {rel!r} could not be read or stored ({exc})"
 
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2)) as pool:
-        for rel, result, error in pool.map(work, lines_of):
+        for done, (rel, result, error) in enumerate(pool.map(work, lines_of), start=1):
+            if progress is not None and (done % 500 == 0 or done == len(lines_of)):
+                progress(0.95 * done / len(lines_of), f"checked {done} of {len(lines_of)} images")
             if error:
                 errors += [LineError(line, error) for line in lines_of[rel]]
             else:

@@ -1,12 +1,15 @@
 """The annotator's pages: dataset list and the tier-ranking page (htmx workspace)."""
 
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.permissions import researcher_required
 from annotation import selectors, services
 from annotation.api import group_payload
 from annotation.models import Dataset
+from annotation.uploads import UploadRefused, import_upload_enqueue, upload_too_large
 
 
 @require_GET
@@ -56,3 +59,29 @@ def annotate_workspace(request, dataset_id: int):
     """The next group as an htmx fragment: the page swaps it in after a submit."""
     dataset = _dataset(request, dataset_id)
     return render(request, "annotation/rank.html#workspace", _workspace_context(request, dataset))
+
+
+@require_http_methods(["GET", "POST"])
+@researcher_required
+def import_page(request):
+    """Upload a .zip (manifest.jsonl + images); the import runs as a job."""
+    context = {"datasets": Dataset.objects.values_list("name", flat=True)}
+    if request.method == "POST":
+        if upload_too_large(request):
+            return HttpResponse("The upload is too large.", status=413)
+        overlap = request.POST.get("overlap") or None
+        try:
+            job = import_upload_enqueue(
+                upload=request.FILES.get("file"),
+                dataset=request.POST.get("dataset", "").strip(),
+                overlap=int(overlap) if overlap else None,
+                user=request.user,
+            )
+        except UploadRefused as exc:
+            context["error"] = str(exc)
+            return render(request, "annotation/import.html", context, status=exc.status)
+        except ValueError:
+            context["error"] = "overlap must be an integer"
+            return render(request, "annotation/import.html", context, status=400)
+        return redirect("job-detail", job_id=job.pk)
+    return render(request, "annotation/import.html", context)

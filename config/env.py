@@ -27,6 +27,7 @@ KNOWN_VARIABLES = {
     "MEDIA_ROOT": "a folder path (relative paths are resolved against the project folder)",
     "EDITLOOP_VAR_DIR": "a folder path for local state (SQLite file, broker folders, secret key)",
     "SECURE_COOKIES": "1/0: send cookies over HTTPS only (default 1 when DEBUG is off)",
+    "UPLOAD_MAX_BYTES": "a positive integer: the largest .zip accepted for import",
     "JOB_HEARTBEAT_SECONDS": "a positive number of seconds",
     "JOB_STALE_SECONDS": "a positive number of seconds",
     "JOB_REDISPATCH_SECONDS": "a positive number of seconds",

@@ -122,6 +122,10 @@ MEDIA_ROOT = env.parse_path("MEDIA_ROOT", env.read("MEDIA_ROOT", str(VAR_DIR / "
 # Uploads bigger than this are refused before they reach a view (HTTP 400).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Largest .zip a researcher may upload for import (bigger bundles: import_groups).
+UPLOAD_MAX_BYTES = env.parse_positive_int(
+    "UPLOAD_MAX_BYTES", env.read("UPLOAD_MAX_BYTES", str(2 * 1024**3))
+)
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.parse_bool(

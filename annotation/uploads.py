@@ -1,0 +1,62 @@
+"""Accepting an uploaded .zip for import: cheap checks now, the import in a job."""
+
+from __future__ import annotations
+
+import uuid
+import zipfile
+
+from django.conf import settings
+
+from annotation.jobs import uploads_dir
+from annotation.manifest import MANIFEST
+from jobs.models import Job
+from jobs.services import job_enqueue
+
+
+class UploadRefused(ValueError):
+    status = 400
+
+
+class UploadTooLarge(UploadRefused):
+    status = 413
+
+
+def import_upload_enqueue(*, upload, dataset: str, overlap: int | None, user) -> Job:
+    """Store the upload under var/uploads and queue its import. Raises UploadRefused
+    (nothing stored) when it is not a zip with a manifest.jsonl at its top."""
+    if upload is None:
+        raise UploadRefused("no file: send the .zip in the 'file' field")
+    if upload.size > settings.UPLOAD_MAX_BYTES:
+        raise UploadTooLarge(f"the file is larger than {settings.UPLOAD_MAX_BYTES // 2**20} MB")
+    if not dataset or len(dataset) > 100:
+        raise UploadRefused("dataset must be a name of 1 to 100 characters")
+    if overlap is not None and overlap < 1:
+        raise UploadRefused("overlap must be at least 1")
+    if not zipfile.is_zipfile(upload):
+        raise UploadRefused("the file is not a .zip archive")
+    upload.seek(0)
+    with zipfile.ZipFile(upload) as archive:
+        names = archive.namelist()
+    if not any(n == MANIFEST or (n.count("/") == 1 and n.endswith("/" + MANIFEST)) for n in names):
+        raise UploadRefused(f"the zip has no {MANIFEST} at its top (or in one top folder)")
+    folder = uploads_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4()}.zip"
+    upload.seek(0)
+    with open(path, "wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    return job_enqueue(
+        kind="annotation.import",
+        config={"path": str(path), "dataset": dataset, "overlap": overlap},
+        created_by=user,
+    )
+
+
+def upload_too_large(request) -> bool:
+    """Answer 413 from the Content-Length, before a byte of the body is read."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return True
+    return length > settings.UPLOAD_MAX_BYTES + 1024 * 1024  # room for the form fields
