@@ -77,6 +77,8 @@ def test_demo_starts_serves_and_stops(tmp_path):
         status, jobs_page = _get(browser, f"{base}/jobs/")
         assert status == 200 and "Run self-test" in jobs_page
         assert _get(browser, f"{base}/static/vendor/htmx/htmx-2.0.11.min.js")[0] == 200
+        status, home = _get(browser, f"{base}/annotate/")
+        assert status == 200 and "demo-shapes" in home and "0 / 24 rankings" in home
     finally:
         demo.send_signal(signal.SIGINT)
         try:

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,10 +23,11 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import Role
+from accounts.models import Role, User
 from accounts.services import user_create_or_update
 
 DEMO_USERS = {"annotator": Role.ANNOTATOR, "researcher": Role.RESEARCHER}
+DEMO_DATASET = "demo-shapes"
 
 
 class Command(BaseCommand):
@@ -41,6 +43,7 @@ class Command(BaseCommand):
             raise CommandError(f"--port {port} is not a TCP port")
         call_command("migrate", interactive=False, verbosity=0)
         credentials = self._demo_credentials()
+        self._demo_dataset()
         self._clear_broker_control_folder()
 
         bin_dir = Path(sys.executable).parent
@@ -77,6 +80,19 @@ class Command(BaseCommand):
         path.write_text(json.dumps(stored, indent=2))
         path.chmod(0o600)
         return stored
+
+    def _demo_dataset(self) -> None:
+        """A small synthetic dataset the demo annotator can rank right away."""
+        from annotation.importer import import_groups
+        from annotation.models import Dataset
+        from annotation.synthetic import write_bundle
+
+        if not Dataset.objects.filter(name=DEMO_DATASET).exists():
+            with tempfile.TemporaryDirectory() as folder:
+                bundle = write_bundle(Path(folder), groups=12, candidates=4, size=320, seed=7)
+                import_groups(bundle, dataset_name=DEMO_DATASET, overlap=2)
+        dataset = Dataset.objects.get(name=DEMO_DATASET)
+        dataset.annotators.add(*User.objects.filter(username__in=DEMO_USERS))
 
     def _clear_broker_control_folder(self) -> None:
         # Remote-control broadcasts of earlier workers pile up here (platform notes).
