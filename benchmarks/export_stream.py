@@ -87,12 +87,19 @@ def main() -> None:
          for g in groups for c in range(4)],
         batch_size=10000,
     )  # fmt: skip
-    users = [user_create_or_update(username=f"a{i}", role=Role.ANNOTATOR)[0] for i in range(args.annotators)]
+    users = [
+        user_create_or_update(username=f"a{i}", role=Role.ANNOTATOR)[0]
+        for i in range(args.annotators)
+    ]
     rows = []
     for i in range(args.rankings):
         g = groups[i // args.annotators]
         ids = [f"{g.external_id}-{c}" for c in range(4)]
-        tiers = {"prompt_following": [ids[:1], ids[1:3], ids[3:]], "consistency": [ids[:2], ids[2:]], "overall": [ids]}
+        tiers = {
+            "prompt_following": [ids[:1], ids[1:3], ids[3:]],
+            "consistency": [ids[:2], ids[2:]],
+            "overall": [ids],
+        }
         rows.append(Ranking(group=g, annotator=users[i % args.annotators], submission_id=uuid.uuid4(),
                             tiers=tiers, unusable={}, seconds_spent=10.0))  # fmt: skip
         if len(rows) == 10000:
@@ -119,14 +126,17 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         headers = {"Authorization": f"Token {token}"}
-        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/api/me/", headers=headers)).read()
+        urllib.request.urlopen(
+            urllib.request.Request(f"http://127.0.0.1:{port}/api/me/", headers=headers)
+        ).read()
         worker = int(subprocess.check_output(["pgrep", "-P", str(gunicorn.pid)]).split()[0])
         rss_before = proc_kib(worker, "VmRSS")
         results = {}
         for fmt in ("rankings", "pairs"):
             t0 = time.perf_counter()
             request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/api/datasets/{dataset.pk}/export/?format={fmt}", headers=headers
+                f"http://127.0.0.1:{port}/api/datasets/{dataset.pk}/export/?format={fmt}",
+                headers=headers,
             )
             lines = 0
             with urllib.request.urlopen(request, timeout=300) as response:
