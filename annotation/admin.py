@@ -35,6 +35,10 @@ class RankingAdmin(admin.ModelAdmin):
     )
     list_filter = ("surplus", "group__dataset")
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Rankings are human work, and group counters and leases depend on them.
+        return False
+
 
 @admin.register(Assignment)
 class AssignmentAdmin(admin.ModelAdmin):

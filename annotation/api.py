@@ -6,6 +6,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import MultiPartParser
@@ -40,13 +41,15 @@ def group_payload(group: Group, annotator) -> dict:
         "external_id": group.external_id,
         "instruction": group.instruction,
         "task_type": group.task_type,
-        "source_url": reverse("api-image", args=["source", group.pk]),
-        "source_thumb_url": reverse("api-image", args=["source-thumb", group.pk]),
+        "source_url": reverse("api-image", args=["source", str(group.pk)]),
+        "source_thumb_url": reverse("api-image", args=["source-thumb", str(group.pk)]),
+        # Candidates are named by opaque tokens: external ids and database ids can
+        # reveal the editor (a name like "g12-flux", or the manifest order).
         "candidates": [
             {
-                "id": c.external_id,
-                "image_url": reverse("api-image", args=["candidate", c.pk]),
-                "thumb_url": reverse("api-image", args=["candidate-thumb", c.pk]),
+                "id": c.token,
+                "image_url": reverse("api-image", args=["candidate", c.token]),
+                "thumb_url": reverse("api-image", args=["candidate-thumb", c.token]),
             }
             for c in candidates
         ],
@@ -132,7 +135,9 @@ class DatasetExportApi(APIView):
         else:
             return Response({"detail": "format must be 'rankings' or 'pairs'"}, status=400)
         response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
-        response["Content-Disposition"] = f'attachment; filename="{dataset.name}-{kind}.jsonl"'
+        response["Content-Disposition"] = content_disposition_header(
+            True, f"{dataset.name}-{kind}.jsonl"
+        )
         return response
 
 
@@ -140,17 +145,20 @@ class ImageApi(APIView):
     """Images of a group, for whoever may annotate its dataset. Names are content
     hashes, so a browser may cache them for good."""
 
-    def get(self, request, kind: str, pk: int):
-        if kind in ("source", "source-thumb"):
-            group = _group_for(request, pk)
+    def get(self, request, kind: str, key: str):
+        if kind in ("source", "source-thumb") and key.isdigit():
+            group = _group_for(request, int(key))
             name = group.source if kind == "source" else group.source_thumb
         elif kind in ("candidate", "candidate-thumb"):
-            candidate = get_object_or_404(Candidate.objects.select_related("group__dataset"), pk=pk)
+            candidate = get_object_or_404(Candidate, token=key)
             _group_for(request, candidate.group_id)
             name = candidate.image if kind == "candidate" else candidate.thumb
         else:
             raise Http404
-        response = FileResponse(default_storage.open(name, "rb"))
+        try:
+            response = FileResponse(default_storage.open(name, "rb"))
+        except FileNotFoundError:
+            raise Http404("image file missing from storage") from None
         response["Cache-Control"] = "private, max-age=31536000, immutable"
         return response
 

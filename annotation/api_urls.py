@@ -15,5 +15,5 @@ urlpatterns = [
     path(
         "groups/<int:group_id>/rankings/", api.GroupRankingsApi.as_view(), name="api-group-rankings"
     ),
-    path("images/<str:kind>/<int:pk>", api.ImageApi.as_view(), name="api-image"),
+    path("images/<str:kind>/<str:key>", api.ImageApi.as_view(), name="api-image"),
 ]

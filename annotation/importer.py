@@ -58,7 +58,10 @@ class _Store:
 
     def put(self, name: str, data: bytes) -> str:
         if default_storage.exists(name):
-            return name
+            if default_storage.size(name) == len(data):
+                return name
+            # A worker killed mid-write left a truncated file under this hash.
+            default_storage.delete(name)
         saved = default_storage.save(name, ContentFile(data))
         with self._lock:
             self.created.append(saved)
@@ -70,10 +73,9 @@ class _Store:
 
 
 def _store_image(bundle: Bundle, rel: str, store: _Store) -> StoredImage:
-    data = bundle.read(rel)
-    checked = check_image(data, rel)
+    checked = check_image(bundle.read(rel), rel)
     digest = checked.sha256
-    name = store.put(f"images/{digest[:2]}/{digest}.{checked.extension}", data)
+    name = store.put(f"images/{digest[:2]}/{digest}.{checked.extension}", checked.data)
     thumb = store.put(f"thumbs/{digest[:2]}/{digest}.jpg", checked.thumb_jpeg)
     return StoredImage(name=name, thumb=thumb)
 
@@ -101,7 +103,8 @@ def import_groups(
 def _import_lock():
     """One import at a time on this machine: an import that fails deletes the files
     it created, which must not be files another import has just decided to reuse."""
-    path = Path(settings.VAR_DIR) / "import.lock"
+    path = Path(settings.MEDIA_ROOT) / ".import.lock"  # where the files are: shared by all workers
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -165,8 +168,12 @@ def _store_all(bundle, groups, store, workers, progress):
             return rel, _store_image(bundle, rel, store), None
         except BadImage as exc:
             return rel, None, str(exc)
-        except OSError as exc:
-            return rel, None, f"image {rel!r} could not be read or stored ({exc})"
+        except Exception as exc:  # a damaged zip member (BadZipFile, zlib.error), a full disk...
+            return (
+                rel,
+                None,
+                f"image {rel!r} could not be read or stored ({type(exc).__name__}: {exc})",
+            )
 
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2)) as pool:
         for done, (rel, result, error) in enumerate(pool.map(work, lines_of), start=1):

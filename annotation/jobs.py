@@ -14,7 +14,9 @@ from annotation.manifest import ImportRefused
 
 
 def uploads_dir() -> Path:
-    return Path(settings.VAR_DIR) / "uploads"
+    """Beside the media, which web and workers share (one volume in compose).
+    Never served: images are served by name from the database only."""
+    return Path(settings.MEDIA_ROOT) / "_uploads"
 
 
 @dataclass
@@ -28,7 +30,9 @@ class ImportConfig:
         # to read arbitrary server paths.
         resolved = Path(self.path).resolve()
         if not resolved.is_relative_to(uploads_dir().resolve()):
-            raise ValueError("path must be an uploaded file (under var/uploads)")
+            raise ValueError("path must be an uploaded file (under MEDIA_ROOT/_uploads)")
+        if resolved.suffix != ".zip":
+            raise ValueError("path must be an uploaded .zip file")
         if not isinstance(self.dataset, str) or not self.dataset.strip() or len(self.dataset) > 100:
             raise ValueError("dataset must be a name of 1 to 100 characters")
         if self.overlap is not None and (not isinstance(self.overlap, int) or self.overlap < 1):

@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from annotation.constants import MAX_CANDIDATES, MIN_CANDIDATES
+from annotation.constants import MAX_CANDIDATES, MAX_IMAGE_BYTES, MIN_CANDIDATES
 
 MANIFEST = "manifest.jsonl"
 MAX_MANIFEST_BYTES = 200 * 1024 * 1024
@@ -119,18 +119,13 @@ class Bundle:
                 return f"image {rel!r} not found in the zip"
             if stat.S_ISLNK(info.external_attr >> 16):
                 return f"image {rel!r} is a symbolic link"
-            return None
+            return _too_big(rel, info.file_size)
         full = self.root / normalized
         if full.is_symlink() or not full.resolve().is_relative_to(self.root):
             return f"image {rel!r} is a link or escapes the folder"
         if not full.is_file():
             return f"image {rel!r} not found"
-        return None
-
-    def size(self, rel: str) -> int:
-        if self._zip is not None:
-            return self._members[posixpath.join(self._prefix, posixpath.normpath(rel))].file_size
-        return (self.root / posixpath.normpath(rel)).stat().st_size
+        return _too_big(rel, full.stat().st_size)
 
     def read(self, rel: str) -> bytes:
         if self._zip is not None:
@@ -146,6 +141,13 @@ class Bundle:
         for handle in [self._zip, *self._handles]:
             if handle is not None:
                 handle.close()
+
+
+def _too_big(rel: str, size: int) -> str | None:
+    """Checked before a byte is read: a huge member must not be decompressed."""
+    if size > MAX_IMAGE_BYTES:
+        return f"image {rel!r} is {size / 2**20:.1f} MB; the limit is 25 MB"
+    return None
 
 
 def _text(obj: dict, key: str, where: str, limit: int) -> str:
@@ -227,6 +229,9 @@ def parse_manifest(bundle: Bundle) -> tuple[list[GroupSpec], list[LineError]]:
             spec = parse_line(number, raw)
         except ValueError as exc:
             errors.append(LineError(number, str(exc)))
+            continue
+        except RecursionError:
+            errors.append(LineError(number, "JSON nested too deeply"))
             continue
         if spec.id in group_lines:
             errors.append(LineError(number, f"duplicate group id {spec.id!r} (first on line {group_lines[spec.id]})"))  # fmt: skip

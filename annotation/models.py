@@ -3,6 +3,8 @@ annotators' leases and tiered rankings."""
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.db import models
 
@@ -59,9 +61,16 @@ class Group(models.Model):
         return self.external_id
 
 
+def new_candidate_token() -> str:
+    return secrets.token_urlsafe(12)
+
+
 class Candidate(models.Model):
     group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="candidates")
     external_id = models.CharField(max_length=200)
+    # What annotators see instead of external_id and pk: ids and manifest order
+    # often name or reveal the editor.
+    token = models.CharField(max_length=24, unique=True, default=new_candidate_token)
     editor = models.CharField(max_length=200, help_text="never shown to annotators")
     image = models.CharField(max_length=300, help_text="storage name")
     thumb = models.CharField(max_length=300)

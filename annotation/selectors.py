@@ -123,7 +123,9 @@ def ranking_ties(tiers: list[list[str]]) -> Iterator[tuple[str, str]]:
 def export_pairs(dataset: Dataset, *, ties: bool = False) -> Iterator[str]:
     groups = _group_index(dataset)
     dimensions = dataset.dimension_keys
-    for _pk, group_id, annotator, tiers, unusable, *_rest in _rankings(dataset):
+    for _pk, group_id, annotator, tiers, unusable, _seconds, surplus, expired, *_ in _rankings(
+        dataset
+    ):
         external_id, instruction, task_type, source = groups[group_id]
         common = {
             "group_id": external_id,
@@ -131,13 +133,15 @@ def export_pairs(dataset: Dataset, *, ties: bool = False) -> Iterator[str]:
             "task_type": task_type,
             "source": source,
         }
+        # Rankings past K and late ones are kept: flagged so a consumer can drop them.
+        flags = {"surplus": surplus, "lease_expired": expired}
         chunk = []
         for dim in dimensions:
             full = [*tiers.get(dim, []), *([unusable[dim]] if unusable.get(dim) else [])]
             for chosen, rejected, gap in ranking_pairs(full):
-                chunk.append(json.dumps({**common, "chosen": chosen, "rejected": rejected, "dimension": dim, "tier_gap": gap, "annotator": annotator}))  # fmt: skip
+                chunk.append(json.dumps({**common, "chosen": chosen, "rejected": rejected, "dimension": dim, "tier_gap": gap, "annotator": annotator, **flags}))  # fmt: skip
             if ties:
                 for a, b in ranking_ties(full):
-                    chunk.append(json.dumps({**common, "chosen": a, "rejected": b, "dimension": dim, "tier_gap": 0, "annotator": annotator, "tie": True}))  # fmt: skip
+                    chunk.append(json.dumps({**common, "chosen": a, "rejected": b, "dimension": dim, "tier_gap": 0, "annotator": annotator, **flags, "tie": True}))  # fmt: skip
         if chunk:
             yield "\n".join(chunk) + "\n"

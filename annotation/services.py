@@ -13,6 +13,7 @@ import hashlib
 import random
 import time
 import uuid
+from collections import Counter
 from datetime import timedelta
 
 from django.db import IntegrityError, connection, transaction
@@ -71,6 +72,12 @@ def _lease_attempt(dataset: Dataset, annotator: User) -> tuple[Assignment | None
         group = _first_eligible_group(dataset, annotator, now, lock=True)
         if group is None:
             return None, _first_eligible_group(dataset, annotator, now, lock=False) is not None
+        # The eligibility query counted live leases in the snapshot its statement
+        # began with: a lease another annotator committed while the scan ran is
+        # invisible to it. Now that the row is locked by us, count again in a new
+        # statement (a fresh snapshot); if the group filled up meanwhile, retry.
+        if _slots_taken(group, now) >= dataset.overlap:
+            return None, True
         assignment = _assignment_upsert(
             group=group,
             annotator=annotator,
@@ -78,7 +85,22 @@ def _lease_attempt(dataset: Dataset, annotator: User) -> tuple[Assignment | None
             leased_at=now,
             expires_at=now + timedelta(seconds=dataset.lease_ttl_seconds),
         )
-        return assignment, False
+        return assignment, assignment is None  # None: ranked meanwhile, look again
+
+
+_SLOTS_SQL = f"""
+SELECT g.ranking_count + (
+    SELECT COUNT(*) FROM {Assignment._meta.db_table} live
+    WHERE live.group_id = g.id AND live.status = '{Assignment.Status.LEASED}' AND live.expires_at > %s)
+FROM {Group._meta.db_table} g WHERE g.id = %s
+"""
+
+
+def _slots_taken(group: Group, now) -> int:
+    """Rankings plus live leases of the group, as committed right now."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SLOTS_SQL, [now, group.pk])
+        return cursor.fetchone()[0]
 
 
 def _relax_commit() -> None:
@@ -90,14 +112,37 @@ def _relax_commit() -> None:
             cursor.execute("SET LOCAL synchronous_commit = off")
 
 
-def _assignment_upsert(*, group: Group, annotator: User, **fields) -> Assignment:
-    """One INSERT ... ON CONFLICT (annotator, group) DO UPDATE."""
-    row = Assignment(group=group, annotator_id=annotator.pk, **fields)
-    update = [f for f in fields if f != "leased_at" or fields["status"] == Assignment.Status.LEASED]
-    Assignment.objects.bulk_create(
-        [row], update_conflicts=True, unique_fields=["annotator", "group"], update_fields=update
+def _assignment_upsert(
+    *, group: Group, annotator: User, status: str, leased_at, expires_at
+) -> Assignment | None:
+    """INSERT ... ON CONFLICT (annotator, group) DO UPDATE, in one statement.
+
+    A "done" assignment is final: a lease or a skip racing a submit never turns
+    it back (the update's WHERE leaves it alone and None is returned)."""
+    table = Assignment._meta.db_table
+    keep_done = (
+        ""
+        if status == Assignment.Status.DONE
+        else f"WHERE {table}.status <> '{Assignment.Status.DONE}'"
     )
-    return row
+    new_lease = ", leased_at = excluded.leased_at" if status == Assignment.Status.LEASED else ""
+    sql = f"""
+        INSERT INTO {table} (group_id, annotator_id, status, leased_at, expires_at)
+        VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (annotator_id, group_id) DO UPDATE
+        SET status = excluded.status, expires_at = excluded.expires_at{new_lease}
+        {keep_done}
+        RETURNING id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [group.pk, annotator.pk, status, leased_at, expires_at])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return Assignment(
+        pk=row[0], group=group, annotator_id=annotator.pk, status=status,
+        leased_at=leased_at, expires_at=expires_at,
+    )  # fmt: skip
 
 
 # One hand-written query: the ORM version repeats the live-lease subquery and
@@ -134,10 +179,6 @@ def group_skip(*, group: Group, annotator: User) -> None:
     """Release the lease; this group is not served to this annotator again."""
     now = timezone.now()
     with transaction.atomic():
-        if Assignment.objects.filter(
-            group=group, annotator=annotator, status=Assignment.Status.DONE
-        ).exists():
-            return
         _assignment_upsert(
             group=group,
             annotator=annotator,
@@ -182,13 +223,14 @@ def ranking_clean(
         placed = [c for t in dim_tiers for c in t] + list(floor)
         if not all(isinstance(c, str) for c in placed):
             raise RankingInvalid(f"{dim}: candidate ids must be strings")
-        repeated = sorted({c for c in placed if placed.count(c) > 1})
+        counts = Counter(placed)
+        repeated = sorted(c for c, n in counts.items() if n > 1)
         if repeated:
-            raise RankingInvalid(f"{dim}: candidate(s) placed twice: {', '.join(repeated)}")
-        strangers = sorted(set(placed) - candidate_ids)
+            raise RankingInvalid(f"{dim}: candidate(s) placed twice: {', '.join(repeated[:10])}")
+        strangers = sorted(set(counts) - candidate_ids)
         if strangers:
-            raise RankingInvalid(f"{dim}: unknown candidate(s): {', '.join(strangers)}")
-        missing = sorted(candidate_ids - set(placed))
+            raise RankingInvalid(f"{dim}: unknown candidate(s): {', '.join(strangers[:10])}")
+        missing = sorted(candidate_ids - set(counts))
         if missing:
             raise RankingInvalid(f"{dim}: candidate(s) not placed: {', '.join(missing)}")
         clean_tiers[dim] = dim_tiers
@@ -210,9 +252,12 @@ def ranking_submit(
     returns the stored ranking (a retried request). A ranking that arrives after
     its lease expired is still stored; past K rankings it is flagged surplus."""
     dataset = group.dataset
-    candidate_ids = set(group.candidates.values_list("external_id", flat=True))
+    to_external = {}
+    for external_id, token in group.candidates.values_list("external_id", "token"):
+        to_external[external_id] = to_external[token] = external_id
+    tiers, unusable = _external_ids(tiers, to_external), _external_ids(unusable, to_external)
     clean_tiers, clean_unusable = ranking_clean(
-        dataset=dataset, candidate_ids=candidate_ids, tiers=tiers, unusable=unusable
+        dataset=dataset, candidate_ids=set(to_external.values()), tiers=tiers, unusable=unusable
     )
     now = timezone.now()
     try:
@@ -241,15 +286,12 @@ def ranking_submit(
             )
             if not surplus:
                 Group.objects.filter(pk=group.pk).update(ranking_count=F("ranking_count") + 1)
-            Assignment.objects.update_or_create(
+            _assignment_upsert(
                 group=group,
                 annotator=annotator,
-                defaults={"status": Assignment.Status.DONE, "expires_at": now},
-                create_defaults={
-                    "status": Assignment.Status.DONE,
-                    "leased_at": now,
-                    "expires_at": now,
-                },
+                status=Assignment.Status.DONE,
+                leased_at=now,
+                expires_at=now,
             )
     except IntegrityError:
         previous = Ranking.objects.filter(submission_id=submission_id).first()
@@ -257,6 +299,21 @@ def ranking_submit(
             raise RankingConflict("you have already ranked this group") from None
         return _same_submission(previous, group, annotator), False
     return ranking, True
+
+
+def _external_ids(placements: object, to_external: dict[str, str]) -> object:
+    """Rankings are stored with the import's candidate ids; clients may send the
+    tokens the API hands out or those ids. Anything else passes through for
+    ranking_clean to reject with a message."""
+    if not isinstance(placements, dict):
+        return placements
+
+    def convert(value):
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        return to_external.get(value, value) if isinstance(value, str) else value
+
+    return {dim: convert(value) for dim, value in placements.items()}
 
 
 def _same_submission(previous: Ranking, group: Group, annotator: User) -> Ranking:

@@ -22,7 +22,7 @@ class UploadTooLarge(UploadRefused):
 
 
 def import_upload_enqueue(*, upload, dataset: str, overlap: int | None, user) -> Job:
-    """Store the upload under var/uploads and queue its import. Raises UploadRefused
+    """Store the upload under MEDIA_ROOT/_uploads and queue its import. Raises UploadRefused
     (nothing stored) when it is not a zip with a manifest.jsonl at its top."""
     if upload is None:
         raise UploadRefused("no file: send the .zip in the 'file' field")

@@ -13,3 +13,5 @@ urlpatterns = [
     path("api/", include("annotation.api_urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler500 = "config.errors.server_error"

@@ -83,7 +83,20 @@ def _short(exc: Exception) -> str:
 @login_not_required
 @require_GET
 def healthz(request):
+    """Anyone (a load balancer) sees the status and what is down; researchers also
+    see the details: error texts name hosts, users and folders."""
     checks = {"database": check_database(), "broker": check_broker(), "worker": check_worker()}
     down = [name for name, check in checks.items() if not check["ok"]]
-    body = {"status": "down" if down else "ok", "down": down, "checks": checks}
+    body = {"status": "down" if down else "ok", "down": down}
+    if _may_see_details(request):
+        body["checks"] = checks
     return JsonResponse(body, status=503 if down else 200)
+
+
+def _may_see_details(request) -> bool:
+    from accounts.permissions import is_researcher
+
+    try:
+        return is_researcher(request.user)
+    except Exception:  # the session store is the database, which may be down
+        return False

@@ -21,7 +21,8 @@ def media(settings, tmp_path):
 
 
 def _media_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    """Stored images and thumbnails (not the import lock file)."""
+    return sorted(p for sub in ("images", "thumbs") for p in (root / sub).rglob("*") if p.is_file())
 
 
 def _run(path, dataset="ds", *extra):
@@ -173,3 +174,50 @@ def test_existing_group_ids_are_refused_and_bad_paths_named(db, tmp_path):
     with pytest.raises(CommandError, match="not a folder or a .zip file"):
         _run(tmp_path / "x.txt")
     assert Group.objects.count() == 2
+
+
+def test_metadata_that_could_name_the_editor_is_stripped(db, tmp_path):
+    import io
+
+    from PIL import PngImagePlugin
+
+    from annotation.images import check_image
+
+    image = Image.new("RGB", (40, 30), (200, 10, 10))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "model: secret-editor-v2, steps 30")
+    png = io.BytesIO()
+    image.save(png, "PNG", pnginfo=info)
+    checked = check_image(png.getvalue(), "a.png")
+    assert b"secret-editor" in png.getvalue() and b"secret-editor" not in checked.data
+    assert Image.open(io.BytesIO(checked.data)).tobytes() == image.tobytes()  # same pixels
+
+    exif = Image.Exif()
+    exif[0x0131] = "secret-editor-v2"  # Software
+    jpeg = io.BytesIO()
+    image.save(jpeg, "JPEG", exif=exif)
+    checked = check_image(jpeg.getvalue(), "a.jpg")
+    assert b"secret-editor" in jpeg.getvalue() and b"secret-editor" not in checked.data
+    assert Image.open(io.BytesIO(checked.data)).size == (40, 30)
+
+    rotated = Image.Exif()
+    rotated[0x0112] = 6  # shown rotated 90 degrees by browsers
+    jpeg = io.BytesIO()
+    image.save(jpeg, "JPEG", exif=rotated)
+    checked = check_image(jpeg.getvalue(), "r.jpg")
+    assert (checked.width, checked.height) == (30, 40)
+    assert Image.open(io.BytesIO(checked.data)).size == (30, 40)
+
+
+def test_oversized_zip_member_is_refused_before_it_is_read(db, tmp_path, settings):
+    bundle = write_bundle(tmp_path / "b", groups=1, candidates=2, size=32)
+    archive = tmp_path / "big.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in bundle.rglob("*"):
+            if path.is_file() and path.name != "g0-1.png":
+                zf.write(path, str(path.relative_to(bundle)))
+        zf.writestr("img/g0-1.png", b"\0" * (26 * 1024 * 1024))  # 26 MB of zeros, tiny compressed
+    with pytest.raises(
+        CommandError, match=r"line 1: image 'img/g0-1.png' is 26.0 MB; the limit is 25 MB"
+    ):
+        _run(archive)

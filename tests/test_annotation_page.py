@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from annotation.models import Ranking
+from annotation.models import Candidate, Ranking
 from tests.annotation_fixtures import make_dataset
 from tests.factories import PASSWORD, UserFactory
 
@@ -38,6 +38,12 @@ def annotator_page(page, live_server, transactional_db):
     page.errors = errors
     page.user = user
     return page
+
+
+def _external(tokens: list[str]) -> list[str]:
+    """The page shows opaque tokens; rankings are stored with the import's ids."""
+    mapping = dict(Candidate.objects.values_list("token", "external_id"))
+    return [mapping[t] for t in tokens]
 
 
 def _ids_in(page, where: str) -> list[str]:
@@ -80,10 +86,8 @@ def test_rank_by_mouse_then_by_keyboard(annotator_page):
         tiers = {}
         for card, where in zip(cards, plan, strict=True):
             tiers.setdefault(where, []).append(card)
-        expected[dim] = (
-            [tiers[w] for w in sorted(k for k in tiers if k != "unusable")],
-            tiers.get("unusable", []),
-        )
+        ordered = [tiers[w] for w in sorted(k for k in tiers if k != "unusable")]
+        expected[dim] = ([_external(t) for t in ordered], _external(tiers.get("unusable", [])))
     page.click("#submit-button")
     _wait_for_next_group(page, first)
     ranking = Ranking.objects.get(group__external_id=first)
@@ -94,7 +98,7 @@ def test_rank_by_mouse_then_by_keyboard(annotator_page):
 
     # --- group 2 by keyboard only
     second = _group_external_id(page)
-    order = _ids_in(page, "unplaced")
+    order = _external(_ids_in(page, "unplaced"))
     page.keyboard.press("2")  # first card -> tier 2; focus moves to the next unplaced card
     page.keyboard.press("1")
     page.keyboard.press("1")  # tie with the previous one

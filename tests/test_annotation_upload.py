@@ -47,7 +47,7 @@ def test_api_upload_queues_an_import_job_that_imports(researcher_client, tmp_pat
     job.refresh_from_db()
     assert job.result["groups"] == 2 and job.progress == 1.0
     assert Dataset.objects.get(name="up").overlap == 2 and Group.objects.count() == 2
-    assert not list((tmp_path / "var" / "uploads").iterdir())  # the upload is removed
+    assert not list((tmp_path / "media" / "_uploads").iterdir())  # the upload is removed
 
 
 def test_refused_import_fails_the_job_with_the_bad_line(researcher_client, tmp_path):

@@ -15,12 +15,32 @@ def live_worker(db):
     )
 
 
+@pytest.fixture
+def client(client, db):
+    """Researchers see each check's details; the tests below read them."""
+    from accounts.models import Role
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(username="ops", role=Role.RESEARCHER))
+    return client
+
+
 def test_all_up(client, live_worker):
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["down"] == []
     assert body["checks"]["worker"]["alive"] == [{"hostname": "w@host", "queues": ["default"]}]
+
+
+def test_anonymous_sees_status_but_no_details(live_worker, settings):
+    from django.test import Client
+
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1}
+    response = Client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "down", "down": ["broker"]}
 
 
 def test_broker_down_answers_503_and_names_it(client, live_worker, settings):
@@ -68,9 +88,22 @@ def test_database_down_is_503_not_500(client, live_worker, monkeypatch):
         patch.setattr(connection, "cursor", refuse)
         response = client.get("/healthz")
     assert response.status_code == 503
-    body = response.json()
-    assert body["down"] == [
-        "database",
-        "worker",
-    ]  # the worker's heartbeat is read from the database
-    assert body["checks"]["database"]["error"] == "OperationalError: connection refused"
+    # the worker's heartbeat is read from the database; who asks cannot be known
+    # either (sessions live there), so no details
+    assert response.json() == {"status": "down", "down": ["database", "worker"]}
+
+
+def test_pages_and_api_answer_503_while_the_database_is_down(client, monkeypatch):
+    from django.db import OperationalError, connection
+
+    client.raise_request_exception = False  # as a real server: the response, not the exception
+
+    def refuse(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(connection, "cursor", refuse)
+        page = client.get("/jobs/")
+        api = client.get("/api/jobs/")
+    assert page.status_code == 503 and page["Retry-After"] == "5"
+    assert api.status_code == 503 and api.json()["detail"].startswith("database unavailable")

@@ -29,7 +29,7 @@ class RankSession {
     this.ranking = new TierRanking(this.candidates.map((c) => c.id), this.dimensions.map((d) => d.key), saved && saved.placements);
     this.submissionId = (saved && saved.submissionId) || uuid4();
     this.elapsed = (saved && saved.elapsed) || 0;
-    this.dimIndex = (saved && saved.dimIndex) || 0;
+    this.dimIndex = Math.min((saved && saved.dimIndex) || 0, this.dimensions.length - 1);
     this.focusId = this.candidates[0].id;
     this.sortables = [];
     this.busy = false;
@@ -353,7 +353,14 @@ document.addEventListener("keydown", (e) => {
 });
 // The only htmx swap on this page is the workspace: a new group arrives. Keys
 // pressed while it is in flight must not reach the old group's board.
-document.addEventListener("htmx:beforeSwap", () => {
+document.addEventListener("htmx:beforeSwap", (e) => {
+  if (!e.detail.shouldSwap) {
+    if (session) {
+      session.busy = false;
+      session.message("Could not load the next group; press Enter or reload to try again.", "error");
+    }
+    return;
+  }
   if (session) session.destroy();
   session = null;
 });
