@@ -19,19 +19,17 @@ import http.client
 import json
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parent.parent
+from harness import REPO, Gunicorn, fresh_database_url  # benchmarks/harness.py
+
 sys.path.insert(0, str(REPO))
 
 
@@ -192,19 +190,6 @@ def integrity(dataset, accepted: list[str]) -> dict:
     }
 
 
-def prepare_database(url: str | None, tmp: Path) -> str:
-    if not url or not url.startswith("postgres"):
-        return f"sqlite:///{tmp / 'bench.sqlite3'}"
-    import psycopg
-
-    parts = urlsplit(url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS editloop_bench WITH (FORCE)")
-        conn.execute("CREATE DATABASE editloop_bench")
-    return urlunsplit(parts._replace(path="/editloop_bench"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=2000)
@@ -225,7 +210,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CELERY_BROKER_URL"}
     env.update(
         EDITLOOP_VAR_DIR=str(tmp),
-        DATABASE_URL=prepare_database(os.environ.get("DATABASE_URL"), tmp),
+        DATABASE_URL=fresh_database_url(os.environ.get("DATABASE_URL"), "editloop_bench", tmp),
     )
     env["DEBUG"] = "0"
     env["SECRET_KEY"] = "benchmark-only-" + "x" * 40
@@ -263,23 +248,14 @@ def main() -> None:
         dataset.annotators.add(user)
         tokens.append(user_api_token(user=user))
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    gunicorn = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(args.web_workers), "--threads", str(args.web_threads), "--log-level", "warning", "--worker-tmp-dir", "/dev/shm",
-         *(["--access-logfile", os.environ["LOAD_ACCESS_LOG"], "--access-logformat", "%(t)s %(U)s %(s)s %(M)s"] if os.environ.get("LOAD_ACCESS_LOG") else [])],
-        cwd=REPO, env=env,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    access_log = os.environ.get("LOAD_ACCESS_LOG")  # optional: per-request server times
+    extra = (
+        ("--access-logfile", access_log, "--access-logformat", "%(t)s %(U)s %(s)s %(M)s")
+        if access_log
+        else ()
+    )
+    with Gunicorn(env, workers=args.web_workers, threads=args.web_threads, extra=extra) as web:
+        base = web.base_url
 
         # Every gunicorn thread imports and opens its database connection before timing.
         def warm(token):
@@ -323,9 +299,6 @@ def main() -> None:
             "think_seconds": args.think_seconds,
             "levels": levels,
         }, indent=1))  # fmt: skip
-    finally:
-        gunicorn.send_signal(signal.SIGTERM)
-        gunicorn.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -14,38 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-REPO = Path(__file__).resolve().parent.parent
+from harness import REPO, Gunicorn, fresh_database_url, proc_kib  # benchmarks/harness.py
+
 sys.path.insert(0, str(REPO))
-
-
-def prepare_database(url: str | None, tmp: Path) -> str:
-    if not url or not url.startswith("postgres"):
-        return f"sqlite:///{tmp / 'export.sqlite3'}"
-    import psycopg
-
-    parts = urlsplit(url)
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS editloop_export_bench WITH (FORCE)")
-        conn.execute("CREATE DATABASE editloop_export_bench")
-    return urlunsplit(parts._replace(path="/editloop_export_bench"))
-
-
-def proc_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
 
 
 def main() -> None:
@@ -57,7 +35,8 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CELERY_BROKER_URL"}
     env.update(
         EDITLOOP_VAR_DIR=str(tmp), DEBUG="0", SECRET_KEY="benchmark-only-" + "x" * 40,
-        SECURE_COOKIES="0", DATABASE_URL=prepare_database(os.environ.get("DATABASE_URL"), tmp),
+        SECURE_COOKIES="0",
+        DATABASE_URL=fresh_database_url(os.environ.get("DATABASE_URL"), "editloop_export_bench", tmp),
     )  # fmt: skip
     os.environ.update(env)
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
@@ -110,32 +89,18 @@ def main() -> None:
     researcher, _ = user_create_or_update(username="r", role=Role.RESEARCHER)
     token = user_api_token(user=researcher)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    gunicorn = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", "1", "--threads", "2", "--timeout", "300", "--log-level", "warning"],
-        cwd=REPO, env=env,
-    )  # fmt: skip
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with Gunicorn(env, workers=1, threads=2, extra=("--timeout", "300")) as web:
         headers = {"Authorization": f"Token {token}"}
         urllib.request.urlopen(
-            urllib.request.Request(f"http://127.0.0.1:{port}/api/me/", headers=headers)
+            urllib.request.Request(f"{web.base_url}/api/me/", headers=headers)
         ).read()
-        worker = int(subprocess.check_output(["pgrep", "-P", str(gunicorn.pid)]).split()[0])
+        worker = web.worker_pids()[0]
         rss_before = proc_kib(worker, "VmRSS")
         results = {}
         for fmt in ("rankings", "pairs"):
             t0 = time.perf_counter()
             request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/api/datasets/{dataset.pk}/export/?format={fmt}",
+                f"{web.base_url}/api/datasets/{dataset.pk}/export/?format={fmt}",
                 headers=headers,
             )
             lines = 0
@@ -156,9 +121,6 @@ def main() -> None:
             "worker_rss_mib_before": round(rss_before / 1024, 1),
             "worker_peak_rss_mib": round(proc_kib(worker, "VmHWM") / 1024, 1),
         }, indent=1))  # fmt: skip
-    finally:
-        gunicorn.send_signal(signal.SIGTERM)
-        gunicorn.wait(timeout=30)
 
 
 if __name__ == "__main__":

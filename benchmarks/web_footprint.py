@@ -7,8 +7,6 @@ and request latency of /login/ and /healthz. Prints one JSON object.
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -16,21 +14,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+from harness import REPO, Gunicorn, proc_kib  # benchmarks/harness.py
 
 
 def timed_get(url: str) -> float:
@@ -50,31 +35,18 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     env["EDITLOOP_VAR_DIR"] = var
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    master = subprocess.Popen(
-        [str(gunicorn), "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"],
-        cwd=REPO, env=env, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                timed_get(f"{base}/login/")
-                break
-            except OSError:
-                time.sleep(0.1)
-        worker = children(master.pid)[0]
-        after_start = rss_mib(worker)
+    with Gunicorn(env, workers=1, threads=4, quiet=True) as web:  # /healthz is 503: no worker
+        base = web.base_url
+        timed_get(f"{base}/login/")
+        worker = web.worker_pids()[0]
+        after_start = proc_kib(worker, "VmRSS") / 1024
         latency = {"login": [], "healthz": []}
         for _ in range(args.requests):
             latency["login"].append(timed_get(f"{base}/login/"))
             latency["healthz"].append(timed_get(f"{base}/healthz"))
         result = {
             "worker_rss_mib_after_start": round(after_start, 1),
-            "worker_rss_mib_after_requests": round(rss_mib(worker), 1),
+            "worker_rss_mib_after_requests": round(proc_kib(worker, "VmRSS") / 1024, 1),
             "requests_per_path": args.requests,
             **{
                 f"{name}_ms_{q}": round(v, 2)
@@ -86,9 +58,6 @@ def main() -> None:
             },
         }
         print(json.dumps(result))
-    finally:
-        master.send_signal(signal.SIGTERM)
-        master.wait(timeout=20)
 
 
 if __name__ == "__main__":
