@@ -15,10 +15,7 @@ class LogoutView(auth_views.LogoutView):
 
 
 def home(request):
-    from annotation.selectors import dataset_progress, datasets_visible_to
+    from annotation.selectors import datasets_with_progress
 
-    datasets = [
-        (dataset, dataset_progress(dataset=dataset, user=request.user))
-        for dataset in datasets_visible_to(request.user)
-    ]
+    datasets = datasets_with_progress(request.user)
     return render(request, "accounts/home.html", {"datasets": datasets})

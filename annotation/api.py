@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,20 +18,6 @@ from accounts.permissions import IsResearcher
 from annotation import selectors, services
 from annotation.models import Candidate, Dataset, Group
 from annotation.uploads import UploadRefused, import_upload_enqueue, upload_too_large
-
-
-def _dataset_for(request, dataset_id: int) -> Dataset:
-    dataset = get_object_or_404(Dataset, pk=dataset_id)
-    if not selectors.dataset_may_annotate(request.user, dataset):
-        raise PermissionDenied("You are not an annotator of this dataset.")
-    return dataset
-
-
-def _group_for(request, group_id: int) -> Group:
-    group = get_object_or_404(Group.objects.select_related("dataset"), pk=group_id)
-    if not selectors.dataset_may_annotate(request.user, group.dataset):
-        raise PermissionDenied("You are not an annotator of this group's dataset.")
-    return group
 
 
 def group_payload(group: Group, annotator) -> dict:
@@ -58,20 +45,19 @@ def group_payload(group: Group, annotator) -> dict:
 
 class DatasetListApi(APIView):
     def get(self, request):
-        data = []
-        for dataset in selectors.datasets_visible_to(request.user):
-            progress = selectors.dataset_progress(dataset=dataset, user=request.user)
-            data.append({
+        return Response([
+            {
                 "id": dataset.pk, "name": dataset.name, "overlap": dataset.overlap,
                 "dimensions": dataset.dimensions, "lease_ttl_seconds": dataset.lease_ttl_seconds,
-                "progress": progress.__dict__,
-            })  # fmt: skip
-        return Response(data)
+                "progress": asdict(progress),
+            }
+            for dataset, progress in selectors.datasets_with_progress(request.user)
+        ])  # fmt: skip
 
 
 class DatasetNextApi(APIView):
     def post(self, request, dataset_id: int):
-        dataset = _dataset_for(request, dataset_id)
+        dataset = selectors.dataset_for_annotator(request.user, dataset_id)
         assignment = services.group_next_for_annotator(dataset=dataset, annotator=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -83,7 +69,7 @@ class DatasetNextApi(APIView):
 
 class GroupSkipApi(APIView):
     def post(self, request, group_id: int):
-        group = _group_for(request, group_id)
+        group = selectors.group_for_annotator(request.user, group_id)
         services.group_skip(group=group, annotator=request.user)
         return Response({"group": group.pk, "skipped": True})
 
@@ -98,7 +84,7 @@ class GroupRankingsApi(APIView):
         )
 
     def post(self, request, group_id: int):
-        group = _group_for(request, group_id)
+        group = selectors.group_for_annotator(request.user, group_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -147,11 +133,11 @@ class ImageApi(APIView):
 
     def get(self, request, kind: str, key: str):
         if kind in ("source", "source-thumb") and key.isdigit():
-            group = _group_for(request, int(key))
+            group = selectors.group_for_annotator(request.user, int(key))
             name = group.source if kind == "source" else group.source_thumb
         elif kind in ("candidate", "candidate-thumb"):
             candidate = get_object_or_404(Candidate, token=key)
-            _group_for(request, candidate.group_id)
+            selectors.group_for_annotator(request.user, candidate.group_id)
             name = candidate.image if kind == "candidate" else candidate.thumb
         else:
             raise Http404

@@ -1,12 +1,4 @@
-"""Names shared by annotation and benchmark (EditReward-Bench, see shared/docs/method.md §2)."""
-
-TASK_GROUPS: dict[str, list[str]] = {
-    "Subject": ["subject-add", "subject-remove", "subject-replace"],
-    "Appearance": ["color_alter", "material_alter", "style_change", "tone_transfer"],
-    "Scene": ["background_change", "extract"],
-    "Advanced": ["ps_human", "text_change", "motion_change", "compose"],
-}
-TASK_TYPES: list[str] = [t for tasks in TASK_GROUPS.values() for t in tasks]
+"""Defaults and limits of the annotation app."""
 
 DEFAULT_DIMENSIONS: list[dict] = [
     {

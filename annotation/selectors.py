@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import combinations
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
+from django.shortcuts import get_object_or_404
 
 from accounts.models import User
 from accounts.permissions import is_researcher
@@ -22,6 +24,26 @@ def datasets_visible_to(user) -> QuerySet[Dataset]:
 
 def dataset_may_annotate(user, dataset: Dataset) -> bool:
     return is_researcher(user) or dataset.annotators.filter(pk=user.pk).exists()
+
+
+def dataset_for_annotator(user, dataset_id: int) -> Dataset:
+    """The dataset, for someone who may annotate it: 404 if it does not exist,
+    403 otherwise (Django's exceptions; DRF turns them into JSON answers)."""
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    if not dataset_may_annotate(user, dataset):
+        raise PermissionDenied("You are not an annotator of this dataset.")
+    return dataset
+
+
+def group_for_annotator(user, group_id: int) -> Group:
+    group = get_object_or_404(Group.objects.select_related("dataset"), pk=group_id)
+    if not dataset_may_annotate(user, group.dataset):
+        raise PermissionDenied("You are not an annotator of this group's dataset.")
+    return group
+
+
+def datasets_with_progress(user) -> list[tuple[Dataset, DatasetProgress]]:
+    return [(d, dataset_progress(dataset=d, user=user)) for d in datasets_visible_to(user)]
 
 
 @dataclass(frozen=True)

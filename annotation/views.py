@@ -1,8 +1,7 @@
 """The annotator's pages: dataset list and the tier-ranking page (htmx workspace)."""
 
-from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.permissions import researcher_required
@@ -14,18 +13,8 @@ from annotation.uploads import UploadRefused, import_upload_enqueue, upload_too_
 
 @require_GET
 def annotate_home(request):
-    datasets = [
-        (dataset, selectors.dataset_progress(dataset=dataset, user=request.user))
-        for dataset in selectors.datasets_visible_to(request.user)
-    ]
+    datasets = selectors.datasets_with_progress(request.user)
     return render(request, "annotation/home.html", {"datasets": datasets})
-
-
-def _dataset(request, dataset_id: int) -> Dataset:
-    dataset = get_object_or_404(Dataset, pk=dataset_id)
-    if not selectors.dataset_may_annotate(request.user, dataset):
-        raise PermissionDenied("You are not an annotator of this dataset.")
-    return dataset
 
 
 def _workspace_context(request, dataset: Dataset) -> dict:
@@ -50,14 +39,14 @@ def _workspace_context(request, dataset: Dataset) -> dict:
 
 @require_GET
 def annotate_dataset(request, dataset_id: int):
-    dataset = _dataset(request, dataset_id)
+    dataset = selectors.dataset_for_annotator(request.user, dataset_id)
     return render(request, "annotation/rank.html", _workspace_context(request, dataset))
 
 
 @require_GET
 def annotate_workspace(request, dataset_id: int):
     """The next group as an htmx fragment: the page swaps it in after a submit."""
-    dataset = _dataset(request, dataset_id)
+    dataset = selectors.dataset_for_annotator(request.user, dataset_id)
     return render(request, "annotation/rank.html#workspace", _workspace_context(request, dataset))
 
 
