@@ -20,9 +20,12 @@ from annotation.models import Candidate, Dataset, Group
 from annotation.uploads import UploadRefused, import_upload_enqueue, upload_too_large
 
 
-def group_payload(group: Group, annotator) -> dict:
-    """What an annotator sees of a group: never the editors."""
-    candidates = services.candidates_in_annotator_order(group=group, annotator=annotator)
+def group_payload(group: Group, annotator, *, repeat: bool = False) -> dict:
+    """What an annotator sees of a group: never the editors, nor whether it is a
+    gold group or a repeat (the order of a repeat differs, nothing else)."""
+    candidates = services.candidates_in_annotator_order(
+        group=group, annotator=annotator, repeat=repeat
+    )
     return {
         "id": group.pk,
         "external_id": group.external_id,
@@ -62,7 +65,7 @@ class DatasetNextApi(APIView):
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response({
-            "group": group_payload(assignment.group, request.user),
+            "group": group_payload(assignment.group, request.user, repeat=assignment.repeat),
             "lease_expires_at": assignment.expires_at,
         })  # fmt: skip
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation import api
+from annotation import api, quality_api
 
 urlpatterns = [
     path("datasets/", api.DatasetListApi.as_view(), name="api-dataset-list"),
@@ -16,4 +16,24 @@ urlpatterns = [
         "groups/<int:group_id>/rankings/", api.GroupRankingsApi.as_view(), name="api-group-rankings"
     ),
     path("images/<str:kind>/<str:key>", api.ImageApi.as_view(), name="api-image"),
+    path(
+        "datasets/<int:dataset_id>/report/",
+        quality_api.DatasetReportApi.as_view(),
+        name="api-dataset-report",
+    ),
+    path(
+        "datasets/<int:dataset_id>/adjudication/",
+        quality_api.AdjudicationQueueApi.as_view(),
+        name="api-dataset-adjudication",
+    ),
+    path(
+        "datasets/<int:dataset_id>/snapshots/",
+        quality_api.DatasetSnapshotApi.as_view(),
+        name="api-dataset-snapshots",
+    ),
+    path(
+        "groups/<int:group_id>/adjudication/",
+        quality_api.GroupAdjudicationApi.as_view(),
+        name="api-group-adjudication",
+    ),
 ]

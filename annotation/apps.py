@@ -16,3 +16,11 @@ class AnnotationConfig(AppConfig):
                 config="annotation.jobs.ImportConfig",
             )
         )
+        register(
+            JobKind(
+                name="annotation.export_snapshot",
+                title="Export consensus snapshot",
+                handler="annotation.jobs.run_export",
+                config="annotation.jobs.ExportConfig",
+            )
+        )

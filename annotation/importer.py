@@ -24,6 +24,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
+from annotation.constants import DEFAULT_DIMENSIONS
 from annotation.images import BadImage, check_image
 from annotation.manifest import Bundle, GroupSpec, ImportRefused, LineError, parse_manifest
 from annotation.models import Candidate, Dataset, Group
@@ -126,6 +127,12 @@ def _import_locked(
                 ).values_list("external_id", flat=True)
             )
             errors += [LineError(g.line, f"group id {g.id!r} is already in dataset {dataset_name!r}") for g in groups if g.id in taken]  # fmt: skip
+        dimensions = set(existing.dimension_keys if existing else _default_dimension_keys())
+        errors += [
+            LineError(g.line, f"gold: unknown dimension {dim!r}; expected {', '.join(sorted(dimensions))}")
+            for g in groups if g.gold for dim in g.gold if dim not in dimensions
+        ]  # fmt: skip
+        errors.sort(key=lambda e: e.line)
         if errors:
             raise ImportRefused(errors)
         stored, image_errors = _store_all(bundle, groups, store, workers, progress)
@@ -196,11 +203,16 @@ def _dataset(name: str, overlap: int | None) -> tuple[Dataset, bool]:
     return dataset, created
 
 
+def _default_dimension_keys() -> list[str]:
+    return [d["key"] for d in DEFAULT_DIMENSIONS]
+
+
 def _write_rows(dataset: Dataset, groups: list[GroupSpec], stored: dict[str, StoredImage]) -> int:
     rows = [
         Group(
             dataset=dataset, external_id=g.id, instruction=g.instruction, task_type=g.task_type,
             source=stored[g.source].name, source_thumb=stored[g.source].thumb, meta=g.meta,
+            is_gold=g.gold is not None, gold=g.gold or {},
         )
         for g in groups
     ]  # fmt: skip

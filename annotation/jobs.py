@@ -4,6 +4,7 @@ imported by a worker, with progress on the job page."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from django.conf import settings
 
 from annotation.importer import import_groups
 from annotation.manifest import ImportRefused
+from annotation.stats.consensus import Policy
 
 
 def uploads_dir() -> Path:
@@ -68,3 +70,53 @@ def run_import(ctx) -> dict:
 def _remove(path: str) -> None:
     if os.path.exists(path):
         os.remove(path)
+
+
+# --- snapshot export: the dashboard's "Export snapshot" button
+
+
+SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass
+class ExportConfig:
+    dataset_id: int
+    name: str
+    policy: str = "unanimous"
+    max_tie_fraction: float | None = None  # None: the policy's default
+    min_votes: int = 2
+
+    def __post_init__(self):
+        if not isinstance(self.dataset_id, int) or isinstance(self.dataset_id, bool):
+            raise ValueError("dataset_id must be an integer")
+        if not isinstance(self.name, str) or not SNAPSHOT_NAME.match(self.name):
+            raise ValueError(
+                "name must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        self.consensus_policy()  # raises ValueError with the reason
+
+    def consensus_policy(self) -> Policy:
+        return Policy.named(
+            self.policy, max_tie_fraction=self.max_tie_fraction, min_votes=self.min_votes
+        )
+
+
+def run_export(ctx) -> dict:
+    """Both snapshots of one consensus: benchmark pairs and training preferences,
+    under MEDIA_ROOT/_snapshots/<name>/."""
+    from annotation.exports import export_benchmark, export_preferences, snapshots_dir
+    from annotation.models import Dataset
+
+    cfg = ExportConfig(**ctx.config)
+    dataset = Dataset.objects.get(pk=cfg.dataset_id)
+    policy = cfg.consensus_policy()
+    root = snapshots_dir() / cfg.name
+    ctx.progress(0.05, "writing the benchmark snapshot")
+    bench = export_benchmark(dataset, policy, root / "benchmark", name=cfg.name)
+    ctx.heartbeat()
+    ctx.progress(0.6, "writing the training preferences")
+    prefs = export_preferences(dataset, policy, root / "preferences", name=cfg.name)
+    return {
+        kind: {"snapshot": s.pk, "path": s.path, "rows": s.rows, "sha256": s.sha256}
+        for kind, s in (("benchmark", bench), ("preferences", prefs))
+    }

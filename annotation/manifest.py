@@ -18,7 +18,8 @@ from annotation.constants import MAX_CANDIDATES, MAX_IMAGE_BYTES, MIN_CANDIDATES
 
 MANIFEST = "manifest.jsonl"
 MAX_MANIFEST_BYTES = 200 * 1024 * 1024
-GROUP_KEYS = {"id", "instruction", "task_type", "source", "candidates", "meta"}
+GROUP_KEYS = {"id", "instruction", "task_type", "source", "candidates", "meta", "gold"}
+GOLD_OPERATORS = (">", "=", ">=")
 CANDIDATE_KEYS = {"id", "image", "editor", "meta"}
 
 
@@ -61,6 +62,8 @@ class GroupSpec:
     source: str
     candidates: list[CandidateSpec]
     meta: dict = field(default_factory=dict)
+    # Gold groups: known relations per dimension, [[a, ">" | "=" | ">=", b], ...].
+    gold: dict | None = None
 
     def image_paths(self) -> list[str]:
         return [self.source, *(c.image for c in self.candidates)]
@@ -205,6 +208,7 @@ def parse_line(number: int, raw: bytes) -> GroupSpec:
     ids = [c.id for c in specs]
     if len(set(ids)) != len(ids):
         raise ValueError("candidate ids repeat within the group")
+    gold = _gold(obj["gold"], set(ids)) if "gold" in obj else None
     return GroupSpec(
         line=number,
         id=_text(obj, "id", "", 200),
@@ -213,7 +217,28 @@ def parse_line(number: int, raw: bytes) -> GroupSpec:
         source=_text(obj, "source", "", 1000),
         candidates=specs,
         meta=_meta(obj, ""),
+        gold=gold,
     )
+
+
+def _gold(gold: object, candidate_ids: set[str]) -> dict:
+    """{"prompt_following": [["edit", ">", "noop"], ...], ...}: each relation names
+    two of this group's candidates; ">=" means "not worse" (e.g. ties first)."""
+    if not isinstance(gold, dict) or not gold:
+        raise ValueError("'gold' must be a non-empty object {dimension: [[a, op, b], ...]}")
+    for dim, relations in gold.items():
+        if not isinstance(relations, list) or not relations:
+            raise ValueError(f"gold {dim!r}: must be a non-empty list of [a, op, b]")
+        for relation in relations:
+            if not (isinstance(relation, list) and len(relation) == 3):
+                raise ValueError(f"gold {dim!r}: {relation!r} is not [a, op, b]")
+            a, op, b = relation
+            if op not in GOLD_OPERATORS:
+                raise ValueError(f"gold {dim!r}: operator {op!r} is not one of {', '.join(GOLD_OPERATORS)}")  # fmt: skip
+            strangers = [c for c in (a, b) if c not in candidate_ids]
+            if strangers or a == b:
+                raise ValueError(f"gold {dim!r}: {relation!r} must name two different candidates of this group")  # fmt: skip
+    return gold
 
 
 def parse_manifest(bundle: Bundle) -> tuple[list[GroupSpec], list[LineError]]:

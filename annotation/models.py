@@ -11,6 +11,12 @@ from django.db import models
 from annotation.constants import DEFAULT_DIMENSIONS
 
 
+def full_tiers(tiers: dict, unusable: dict, dimension: str) -> list[list[str]]:
+    """Tiers best first, with the unusable floor (if any) as the last tier."""
+    floor = unusable.get(dimension) or []
+    return [*tiers[dimension], *([floor] if floor else [])]
+
+
 def _default_dimensions() -> list[dict]:
     return [dict(d) for d in DEFAULT_DIMENSIONS]
 
@@ -22,6 +28,23 @@ class Dataset(models.Model):
     )
     overlap = models.PositiveIntegerField(default=3, help_text="rankings wanted per group (K)")
     lease_ttl_seconds = models.PositiveIntegerField(default=600)
+    # Quality control (see annotation/quality.py).
+    gold_rate = models.FloatField(
+        default=0.1, help_text="chance that `next` serves a gold group the annotator has not seen"
+    )
+    repeat_rate = models.FloatField(
+        default=0.05, help_text="chance that `next` serves a group again, candidates reordered"
+    )
+    repeat_gap = models.PositiveIntegerField(
+        default=5, help_text="a repeat comes at least this many of the annotator's groups later"
+    )
+    adjudication_threshold = models.FloatField(
+        default=0.6, help_text="groups whose mean pairwise agreement is below this are reviewed"
+    )
+    adjudication_extra_overlap = models.PositiveIntegerField(
+        default=1,
+        help_text="extra rankings a low-agreement group gets before it goes to adjudication",
+    )
     annotators = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="annotation_datasets"
     )
@@ -38,6 +61,13 @@ class Dataset(models.Model):
         return [d["key"] for d in self.dimensions]
 
 
+class Review(models.TextChoices):
+    NONE = "", "none"
+    EXTRA = "extra", "more rankings asked"
+    QUEUED = "queued", "awaiting adjudication"
+    ADJUDICATED = "adjudicated", "adjudicated"
+
+
 class Group(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="groups")
     external_id = models.CharField(max_length=200)
@@ -48,6 +78,19 @@ class Group(models.Model):
     meta = models.JSONField(default=dict, blank=True)
     # Non-surplus rankings so far; kept in step under the group's row lock.
     ranking_count = models.PositiveIntegerField(default=0)
+    # Gold groups carry known relations per dimension and are served to every
+    # annotator (outside the overlap count) to score them:
+    # {dimension: [[a, ">" | "=" | ">=", b], ...]} with candidate external ids.
+    is_gold = models.BooleanField(default=False)
+    gold = models.JSONField(default=dict, blank=True)
+    # Low agreement asks for more rankings (K + extra_overlap), then adjudication.
+    extra_overlap = models.PositiveIntegerField(default=0)
+    agreement = models.FloatField(
+        null=True, blank=True, help_text="mean pairwise agreement once the target was reached"
+    )
+    review = models.CharField(
+        max_length=12, choices=Review.choices, default=Review.NONE, blank=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -55,7 +98,10 @@ class Group(models.Model):
             models.UniqueConstraint(fields=["dataset", "external_id"], name="group_unique_id")
         ]
         # `next` walks this index in order: least-annotated first.
-        indexes = [models.Index(fields=["dataset", "ranking_count", "id"])]
+        indexes = [
+            models.Index(fields=["dataset", "ranking_count", "id"]),
+            models.Index(fields=["dataset", "review"]),
+        ]
 
     def __str__(self) -> str:
         return self.external_id
@@ -88,7 +134,8 @@ class Candidate(models.Model):
 
 class Assignment(models.Model):
     """One annotator's relation to one group: leased (until expires_at), skipped
-    (never served to them again) or done. Unique per (annotator, group)."""
+    (never served to them again) or done. Unique per (annotator, group, repeat):
+    a repeat is the same group served a second time to measure self-consistency."""
 
     class Status(models.TextChoices):
         LEASED = "leased"
@@ -100,10 +147,13 @@ class Assignment(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.LEASED)
     leased_at = models.DateTimeField()
     expires_at = models.DateTimeField()
+    repeat = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["annotator", "group"], name="assignment_unique")
+            models.UniqueConstraint(
+                fields=["annotator", "group", "repeat"], name="assignment_unique"
+            )
         ]
         indexes = [models.Index(fields=["group", "status", "expires_at"])]
 
@@ -122,12 +172,22 @@ class Ranking(models.Model):
     seconds_spent = models.FloatField(null=True)
     surplus = models.BooleanField(default=False, help_text="arrived after K rankings were in")
     lease_expired = models.BooleanField(default=False)
+    # A second ranking of the same group by the same annotator, shown reordered:
+    # scored for self-consistency, never counted as a vote.
+    repeat = models.BooleanField(default=False)
+    # Candidate ids in the order the page showed them (position-bias statistics).
+    shown_order = models.JSONField(default=list)
+    # The tiers (and first-shown candidate) as a short string, written with the
+    # ranking, read by the statistics: see annotation/stats/codes.py.
+    code = models.CharField(max_length=200, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["annotator", "group"], name="ranking_unique_annotator")
+            models.UniqueConstraint(
+                fields=["annotator", "group", "repeat"], name="ranking_unique_annotator"
+            )
         ]
 
     def __str__(self) -> str:
@@ -135,5 +195,38 @@ class Ranking(models.Model):
 
     def full_tiers(self, dimension: str) -> list[list[str]]:
         """Tiers best first, with the unusable floor (if any) as the last tier."""
-        floor = self.unusable.get(dimension) or []
-        return [*self.tiers[dimension], *([floor] if floor else [])]
+        return full_tiers(self.tiers, self.unusable, dimension)
+
+
+class Adjudication(models.Model):
+    """A researcher's ranking of a disputed group: it replaces the votes as the
+    group's consensus."""
+
+    group = models.OneToOneField(Group, on_delete=models.CASCADE, related_name="adjudication")
+    researcher = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    tiers = models.JSONField()
+    unusable = models.JSONField(default=dict)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"adjudication of {self.group_id}"
+
+    def full_tiers(self, dimension: str) -> list[list[str]]:
+        return full_tiers(self.tiers, self.unusable, dimension)
+
+
+class DatasetReport(models.Model):
+    """The quality report of a dataset (agreement, annotators, consensus, editor
+    leaderboard), recomputed by a periodic task so the dashboard only reads it."""
+
+    dataset = models.OneToOneField(Dataset, on_delete=models.CASCADE, related_name="report")
+    computed_at = models.DateTimeField()
+    last_ranking_id = models.BigIntegerField(default=0)
+    rankings = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0)
+    data = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"report of {self.dataset}"

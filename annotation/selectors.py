@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
 from accounts.models import User
 from accounts.permissions import is_researcher
-from annotation.models import Dataset, Group, Ranking
+from annotation.models import Dataset, DatasetReport, Group, Ranking, Review
 
 
 def datasets_visible_to(user) -> QuerySet[Dataset]:
@@ -56,17 +56,21 @@ class DatasetProgress:
 
 
 def dataset_progress(*, dataset: Dataset, user) -> DatasetProgress:
-    counts = Group.objects.filter(dataset=dataset).aggregate(
+    # Gold groups and repeats are quality checks, not progress. ranking_count
+    # holds each group's counted rankings (not surplus, not repeats): one query
+    # over the groups instead of counting the rankings.
+    counts = Group.objects.filter(dataset=dataset, is_gold=False).aggregate(
         groups=Count("pk"),
-        complete=Count("pk", filter=Q(ranking_count__gte=dataset.overlap)),
+        complete=Count("pk", filter=Q(ranking_count__gte=dataset.overlap + F("extra_overlap"))),
+        extra=Sum("extra_overlap", default=0),
+        rankings=Sum("ranking_count", default=0),
     )
-    rankings = Ranking.objects.filter(group__dataset=dataset)
     return DatasetProgress(
         groups=counts["groups"],
         groups_complete=counts["complete"],
-        rankings=rankings.filter(surplus=False).count(),
-        rankings_target=counts["groups"] * dataset.overlap,
-        my_rankings=rankings.filter(annotator=user).count(),
+        rankings=counts["rankings"],
+        rankings_target=counts["groups"] * dataset.overlap + counts["extra"],
+        my_rankings=Ranking.objects.filter(group__dataset=dataset, annotator=user).count(),
     )
 
 
@@ -167,3 +171,49 @@ def export_pairs(dataset: Dataset, *, ties: bool = False) -> Iterator[str]:
                     chunk.append(json.dumps({**common, "chosen": a, "rejected": b, "dimension": dim, "tier_gap": 0, "annotator": annotator, **flags, "tie": True}))  # fmt: skip
         if chunk:
             yield "\n".join(chunk) + "\n"
+
+
+# --- quality control
+
+
+def dataset_report(dataset: Dataset) -> dict | None:
+    """The stored quality report with its freshness; None before the first one."""
+    report = DatasetReport.objects.filter(dataset=dataset).first()
+    if report is None:
+        return None
+    # Walks the primary key from the report's last ranking on: cheap while few are new.
+    newer = Ranking.objects.filter(pk__gt=max(report.last_ranking_id, 0), group__dataset=dataset)
+    return {
+        "computed_at": report.computed_at.isoformat(),
+        "stale": report.last_ranking_id < 0 or newer.exists(),
+        "seconds": report.seconds,
+        **report.data,
+    }
+
+
+def adjudication_queue(dataset: Dataset, limit: int = 200) -> list[dict]:
+    """Groups waiting for a researcher, least agreement first, with every vote."""
+    groups = list(
+        Group.objects.filter(dataset=dataset, review=Review.QUEUED).order_by("agreement", "pk")[
+            :limit
+        ]
+    )
+    return adjudication_queue_entries(groups, dataset)
+
+
+def adjudication_queue_entries(groups: list[Group], dataset: Dataset) -> list[dict]:
+    usernames = dict(User.objects.values_list("pk", "username"))
+    rankings: dict[int, list] = {}
+    for ranking in Ranking.objects.filter(group__in=groups, repeat=False).order_by("pk"):
+        rankings.setdefault(ranking.group_id, []).append({
+            "annotator": usernames.get(ranking.annotator_id),
+            "tiers": {dim: ranking.full_tiers(dim) for dim in dataset.dimension_keys},
+        })  # fmt: skip
+    return [
+        {
+            "group": g.pk, "external_id": g.external_id, "instruction": g.instruction,
+            "task_type": g.task_type, "agreement": g.agreement,
+            "rankings": rankings.get(g.pk, []),
+        }
+        for g in groups
+    ]  # fmt: skip

@@ -15,13 +15,27 @@ import time
 import uuid
 from collections import Counter
 from datetime import timedelta
+from itertools import combinations
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
-from annotation.models import Assignment, Candidate, Dataset, Group, Ranking
+from annotation.models import (
+    Adjudication,
+    Assignment,
+    Candidate,
+    Dataset,
+    DatasetReport,
+    Group,
+    Ranking,
+    Review,
+    full_tiers,
+)
+from annotation.stats.agreement import pairwise_agreement
+from annotation.stats.codes import ranking_code
+from annotation.stats.consensus import tier_positions
 
 
 class RankingInvalid(ValueError):
@@ -32,15 +46,18 @@ class RankingConflict(Exception):
     """The ranking clashes with one already stored (HTTP 409)."""
 
 
-def candidates_in_annotator_order(*, group: Group, annotator: User) -> list[Candidate]:
+def candidates_in_annotator_order(
+    *, group: Group, annotator: User, repeat: bool = False
+) -> list[Candidate]:
     """The group's candidates shuffled per (annotator, group), the same on every call,
-    so position bias averages out across annotators."""
+    so position bias averages out across annotators. A repeat shows them in the
+    reverse order: every candidate moves, the first becomes the last."""
 
     def key(candidate: Candidate) -> str:
         seed = f"{annotator.pk}:{group.pk}:{candidate.external_id}".encode()
         return hashlib.sha256(seed).hexdigest()
 
-    return sorted(group.candidates.all(), key=key)
+    return sorted(group.candidates.all(), key=key, reverse=repeat)
 
 
 def group_next_for_annotator(*, dataset: Dataset, annotator: User) -> Assignment | None:
@@ -69,6 +86,25 @@ def _lease_attempt(dataset: Dataset, annotator: User) -> tuple[Assignment | None
         )  # fmt: skip
         if live is not None:
             return live, False
+        lease = {
+            "annotator": annotator,
+            "status": Assignment.Status.LEASED,
+            "leased_at": now,
+            "expires_at": now + timedelta(seconds=dataset.lease_ttl_seconds),
+        }
+        # Quality control rides in the same stream, looking like any other group.
+        if dataset.gold_rate > 0 and random.random() < dataset.gold_rate:
+            gold = _unseen_gold_group(dataset, annotator)
+            if gold is not None:
+                assignment = _assignment_upsert(group=gold, **lease)
+                if assignment is not None:
+                    return assignment, False
+        if dataset.repeat_rate > 0 and random.random() < dataset.repeat_rate:
+            again = _group_to_repeat(dataset, annotator)
+            if again is not None:
+                assignment = _assignment_upsert(group=again, repeat=True, **lease)
+                if assignment is not None:
+                    return assignment, False
         group = _first_eligible_group(dataset, annotator, now, lock=True)
         if group is None:
             return None, _first_eligible_group(dataset, annotator, now, lock=False) is not None
@@ -76,22 +112,58 @@ def _lease_attempt(dataset: Dataset, annotator: User) -> tuple[Assignment | None
         # began with: a lease another annotator committed while the scan ran is
         # invisible to it. Now that the row is locked by us, count again in a new
         # statement (a fresh snapshot); if the group filled up meanwhile, retry.
-        if _slots_taken(group, now) >= dataset.overlap:
+        if _slots_taken(group, now) >= dataset.overlap + group.extra_overlap:
             return None, True
-        assignment = _assignment_upsert(
-            group=group,
-            annotator=annotator,
-            status=Assignment.Status.LEASED,
-            leased_at=now,
-            expires_at=now + timedelta(seconds=dataset.lease_ttl_seconds),
-        )
+        assignment = _assignment_upsert(group=group, **lease)
         return assignment, assignment is None  # None: ranked meanwhile, look again
+
+
+def _unseen_gold_group(dataset: Dataset, annotator: User) -> Group | None:
+    """A gold group this annotator has not ranked or skipped (gold groups go to
+    everyone: they are outside the overlap count)."""
+    seen = Assignment.objects.filter(
+        annotator=annotator,
+        group__dataset=dataset,
+        status__in=[Assignment.Status.DONE, Assignment.Status.SKIPPED],
+    ).values("group_id")
+    return (
+        Group.objects.filter(dataset=dataset, is_gold=True)
+        .exclude(pk__in=seen)
+        .order_by("pk")
+        .first()
+    )
+
+
+def _group_to_repeat(dataset: Dataset, annotator: User) -> Group | None:
+    """The annotator's oldest ranked (non-gold) group not repeated yet, at least
+    `repeat_gap` of their groups ago, so the first answer is not fresh in mind."""
+    done = Assignment.objects.filter(
+        annotator=annotator, group__dataset=dataset, status=Assignment.Status.DONE
+    )
+    recent = list(
+        done.filter(repeat=False)
+        .order_by("-leased_at")
+        .values_list("group_id", flat=True)[: dataset.repeat_gap]
+    )
+    if len(recent) < dataset.repeat_gap:
+        return None
+    repeated = Assignment.objects.filter(annotator=annotator, repeat=True).values("group_id")
+    first = (
+        done.filter(repeat=False, group__is_gold=False)
+        .exclude(group_id__in=recent)
+        .exclude(group_id__in=repeated)
+        .select_related("group")
+        .order_by("leased_at")
+        .first()
+    )
+    return first.group if first is not None else None
 
 
 _SLOTS_SQL = f"""
 SELECT g.ranking_count + (
     SELECT COUNT(*) FROM {Assignment._meta.db_table} live
-    WHERE live.group_id = g.id AND live.status = '{Assignment.Status.LEASED}' AND live.expires_at > %s)
+    WHERE live.group_id = g.id AND live.status = '{Assignment.Status.LEASED}' AND NOT live.repeat
+      AND live.expires_at > %s)
 FROM {Group._meta.db_table} g WHERE g.id = %s
 """
 
@@ -113,9 +185,9 @@ def _relax_commit() -> None:
 
 
 def _assignment_upsert(
-    *, group: Group, annotator: User, status: str, leased_at, expires_at
+    *, group: Group, annotator: User, status: str, leased_at, expires_at, repeat: bool = False
 ) -> Assignment | None:
-    """INSERT ... ON CONFLICT (annotator, group) DO UPDATE, in one statement.
+    """INSERT ... ON CONFLICT (annotator, group, repeat) DO UPDATE, in one statement.
 
     A "done" assignment is final: a lease or a skip racing a submit never turns
     it back (the update's WHERE leaves it alone and None is returned)."""
@@ -127,21 +199,21 @@ def _assignment_upsert(
     )
     new_lease = ", leased_at = excluded.leased_at" if status == Assignment.Status.LEASED else ""
     sql = f"""
-        INSERT INTO {table} (group_id, annotator_id, status, leased_at, expires_at)
-        VALUES (%s, %s, %s, %s, %s)
-        ON CONFLICT (annotator_id, group_id) DO UPDATE
+        INSERT INTO {table} (group_id, annotator_id, status, leased_at, expires_at, repeat)
+        VALUES (%s, %s, %s, %s, %s, %s)
+        ON CONFLICT (annotator_id, group_id, repeat) DO UPDATE
         SET status = excluded.status, expires_at = excluded.expires_at{new_lease}
         {keep_done}
         RETURNING id
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [group.pk, annotator.pk, status, leased_at, expires_at])
+        cursor.execute(sql, [group.pk, annotator.pk, status, leased_at, expires_at, repeat])
         row = cursor.fetchone()
     if row is None:
         return None
     return Assignment(
         pk=row[0], group=group, annotator_id=annotator.pk, status=status,
-        leased_at=leased_at, expires_at=expires_at,
+        leased_at=leased_at, expires_at=expires_at, repeat=repeat,
     )  # fmt: skip
 
 
@@ -150,15 +222,16 @@ def _assignment_upsert(
 # order and stops at the first group that qualifies.
 _ELIGIBLE_SQL = f"""
 SELECT g.* FROM {Group._meta.db_table} g
-WHERE g.dataset_id = %(dataset)s AND g.ranking_count < %(k)s
+WHERE g.dataset_id = %(dataset)s AND g.ranking_count < %(k)s + g.extra_overlap
+  AND NOT g.is_gold
   AND NOT EXISTS (
     SELECT 1 FROM {Assignment._meta.db_table} mine
     WHERE mine.group_id = g.id AND mine.annotator_id = %(annotator)s
       AND mine.status IN ('{Assignment.Status.SKIPPED}', '{Assignment.Status.DONE}'))
   AND g.ranking_count + (
     SELECT COUNT(*) FROM {Assignment._meta.db_table} live
-    WHERE live.group_id = g.id AND live.status = '{Assignment.Status.LEASED}'
-      AND live.expires_at > %(now)s) < %(k)s
+    WHERE live.group_id = g.id AND live.status = '{Assignment.Status.LEASED}' AND NOT live.repeat
+      AND live.expires_at > %(now)s) < %(k)s + g.extra_overlap
 ORDER BY g.ranking_count, g.id
 LIMIT 1
 """
@@ -185,7 +258,17 @@ def group_skip(*, group: Group, annotator: User) -> None:
             status=Assignment.Status.SKIPPED,
             leased_at=now,
             expires_at=now,
+            repeat=_is_repeat(group, annotator),
         )
+
+
+def _is_repeat(group: Group, annotator: User) -> bool:
+    """Whether the annotator's current business with the group is its repeat:
+    they ranked it once and were served it again."""
+    return (
+        Ranking.objects.filter(group=group, annotator=annotator, repeat=False).exists()
+        and Assignment.objects.filter(group=group, annotator=annotator, repeat=True).exists()
+    )
 
 
 def ranking_clean(
@@ -267,13 +350,21 @@ def ranking_submit(
             if previous is not None:  # the same request, retried while we waited for the lock
                 return _same_submission(previous, group, annotator), False
             # A second ranking of the group by this annotator fails on the unique
-            # constraint (annotator, group): handled below.
+            # constraint (annotator, group, repeat), unless it was served a repeat.
+            repeat = _is_repeat(group, annotator)
             lease_expires = (
-                Assignment.objects.filter(group=group, annotator=annotator)
+                Assignment.objects.filter(group=group, annotator=annotator, repeat=repeat)
                 .values_list("expires_at", flat=True)
                 .first()
             )
-            surplus = locked.ranking_count >= dataset.overlap
+            shown = [
+                c.external_id
+                for c in candidates_in_annotator_order(
+                    group=group, annotator=annotator, repeat=repeat
+                )
+            ]
+            target = dataset.overlap + locked.extra_overlap
+            counted = not repeat and (locked.is_gold or locked.ranking_count < target)
             ranking = Ranking.objects.create(
                 group=group,
                 annotator=annotator,
@@ -281,17 +372,28 @@ def ranking_submit(
                 tiers=clean_tiers,
                 unusable=clean_unusable,
                 seconds_spent=seconds_spent,
-                surplus=surplus,
+                surplus=not repeat and not counted,
                 lease_expired=lease_expires is None or lease_expires <= now,
+                repeat=repeat,
+                shown_order=shown,
+                code=ranking_code(
+                    {d: full_tiers(clean_tiers, clean_unusable, d) for d in dataset.dimension_keys},
+                    dataset.dimension_keys,
+                    shown,
+                    shown[0],
+                ),
             )
-            if not surplus:
+            if counted:
                 Group.objects.filter(pk=group.pk).update(ranking_count=F("ranking_count") + 1)
+                if not locked.is_gold and locked.ranking_count + 1 == target:
+                    group_review(locked, dataset)
             _assignment_upsert(
                 group=group,
                 annotator=annotator,
                 status=Assignment.Status.DONE,
                 leased_at=now,
                 expires_at=now,
+                repeat=repeat,
             )
     except IntegrityError:
         previous = Ranking.objects.filter(submission_id=submission_id).first()
@@ -299,6 +401,38 @@ def ranking_submit(
             raise RankingConflict("you have already ranked this group") from None
         return _same_submission(previous, group, annotator), False
     return ranking, True
+
+
+def group_review(group: Group, dataset: Dataset) -> None:
+    """Once a group has its target number of rankings: if they agree too little,
+    ask for one more ranking (up to the dataset's extra overlap), then queue it
+    for a researcher's adjudication. Called under the group's row lock."""
+    rankings = list(Ranking.objects.filter(group=group, repeat=False).only("tiers", "unusable"))
+    agreement = group_mean_agreement(rankings, dataset.dimension_keys)
+    fields = {"agreement": agreement}
+    if agreement is not None and agreement < dataset.adjudication_threshold:
+        if group.extra_overlap < dataset.adjudication_extra_overlap:
+            fields.update(extra_overlap=group.extra_overlap + 1, review=Review.EXTRA)
+        else:
+            fields["review"] = Review.QUEUED
+    elif group.review == Review.EXTRA:
+        fields["review"] = Review.NONE
+    Group.objects.filter(pk=group.pk).update(**fields)
+
+
+def group_mean_agreement(rankings, dimensions: list[str]) -> float | None:
+    """Mean over dimensions of the mean pairwise agreement of the annotator pairs."""
+    per_dimension = []
+    for dim in dimensions:
+        positions = [tier_positions(r.full_tiers(dim)) for r in rankings]
+        pairs = [
+            value
+            for a, b in combinations(positions, 2)
+            if (value := pairwise_agreement(a, b)) is not None
+        ]
+        if pairs:
+            per_dimension.append(sum(pairs) / len(pairs))
+    return sum(per_dimension) / len(per_dimension) if per_dimension else None
 
 
 def _external_ids(placements: object, to_external: dict[str, str]) -> object:
@@ -320,3 +454,32 @@ def _same_submission(previous: Ranking, group: Group, annotator: User) -> Rankin
     if previous.group_id != group.pk or previous.annotator_id != annotator.pk:
         raise RankingConflict("this submission_id was already used for another ranking")
     return previous
+
+
+def adjudication_submit(
+    *, group: Group, researcher: User, tiers: object, unusable: object = None, note: str = ""
+) -> Adjudication:
+    """A researcher's ranking of a disputed group becomes its consensus (a second
+    submission replaces the first). The dataset's stored report goes stale."""
+    to_external = {}
+    for external_id, token in group.candidates.values_list("external_id", "token"):
+        to_external[external_id] = to_external[token] = external_id
+    clean_tiers, clean_unusable = ranking_clean(
+        dataset=group.dataset,
+        candidate_ids=set(to_external.values()),
+        tiers=_external_ids(tiers, to_external),
+        unusable=_external_ids(unusable, to_external),
+    )
+    with transaction.atomic():
+        adjudication, _ = Adjudication.objects.update_or_create(
+            group=group,
+            defaults={
+                "researcher": researcher,
+                "tiers": clean_tiers,
+                "unusable": clean_unusable,
+                "note": note,
+            },
+        )
+        Group.objects.filter(pk=group.pk).update(review=Review.ADJUDICATED)
+        DatasetReport.objects.filter(dataset_id=group.dataset_id).update(last_ranking_id=-1)
+    return adjudication

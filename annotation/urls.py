@@ -1,10 +1,27 @@
 from django.urls import path
 
-from annotation import views
+from annotation import quality_views, views
 
 urlpatterns = [
     path("", views.annotate_home, name="annotate-home"),
     path("import/", views.import_page, name="annotation-import"),
     path("<int:dataset_id>/", views.annotate_dataset, name="annotate-dataset"),
     path("<int:dataset_id>/workspace/", views.annotate_workspace, name="annotate-workspace"),
+    path("<int:dataset_id>/quality/", quality_views.quality_dashboard, name="annotate-quality"),
+    path(
+        "<int:dataset_id>/quality/refresh/",
+        quality_views.quality_refresh,
+        name="annotate-quality-refresh",
+    ),
+    path(
+        "<int:dataset_id>/snapshots/",
+        quality_views.snapshot_export,
+        name="annotate-snapshot-export",
+    ),
+    path("<int:dataset_id>/review/", quality_views.review_dataset, name="annotate-review"),
+    path(
+        "<int:dataset_id>/review/workspace/",
+        quality_views.review_workspace,
+        name="annotate-review-workspace",
+    ),
 ]

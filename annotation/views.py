@@ -22,7 +22,7 @@ def _workspace_context(request, dataset: Dataset) -> dict:
     group = None
     if assignment is not None:
         group = {
-            **group_payload(assignment.group, request.user),
+            **group_payload(assignment.group, request.user, repeat=assignment.repeat),
             "lease_expires_at": assignment.expires_at.isoformat(),
         }
     return {

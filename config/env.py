@@ -32,6 +32,7 @@ KNOWN_VARIABLES = {
     "JOB_STALE_SECONDS": "a positive number of seconds",
     "JOB_REDISPATCH_SECONDS": "a positive number of seconds",
     "JOB_SWEEP_SECONDS": "a positive number of seconds",
+    "REPORT_REFRESH_SECONDS": "a positive number of seconds",
     "JOB_MAX_ATTEMPTS": "a positive integer",
     "WORKER_STALE_SECONDS": "a positive number of seconds",
 }

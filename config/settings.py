@@ -190,6 +190,11 @@ JOB_REDISPATCH_SECONDS = env.parse_positive_float(
 JOB_SWEEP_SECONDS = env.parse_positive_float(
     "JOB_SWEEP_SECONDS", env.read("JOB_SWEEP_SECONDS", "30")
 )
+# Dataset quality reports (agreement, annotators, editor leaderboard) are
+# recomputed by beat this often, for datasets with new rankings.
+REPORT_REFRESH_SECONDS = env.parse_positive_float(
+    "REPORT_REFRESH_SECONDS", env.read("REPORT_REFRESH_SECONDS", "60")
+)
 JOB_MAX_ATTEMPTS = env.parse_positive_int("JOB_MAX_ATTEMPTS", env.read("JOB_MAX_ATTEMPTS", "3"))
 WORKER_STALE_SECONDS = env.parse_positive_float(
     "WORKER_STALE_SECONDS", env.read("WORKER_STALE_SECONDS", "60")

@@ -46,3 +46,54 @@ def line_chart(name: str, series: list[tuple[int, float]]) -> Chart:
         x_min=x0,
         x_max=x1,
     )
+
+
+@dataclass(frozen=True)
+class IntervalRow:
+    label: str
+    y: float
+    x: float | None  # point estimate
+    x_low: float | None
+    x_high: float | None
+    text: str
+
+
+@dataclass(frozen=True)
+class IntervalChart:
+    rows: list[IntervalRow]
+    width: int
+    height: int
+    left: int
+    right: int
+    ticks: list[tuple[float, str]]  # (x, label)
+
+
+def interval_chart(
+    rows: list[tuple[str, float | None, float | None, float | None]],
+    *,
+    lo: float,
+    hi: float,
+    width: int = 520,
+    row_height: int = 22,
+    left: int = 150,
+    digits: int = 2,
+) -> IntervalChart:
+    """A forest plot: one row per (label, value, low, high), a dot with its
+    interval as whiskers on a shared axis from lo to hi. Missing values leave the
+    row empty; values outside [lo, hi] are clamped to the edge."""
+    right = width - 70
+    span = (hi - lo) or 1.0
+
+    def x_of(v: float | None) -> float | None:
+        if v is None:
+            return None
+        return left + (min(max(v, lo), hi) - lo) / span * (right - left)
+
+    out = []
+    for i, (label, value, low, high) in enumerate(rows):
+        text = "n/a" if value is None else f"{value:.{digits}f}"
+        out.append(
+            IntervalRow(label, 14 + i * row_height, x_of(value), x_of(low), x_of(high), text)
+        )
+    ticks = [(x_of(lo + span * k / 4), f"{lo + span * k / 4:.{digits}g}") for k in range(5)]
+    return IntervalChart(out, width, 24 + len(rows) * row_height, left, right, ticks)

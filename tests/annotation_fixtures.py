@@ -18,10 +18,12 @@ def _png(colour) -> str:
 
 
 def make_dataset(
-    name="ds", *, groups=3, candidates=3, overlap=2, annotators=(), lease_ttl_seconds=600
+    name="ds", *, groups=3, candidates=3, overlap=2, annotators=(), lease_ttl_seconds=600, **fields
 ):
+    # Gold groups and repeats are off unless a test asks: routing stays deterministic.
+    fields = {"gold_rate": 0, "repeat_rate": 0, **fields}
     dataset = Dataset.objects.create(
-        name=name, overlap=overlap, lease_ttl_seconds=lease_ttl_seconds
+        name=name, overlap=overlap, lease_ttl_seconds=lease_ttl_seconds, **fields
     )
     dataset.annotators.add(*annotators)
     for g in range(groups):

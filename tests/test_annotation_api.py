@@ -195,7 +195,10 @@ def test_annotator_of_another_dataset_gets_403(client, dataset):
     client.force_login(outsider)
     group = Group.objects.filter(dataset=dataset).first()
     refused = _next(client, dataset)
-    assert refused.status_code == 403 and refused.json()["detail"] == "You are not an annotator of this dataset."
+    assert (
+        refused.status_code == 403
+        and refused.json()["detail"] == "You are not an annotator of this dataset."
+    )
     assert client.post(f"/api/groups/{group.pk}/skip/").status_code == 403
     assert _submit(client, group.pk, {}).status_code == 403
     candidate = group.candidates.first()

@@ -23,7 +23,7 @@ class RankSession {
   constructor(data) {
     this.group = data.group;
     this.dimensions = data.dimensions;
-    this.storageKey = `editloop:v1:${data.user}:${this.group.id}`;
+    this.storageKey = `editloop:v1:${data.user}:${this.group.id}${this.group.submit_url ? ":adjudication" : ""}`;
     const saved = this.#load();
     this.candidates = this.group.candidates.map((c, i) => ({ ...c, letter: letters[i] }));
     this.ranking = new TierRanking(this.candidates.map((c) => c.id), this.dimensions.map((d) => d.key), saved && saved.placements);
@@ -289,7 +289,7 @@ class RankSession {
     for (let attempt = 0; attempt < 6; attempt++) {
       let response;
       try {
-        response = await fetch(`/api/groups/${this.group.id}/rankings/`, {
+        response = await fetch(this.group.submit_url || `/api/groups/${this.group.id}/rankings/`, {
           method: "POST",
           headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
           credentials: "same-origin",
@@ -317,7 +317,7 @@ class RankSession {
   }
 
   async skip() {
-    if (this.busy) return;
+    if (this.busy || this.group.skip_url === null) return; // adjudication: nothing to skip
     this.busy = true;
     const response = await fetch(`/api/groups/${this.group.id}/skip/`, {
       method: "POST",

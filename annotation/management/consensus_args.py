@@ -1,0 +1,54 @@
+"""Arguments shared by the commands that read a dataset's consensus."""
+
+from __future__ import annotations
+
+import argparse
+
+from django.core.management.base import CommandError
+
+from annotation.models import Dataset
+from annotation.stats.consensus import DEFAULT_MAJORITY_TIE_FRACTION, POLICIES, Policy
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def add_dataset_argument(parser) -> None:
+    parser.add_argument("--dataset", required=True, metavar="NAME")
+
+
+def add_policy_arguments(parser) -> None:
+    parser.add_argument("--policy", choices=POLICIES, required=True)
+    parser.add_argument(
+        "--max-tie-fraction",
+        type=fraction,
+        default=None,
+        help=f"majority: most ties a settled pair may have (default {DEFAULT_MAJORITY_TIE_FRACTION:.3f})",
+    )
+    parser.add_argument("--min-votes", type=int, default=2, help="fewest rankings (default 2)")
+
+
+def dataset_named(name: str) -> Dataset:
+    try:
+        return Dataset.objects.get(name=name)
+    except Dataset.DoesNotExist:
+        known = ", ".join(Dataset.objects.values_list("name", flat=True)[:20]) or "none"
+        raise CommandError(f"no dataset named {name!r} (datasets: {known})") from None
+
+
+def policy_from(options) -> Policy:
+    try:
+        return Policy.named(
+            options["policy"],
+            max_tie_fraction=options["max_tie_fraction"],
+            min_votes=options["min_votes"],
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None

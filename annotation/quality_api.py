@@ -1,0 +1,127 @@
+"""Quality-control API for researchers: the stored report, the adjudication
+queue, adjudicating a group, and exporting consensus snapshots."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsResearcher
+from annotation import selectors, services
+from annotation.models import Dataset, Group
+from annotation.tasks import refresh_reports_task
+from benchmark.models import Snapshot
+from jobs.registry import InvalidJobConfig
+from jobs.services import job_enqueue
+
+
+class DatasetReportApi(APIView):
+    """GET: the stored quality report (agreement with intervals, annotators,
+    consensus counts, editor leaderboard). POST: recompute it now (202)."""
+
+    permission_classes = [IsResearcher]
+
+    def get(self, request, dataset_id: int):
+        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        report = selectors.dataset_report(dataset)
+        if report is None:
+            return Response(
+                {"detail": "no report yet: POST here to compute it, or wait for the periodic task"},
+                status=404,
+            )
+        return Response(report)
+
+    def post(self, request, dataset_id: int):
+        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        refresh_reports_task.delay(dataset.pk, True)
+        return Response({"detail": "recomputing", "dataset": dataset.pk}, status=202)
+
+
+class AdjudicationQueueApi(APIView):
+    permission_classes = [IsResearcher]
+
+    def get(self, request, dataset_id: int):
+        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        return Response(selectors.adjudication_queue(dataset))
+
+
+class GroupAdjudicationApi(APIView):
+    """POST {tiers, unusable?, note?}: the researcher's ranking becomes the
+    group's consensus (candidate tokens or ids, as for rankings)."""
+
+    permission_classes = [IsResearcher]
+
+    class InputSerializer(serializers.Serializer):
+        tiers = serializers.JSONField()
+        unusable = serializers.JSONField(required=False, default=dict)
+        note = serializers.CharField(required=False, default="", allow_blank=True, max_length=5000)
+
+    def post(self, request, group_id: int):
+        group = get_object_or_404(Group.objects.select_related("dataset"), pk=group_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            adjudication = services.adjudication_submit(
+                group=group, researcher=request.user, **data.validated_data
+            )
+        except services.RankingInvalid as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            {
+                "group": group.pk, "tiers": adjudication.tiers, "unusable": adjudication.unusable,
+                "note": adjudication.note, "researcher": request.user.username,
+            },
+            status=status.HTTP_201_CREATED,
+        )  # fmt: skip
+
+
+class DatasetSnapshotApi(APIView):
+    """GET: the dataset's snapshots. POST {name, policy, max_tie_fraction?,
+    min_votes?}: export benchmark pairs and training preferences as a job (202)."""
+
+    permission_classes = [IsResearcher]
+
+    def get(self, request, dataset_id: int):
+        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        return Response([
+            {
+                "id": s.pk, "name": s.name, "kind": s.kind, "policy": s.policy, "path": s.path,
+                "rows": s.rows, "sha256": s.sha256, "counts": s.counts,
+                "created_at": s.created_at,
+            }
+            for s in Snapshot.objects.filter(dataset=dataset)
+        ])  # fmt: skip
+
+    def post(self, request, dataset_id: int):
+        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        try:
+            job = snapshot_export_enqueue(dataset, request.data, request.user)
+        except InvalidJobConfig as exc:
+            return Response({"detail": str(exc)}, status=400)
+        return Response(
+            {"job": job.pk, "job_url": reverse("api-job-detail", args=[job.pk])}, status=202
+        )
+
+
+def snapshot_export_enqueue(dataset: Dataset, data, user):
+    """Enqueue the export job from form or JSON data; InvalidJobConfig names the problem."""
+    if not data.get("name"):
+        raise InvalidJobConfig("name is required (letters, digits, '.', '_' or '-')")
+    config = {"dataset_id": dataset.pk}
+    for key in ("name", "policy", "max_tie_fraction", "min_votes"):
+        value = data.get(key)
+        if value not in (None, ""):
+            config[key] = value
+    for key, cast in (("max_tie_fraction", float), ("min_votes", int)):
+        if isinstance(config.get(key), str):
+            try:
+                config[key] = cast(config[key])
+            except ValueError:
+                raise InvalidJobConfig(f"{key} must be a number") from None
+    name = config.get("name")
+    if isinstance(name, str) and Snapshot.objects.filter(name=name).exists():
+        raise InvalidJobConfig(f"a snapshot named {name!r} exists already")
+    return job_enqueue(kind="annotation.export_snapshot", config=config, created_by=user)

@@ -1,0 +1,196 @@
+"""Researcher pages: the dataset quality dashboard and the adjudication board.
+
+The dashboard only reads the stored report (annotation.quality.report_refresh,
+run by beat), so it loads in milliseconds whatever the number of rankings."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.permissions import researcher_required
+from annotation import selectors
+from annotation.api import group_payload
+from annotation.models import Dataset, Group, Review
+from annotation.quality_api import snapshot_export_enqueue
+from annotation.stats.consensus import DEFAULT_MAJORITY_TIE_FRACTION, POLICIES
+from annotation.tasks import refresh_reports_task
+from benchmark.models import Snapshot
+from jobs.charts import interval_chart
+from jobs.registry import InvalidJobConfig
+
+STATISTICS = (
+    ("pairwise_agreement", "Pairwise agreement", 0.0, 1.0),
+    ("kendall_tau_b", "Kendall τ-b", -1.0, 1.0),
+    ("krippendorff_alpha", "Krippendorff α (ordinal)", -1.0, 1.0),
+)
+
+
+def _estimate_rows(figures: dict) -> list[dict]:
+    rows = [("all task types", figures["all"])] + sorted(figures["by_task_type"].items())
+    return [
+        {"label": label, **summary, "estimates": [summary[key] for key, *_ in STATISTICS]}
+        for label, summary in rows
+        if summary
+    ]
+
+
+def _agreement_sections(report: dict) -> list[dict]:
+    sections = []
+    for dim, figures in report["agreement"].items():
+        if figures["all"] is None:
+            continue
+        rows = _estimate_rows(figures)
+        charts = [
+            {
+                "title": title,
+                "chart": interval_chart(
+                    [(r["label"], r[key]["value"], r[key]["low"], r[key]["high"]) for r in rows],
+                    lo=lo,
+                    hi=hi,
+                ),
+            }
+            for key, title, lo, hi in STATISTICS[:1]
+        ]
+        sections.append({"dimension": dim, "rows": rows, "charts": charts})
+    return sections
+
+
+def _editor_sections(report: dict) -> list[dict]:
+    sections = []
+    for dim, board in report["editors"]["by_dimension"].items():
+        rated = [e for e in board["editors"] if e["rating"] is not None]
+        if not rated:
+            continue
+        values = [v for e in rated for v in (e["low"], e["high"], e["rating"]) if v is not None]
+        lo, hi = min(values), max(values)
+        pad = max((hi - lo) * 0.1, 10)
+        chart = interval_chart(
+            [(e["name"], e["rating"], e["low"], e["high"]) for e in rated],
+            lo=lo - pad,
+            hi=hi + pad,
+            digits=0,
+        )
+        matrix = [
+            {
+                "name": name,
+                "cells": [
+                    {"rate": rate, "battles": count}
+                    for rate, count in zip(
+                        board["win_rate"][i], board["battle_counts"][i], strict=True
+                    )
+                ],
+            }
+            for i, name in enumerate(board["names"])
+        ]
+        sections.append(
+            {
+                "dimension": dim,
+                "board": board,
+                "chart": chart,
+                "matrix": matrix,
+                "names": board["names"],
+            }
+        )
+    return sections
+
+
+@require_GET
+@researcher_required
+def quality_dashboard(request, dataset_id: int):
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    report = selectors.dataset_report(dataset)
+    context = {
+        "dataset": dataset,
+        "progress": selectors.dataset_progress(dataset=dataset, user=request.user),
+        "report": report,
+        "policies": POLICIES,
+        "default_tie_fraction": round(DEFAULT_MAJORITY_TIE_FRACTION, 3),
+        "snapshots": Snapshot.objects.filter(dataset=dataset)[:20],
+        "queued": Group.objects.filter(dataset=dataset, review=Review.QUEUED).count(),
+    }
+    if report is not None:
+        context["agreement"] = _agreement_sections(report)
+        context["editors"] = _editor_sections(report)
+        context["consensus"] = [
+            {"policy": policy, "dimensions": per_dim}
+            for policy, per_dim in report["consensus"]["pairs"].items()
+        ]
+    return render(request, "annotation/quality.html", context)
+
+
+@require_POST
+@researcher_required
+def quality_refresh(request, dataset_id: int):
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    refresh_reports_task.delay(dataset.pk, True)
+    messages.info(request, "The report is being recomputed; reload in a few seconds.")
+    return redirect("annotate-quality", dataset_id=dataset.pk)
+
+
+@require_POST
+@researcher_required
+def snapshot_export(request, dataset_id: int):
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    try:
+        job = snapshot_export_enqueue(dataset, request.POST, request.user)
+    except InvalidJobConfig as exc:
+        messages.error(request, f"Export refused: {exc}")
+        return redirect("annotate-quality", dataset_id=dataset.pk)
+    return redirect("job-detail", job_id=job.pk)
+
+
+# --- adjudication: the ranking board, fed with queued groups
+
+
+def _review_context(request, dataset: Dataset) -> dict:
+    group = (
+        Group.objects.filter(dataset=dataset, review=Review.QUEUED)
+        .order_by("agreement", "pk")
+        .first()
+    )
+    payload = None
+    votes = []
+    if group is not None:
+        payload = {
+            **group_payload(group, request.user),
+            "submit_url": reverse("api-group-adjudication", args=[group.pk]),
+            "skip_url": None,
+        }
+        tokens = dict(group.candidates.values_list("external_id", "token"))
+        (entry,) = selectors.adjudication_queue_entries([group], dataset)
+        for ranking in entry["rankings"]:
+            votes.append({
+                "annotator": ranking["annotator"],
+                "dimensions": [
+                    {"key": dim, "tiers": [[
+                        reverse("api-image", args=["candidate-thumb", tokens[c]]) for c in tier
+                    ] for tier in tiers]}
+                    for dim, tiers in ranking["tiers"].items()
+                ],
+            })  # fmt: skip
+    return {
+        "dataset": dataset,
+        "group": payload,
+        "review": True,
+        "votes": votes,
+        "agreement": group.agreement if group else None,
+        "queued": Group.objects.filter(dataset=dataset, review=Review.QUEUED).count(),
+        "board_data": {"group": payload, "dimensions": dataset.dimensions, "user": request.user.pk},
+    }
+
+
+@require_http_methods(["GET"])
+@researcher_required
+def review_dataset(request, dataset_id: int):
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    return render(request, "annotation/rank.html", _review_context(request, dataset))
+
+
+@require_GET
+@researcher_required
+def review_workspace(request, dataset_id: int):
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    return render(request, "annotation/rank.html#workspace", _review_context(request, dataset))

@@ -1,0 +1,1 @@
+"""Statistics over annotation rankings (pure numpy, no Django)."""

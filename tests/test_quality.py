@@ -1,0 +1,344 @@
+"""Quality control: consensus policies, gold groups, repeats, position bias,
+low-agreement review and adjudication, and the dataset report, on small
+hand-computed examples."""
+
+import uuid
+
+import numpy as np
+import pytest
+
+from annotation.models import Adjudication, Assignment, Group, Ranking, Review
+from annotation.quality import compute_report, consensus_pairs, report_refresh
+from annotation.services import (
+    adjudication_submit,
+    group_next_for_annotator,
+    ranking_submit,
+)
+from annotation.stats.codes import decode, ranking_code
+from annotation.stats.codes import positions as code_positions
+from annotation.stats.consensus import UNSETTLED, Policy, Votes
+from tests.annotation_fixtures import make_dataset
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+DIMS = ("prompt_following", "consistency", "overall")
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def same_on_every_dimension(tiers):
+    return {dim: tiers for dim in DIMS}
+
+
+def rank(group, user, tiers, **kwargs):
+    """Rank with candidate suffixes ("c0", "c1"...) for brevity."""
+    prefix = f"{group.external_id}-"
+    full = {dim: [[prefix + c for c in tier] for tier in t] for dim, t in tiers.items()}
+    ranking, created = ranking_submit(
+        group=group, annotator=user, submission_id=uuid.uuid4(), tiers=full, **kwargs
+    )
+    assert created
+    return ranking
+
+
+# --- consensus policies (pure)
+
+
+@pytest.mark.parametrize(
+    ("votes", "unanimous", "majority"),
+    [
+        (Votes("a", "b", 3, 0, 0), 1, 1),
+        (Votes("a", "b", 0, 3, 0), -1, -1),
+        (Votes("a", "b", 0, 0, 3), 0, 0),
+        (Votes("a", "b", 2, 0, 1), None, 1),  # 1/3 ties allowed by default majority
+        (Votes("a", "b", 2, 1, 0), None, 1),
+        (Votes("a", "b", 1, 1, 1), None, None),
+        (Votes("a", "b", 1, 0, 2), None, 0),  # more than half tie: a tie
+        (Votes("a", "b", 2, 2, 0), None, None),  # no strict majority
+        (Votes("a", "b", 1, 0, 0), None, None),  # one vote settles nothing
+    ],
+)
+def test_policies_settle_pairs_as_defined(votes, unanimous, majority):
+    assert Policy("unanimous").decide(votes) == unanimous
+    assert Policy("majority", max_tie_fraction=1 / 3).decide(votes) == majority
+
+
+def test_majority_tie_fraction_is_a_ceiling():
+    # 3 for, 0 against, 2 ties: majority, but 40% ties
+    votes = Votes("a", "b", 3, 0, 2)
+    assert Policy("majority", max_tie_fraction=0.4).decide(votes) == 1
+    assert Policy("majority", max_tie_fraction=0.39).decide(votes) is None
+    with pytest.raises(ValueError, match="unknown policy"):
+        Policy("plurality")
+
+
+def test_decide_many_settles_arrays_like_single_pairs():
+    cases = [(3, 0, 0), (0, 3, 0), (0, 0, 3), (2, 0, 1), (1, 1, 1), (1, 0, 2), (1, 0, 0)]
+    for_a, for_b, tie = (np.array(column) for column in zip(*cases, strict=True))
+    majority = Policy.named("majority")
+    assert majority.decide_many(for_a, for_b, tie).tolist() == [
+        1,
+        -1,
+        0,
+        1,
+        UNSETTLED,
+        0,
+        UNSETTLED,
+    ]
+    assert Policy("unanimous").decide_many(for_a, for_b, tie).tolist() == [
+        1, -1, 0, UNSETTLED, UNSETTLED, UNSETTLED, UNSETTLED,
+    ]  # fmt: skip
+
+
+def test_ranking_codes_round_trip_and_refuse_what_they_cannot_hold():
+    tiers = {"pf": [["b"], ["a", "c"]], "c": [["a", "b", "c"]]}
+    code = ranking_code(tiers, ["pf", "c"], ["c", "a", "b"], first_shown="c")
+    assert code == "2" + "212" + "111"
+    first, decoded = decode([code, "-" + "111" + "123"], 2, 3)
+    assert first.tolist() == [2, -1] and decoded[1, 1].tolist() == [1, 2, 3]
+    assert code_positions(code, ["pf", "c"], ["a", "b", "c"])["pf"] == {"a": 2, "b": 1, "c": 2}
+    with pytest.raises(ValueError, match="exactly the group's candidates"):
+        ranking_code({"pf": [["a"]]}, ["pf"], ["a", "b"])
+    with pytest.raises(ValueError, match="digit"):
+        decode(["-10"], 1, 2)
+
+
+# --- the report on a hand-computed dataset
+
+
+@pytest.fixture
+def three():
+    return [UserFactory(username=f"ann{i}") for i in range(1, 4)]
+
+
+@pytest.fixture
+def ranked(three):
+    """Two groups, three candidates (editor-0..2), three annotators, K = 3.
+
+    g0: ann1 c0 > c1 > c2, ann2 the same, ann3 c0 > c1 = c2
+    g1: everyone c2 > c1 > c0
+    """
+    dataset = make_dataset(groups=2, candidates=3, overlap=3, annotators=three)
+    g0, g1 = Group.objects.filter(dataset=dataset).order_by("pk")
+    a1, a2, a3 = three
+    rank(g0, a1, same_on_every_dimension([["c0"], ["c1"], ["c2"]]), seconds_spent=10)
+    rank(g0, a2, same_on_every_dimension([["c0"], ["c1"], ["c2"]]), seconds_spent=20)
+    rank(g0, a3, same_on_every_dimension([["c0"], ["c1", "c2"]]), seconds_spent=30)
+    for user, seconds in ((a1, 30), (a2, 40), (a3, 50)):
+        rank(g1, user, same_on_every_dimension([["c2"], ["c1"], ["c0"]]), seconds_spent=seconds)
+    return dataset
+
+
+def test_report_figures_match_hand_computation(ranked):
+    report = compute_report(ranked, resamples=200)
+    assert report["rankings"] == 6 and report["groups_ranked"] == 2
+    pf = report["agreement"]["prompt_following"]["all"]
+    # Pairs (group, annotator pair): g0: 1, 2/3, 2/3; g1: 1, 1, 1 -> mean 16/18.
+    assert pf["pairwise_agreement"]["value"] == pytest.approx(16 / 18)
+    assert pf["pairwise_agreement"]["n"] == 6
+    low, high = pf["pairwise_agreement"]["low"], pf["pairwise_agreement"]["high"]
+    assert low <= 16 / 18 <= high and low >= 2 / 3 - 1e-9 and high == pytest.approx(1.0)
+    # tau-b ann1/ann3 on g0: C=2, D=0, ties in ann3 = 1 -> 2/sqrt(3*2).
+    tau = (1 + 2 * (2 / 6**0.5) + 3) / 6
+    assert pf["kendall_tau_b"]["value"] == pytest.approx(tau)
+    assert report["agreement"]["consistency"]["by_task_type"]["color_alter"]["groups"] == 2
+
+    people = {row["annotator"]: row for row in report["annotators"]}
+    assert people["ann1"]["median_seconds"] == 20 and people["ann3"]["median_seconds"] == 40
+    # Leave-one-out: ann3 disagrees with the others' majority on (c1, c2) in g0: 5 of 6
+    # per dimension; ann1's others split on (c1, c2) in g0, so that pair has no majority.
+    assert people["ann3"]["agreement_with_consensus"] == pytest.approx(15 / 18)
+    assert people["ann1"]["agreement_with_consensus"] == 1.0
+    assert people["ann1"]["consensus_pairs"] == 15
+    # ann1 pairs: g0 with ann2 (1) and ann3 (2/3), g1 twice 1 -> mean over 12 values.
+    assert people["ann1"]["pairwise_agreement"] == pytest.approx((1 + 2 / 3 + 1 + 1) / 4)
+
+    pairs = report["consensus"]["pairs"]
+    assert pairs["unanimous"]["overall"] == {"strict": 5, "unsettled": 1}
+    assert pairs["majority"]["overall"] == {"strict": 6}
+    board = report["editors"]["by_dimension"]["overall"]
+    counts = board["battle_counts"]
+    names = board["names"]
+    assert counts[names.index("editor-0")][names.index("editor-1")] == 2
+
+
+def test_consensus_pairs_name_the_preferred_candidate(ranked):
+    strict = [
+        (p.group.external_id, p.dimension, p.decision.preferred)
+        for p in consensus_pairs(ranked, Policy("unanimous"))
+        if p.decision.preferred
+    ]
+    assert ("ds-g0", "overall", ("ds-g0-c0", "ds-g0-c1")) in strict
+    assert ("ds-g1", "overall", ("ds-g1-c2", "ds-g1-c0")) in strict
+    assert not any(g == "ds-g0" and pref == ("ds-g0-c1", "ds-g0-c2") for g, _, pref in strict)
+    assert len(strict) == 5 * 3
+
+
+def test_report_is_stored_and_refreshed_only_when_rankings_arrive(ranked, three):
+    first = report_refresh(ranked)
+    assert first is not None and first.rankings == 6
+    assert report_refresh(ranked) is None  # nothing new
+    assert report_refresh(ranked, force=True) is not None
+
+
+# --- gold groups
+
+
+def test_gold_groups_are_served_first_at_rate_one_and_scored(three):
+    a1 = three[0]
+    dataset = make_dataset(groups=3, candidates=3, overlap=1, annotators=[a1], gold_rate=1.0)
+    gold = Group.objects.filter(dataset=dataset).order_by("pk").last()
+    prefix = gold.external_id + "-"
+    gold.is_gold = True
+    gold.gold = {
+        "prompt_following": [[prefix + "c0", ">", prefix + "c2"], [prefix + "c1", ">", prefix + "c2"]],
+        "consistency": [[prefix + "c2", ">=", prefix + "c0"]],
+    }  # fmt: skip
+    gold.save()
+    served = group_next_for_annotator(dataset=dataset, annotator=a1)
+    assert served.group_id == gold.pk and not served.repeat
+    tiers = {
+        "prompt_following": [["c0"], ["c1"], ["c2"]],  # both relations respected
+        "consistency": [["c0"], ["c1", "c2"]],  # c2 >= c0 violated
+        "overall": [["c0", "c1", "c2"]],
+    }
+    rank(gold, a1, tiers)
+    # Gold groups are outside the overlap count: the normal groups still come.
+    served = [group_next_for_annotator(dataset=dataset, annotator=a1).group]
+    rank(served[0], a1, same_on_every_dimension([["c0", "c1", "c2"]]))
+    served.append(group_next_for_annotator(dataset=dataset, annotator=a1).group)
+    assert {g.pk for g in served} == set(
+        Group.objects.filter(dataset=dataset, is_gold=False).values_list("pk", flat=True)
+    )
+    report = compute_report(dataset, resamples=0)
+    (row,) = report["annotators"]
+    assert row["gold_accuracy"] == pytest.approx(2 / 3) and row["gold_relations"] == 3
+    assert report["gold_groups"] == 1 and report["groups_ranked"] == 1
+
+
+def test_gold_payload_looks_like_any_group(annotator_client, annotator):
+    dataset = make_dataset(groups=1, annotators=[annotator], gold_rate=1.0)
+    Group.objects.filter(dataset=dataset).update(is_gold=True, gold={"overall": []})
+    body = annotator_client.post(f"/api/datasets/{dataset.pk}/next/").json()
+    assert "gold" not in body["group"] and "is_gold" not in body["group"]
+    assert set(body["group"]) == {
+        "id", "external_id", "instruction", "task_type", "source_url", "source_thumb_url",
+        "candidates",
+    }  # fmt: skip
+
+
+# --- repeats and position bias
+
+
+def test_repeat_comes_back_reversed_and_is_scored_not_counted(three):
+    a1 = three[0]
+    dataset = make_dataset(
+        groups=3, candidates=3, overlap=1, annotators=[a1], repeat_rate=1.0, repeat_gap=1
+    )
+    first = group_next_for_annotator(dataset=dataset, annotator=a1)
+    order = [c["id"] for c in _payload(first)["candidates"]]
+    rank(first.group, a1, same_on_every_dimension([["c0"], ["c1"], ["c2"]]))
+    second = group_next_for_annotator(dataset=dataset, annotator=a1)
+    assert second.group_id != first.group_id and not second.repeat  # gap of 1 group
+    rank(second.group, a1, same_on_every_dimension([["c0"], ["c1", "c2"]]))
+    again = group_next_for_annotator(dataset=dataset, annotator=a1)
+    assert again.group_id == first.group_id and again.repeat
+    assert [c["id"] for c in _payload(again)["candidates"]] == order[::-1]
+    # Half-changed answer: c1 = c2 now; agreement with the first ranking 2/3.
+    repeat = rank(first.group, a1, same_on_every_dimension([["c0"], ["c1", "c2"]]))
+    assert repeat.repeat and not repeat.surplus
+    assert repeat.shown_order == list(
+        reversed(Ranking.objects.get(group=first.group, repeat=False).shown_order)
+    )
+    first.group.refresh_from_db()
+    assert first.group.ranking_count == 1
+    third = group_next_for_annotator(dataset=dataset, annotator=a1)
+    assert not third.repeat and third.group_id not in (first.group_id, second.group_id)
+    report = compute_report(dataset, resamples=0)
+    (row,) = report["annotators"]
+    assert row["repeat_agreement"] == pytest.approx(2 / 3) and row["repeats"] == 1
+    assert report["repeats"] == 1 and report["groups_ranked"] == 2
+
+
+def _payload(assignment):
+    from annotation.api import group_payload
+
+    return group_payload(assignment.group, assignment.annotator, repeat=assignment.repeat)
+
+
+def test_skipping_a_repeat_skips_only_the_repeat(three):
+    a1 = three[0]
+    dataset = make_dataset(
+        groups=3, candidates=2, overlap=1, annotators=[a1], repeat_rate=1.0, repeat_gap=1
+    )
+    for _ in range(2):
+        lease = group_next_for_annotator(dataset=dataset, annotator=a1)
+        rank(lease.group, a1, same_on_every_dimension([["c0"], ["c1"]]))
+    again = group_next_for_annotator(dataset=dataset, annotator=a1)
+    assert again.repeat
+    from annotation.services import group_skip
+
+    group_skip(group=again.group, annotator=a1)
+    states = dict(
+        Assignment.objects.filter(group=again.group, annotator=a1).values_list("repeat", "status")
+    )
+    assert states == {False: "done", True: "skipped"}
+
+
+def test_first_shown_win_rate_counts_strict_pairs_won_by_the_first_card(three):
+    a1 = three[0]
+    dataset = make_dataset(groups=2, candidates=3, overlap=1, annotators=[a1])
+    g0, g1 = Group.objects.filter(dataset=dataset).order_by("pk")
+    r0 = rank(g0, a1, same_on_every_dimension([["c0"], ["c1", "c2"]]))
+    r1 = rank(g1, a1, same_on_every_dimension([["c0"], ["c1"], ["c2"]]))
+    # Pin what the page showed first (the code's first character, an index into
+    # the sorted candidates): c0 in g0 (wins its 2 pairs), c2 in g1 (loses 2).
+    assert r0.code[1:] == "122" * 3 and r1.code[1:] == "123" * 3
+    Ranking.objects.filter(pk=r0.pk).update(code="0" + r0.code[1:])
+    Ranking.objects.filter(pk=r1.pk).update(code="2" + r1.code[1:])
+    (row,) = compute_report(dataset, resamples=0)["annotators"]
+    assert row["first_shown_pairs"] == 4 * 3
+    assert row["first_shown_win_rate"] == pytest.approx(0.5)
+
+
+# --- low agreement: extra overlap, then adjudication
+
+
+def test_low_agreement_asks_for_one_more_ranking_then_adjudication(three, researcher):
+    a1, a2, a3 = three
+    dataset = make_dataset(groups=1, candidates=2, overlap=2, annotators=three)
+    group = Group.objects.get(dataset=dataset)
+    rank(group, a1, same_on_every_dimension([["c0"], ["c1"]]))
+    rank(group, a2, same_on_every_dimension([["c1"], ["c0"]]))
+    group.refresh_from_db()
+    assert group.agreement == 0 and group.review == Review.EXTRA and group.extra_overlap == 1
+    lease = group_next_for_annotator(dataset=dataset, annotator=a3)
+    assert lease is not None and lease.group_id == group.pk  # a third ranking is wanted
+    rank(group, a3, same_on_every_dimension([["c1"], ["c0"]]))
+    group.refresh_from_db()
+    assert group.review == Review.QUEUED and group.agreement == pytest.approx(1 / 3)
+    # Majority (2 of 3) settles it already; unanimous does not, until adjudicated.
+    assert not [p for p in consensus_pairs(dataset, Policy("unanimous")) if p.decision.preferred]
+    adjudication_submit(
+        group=group, researcher=researcher,
+        tiers=same_on_every_dimension([[f"{group.external_id}-c0"], [f"{group.external_id}-c1"]]),
+    )  # fmt: skip
+    group.refresh_from_db()
+    assert group.review == Review.ADJUDICATED and Adjudication.objects.count() == 1
+    strict = [p for p in consensus_pairs(dataset, Policy("unanimous")) if p.decision.preferred]
+    assert len(strict) == 3 and all(p.decision.adjudicated for p in strict)
+    assert strict[0].decision.preferred == ("ds-g0-c0", "ds-g0-c1")
+
+
+def test_agreeing_rankings_are_not_reviewed(three):
+    dataset = make_dataset(groups=1, candidates=2, overlap=2, annotators=three)
+    group = Group.objects.get(dataset=dataset)
+    for user in three[:2]:
+        rank(group, user, same_on_every_dimension([["c0"], ["c1"]]))
+    group.refresh_from_db()
+    assert group.agreement == 1 and group.review == Review.NONE and group.extra_overlap == 0
+    assert group_next_for_annotator(dataset=dataset, annotator=three[2]) is None
