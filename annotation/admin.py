@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from annotation.models import Assignment, Candidate, Dataset, Group, Ranking
+from annotation.models import Adjudication, Assignment, Candidate, Dataset, Group, Ranking
 
 
 @admin.register(Dataset)
@@ -16,8 +16,8 @@ class CandidateInline(admin.TabularInline):
 
 @admin.register(Group)
 class GroupAdmin(admin.ModelAdmin):
-    list_display = ("external_id", "dataset", "task_type", "ranking_count")
-    list_filter = ("dataset", "task_type")
+    list_display = ("external_id", "dataset", "task_type", "ranking_count", "is_gold", "review")
+    list_filter = ("dataset", "task_type", "is_gold", "review")
     search_fields = ("external_id", "instruction")
     inlines = [CandidateInline]
 
@@ -33,7 +33,12 @@ class RankingAdmin(admin.ModelAdmin):
         "seconds_spent",
         "created_at",
     )
-    list_filter = ("surplus", "group__dataset")
+    list_filter = ("surplus", "repeat", "group__dataset")
+    # Human work, and the statistics read `code`, which must match the tiers.
+    readonly_fields = (
+        "group", "annotator", "submission_id", "tiers", "unusable", "code", "shown_order",
+        "repeat", "surplus", "lease_expired", "seconds_spent",
+    )  # fmt: skip
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # Rankings are human work, and group counters and leases depend on them.
@@ -44,3 +49,9 @@ class RankingAdmin(admin.ModelAdmin):
 class AssignmentAdmin(admin.ModelAdmin):
     list_display = ("group", "annotator", "status", "expires_at")
     list_filter = ("status",)
+
+
+@admin.register(Adjudication)
+class AdjudicationAdmin(admin.ModelAdmin):
+    list_display = ("group", "researcher", "updated_at")
+    readonly_fields = ("group", "researcher", "created_at", "updated_at")

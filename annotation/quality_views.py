@@ -160,13 +160,19 @@ def _review_context(request, dataset: Dataset) -> dict:
             "skip_url": None,
         }
         tokens = dict(group.candidates.values_list("external_id", "token"))
+        # The board labels cards A, B, C... in the order it shows them: so do the votes.
+        letters = {c["id"]: chr(65 + i) for i, c in enumerate(payload["candidates"])}
         (entry,) = selectors.adjudication_queue_entries([group], dataset)
         for ranking in entry["rankings"]:
             votes.append({
                 "annotator": ranking["annotator"],
                 "dimensions": [
                     {"key": dim, "tiers": [[
-                        reverse("api-image", args=["candidate-thumb", tokens[c]]) for c in tier
+                        {
+                            "src": reverse("api-image", args=["candidate-thumb", tokens[c]]),
+                            "letter": letters[tokens[c]],
+                        }
+                        for c in tier
                     ] for tier in tiers]}
                     for dim, tiers in ranking["tiers"].items()
                 ],
