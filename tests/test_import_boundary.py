@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-HEAVY = ("torch", "transformers", "diffusers", "peft", "accelerate")
+# pyarrow too: it only writes benchmark snapshots, in the worker.
+HEAVY = ("torch", "transformers", "diffusers", "peft", "accelerate", "pyarrow")
 
 PROBE = f"""
 import os, sys
