@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def _remove(path: str) -> None:
 # --- snapshot export: the dashboard's "Export snapshot" button
 
 
-SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass
@@ -89,10 +90,14 @@ class ExportConfig:
     def __post_init__(self):
         if not isinstance(self.dataset_id, int) or isinstance(self.dataset_id, bool):
             raise ValueError("dataset_id must be an integer")
-        if not isinstance(self.name, str) or not SNAPSHOT_NAME.match(self.name):
+        if not isinstance(self.name, str) or not SNAPSHOT_NAME.fullmatch(self.name):
             raise ValueError(
                 "name must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
             )
+        if type(self.min_votes) is not int:
+            raise ValueError("min_votes must be an integer")
+        if self.max_tie_fraction is not None and type(self.max_tie_fraction) not in (int, float):
+            raise ValueError("max_tie_fraction must be a number between 0 and 1")
         self.consensus_policy()  # raises ValueError with the reason
 
     def consensus_policy(self) -> Policy:
@@ -106,16 +111,29 @@ def run_export(ctx) -> dict:
     under MEDIA_ROOT/_snapshots/<name>/."""
     from annotation.exports import export_benchmark, export_preferences, snapshots_dir
     from annotation.models import Dataset
+    from benchmark.models import Snapshot
 
     cfg = ExportConfig(**ctx.config)
     dataset = Dataset.objects.get(pk=cfg.dataset_id)
     policy = cfg.consensus_policy()
     root = snapshots_dir() / cfg.name
-    ctx.progress(0.05, "writing the benchmark snapshot")
-    bench = export_benchmark(dataset, policy, root / "benchmark", name=cfg.name)
-    ctx.heartbeat()
-    ctx.progress(0.6, "writing the training preferences")
-    prefs = export_preferences(dataset, policy, root / "preferences", name=cfg.name)
+    # A retry after a worker died finds what the first attempt finished: a
+    # registered snapshot is kept, a folder nobody registered is a leftover.
+    done = {s.kind: s for s in Snapshot.objects.filter(name=cfg.name, path__startswith=str(root))}
+    steps = (
+        (Snapshot.Kind.BENCHMARK, export_benchmark, "the benchmark snapshot", 0.05),
+        (Snapshot.Kind.PREFERENCES, export_preferences, "the training preferences", 0.6),
+    )
+    made = {}
+    for kind, export, what, progress in steps:
+        if kind in done:
+            made[kind] = done[kind]
+            continue
+        shutil.rmtree(root / kind, ignore_errors=True)
+        ctx.progress(progress, f"writing {what}")
+        ctx.heartbeat()
+        made[kind] = export(dataset, policy, root / kind, name=cfg.name)
+    bench, prefs = made[Snapshot.Kind.BENCHMARK], made[Snapshot.Kind.PREFERENCES]
     return {
         kind: {"snapshot": s.pk, "path": s.path, "rows": s.rows, "sha256": s.sha256}
         for kind, s in (("benchmark", bench), ("preferences", prefs))

@@ -233,6 +233,8 @@ def _gold(gold: object, candidate_ids: set[str]) -> dict:
             if not (isinstance(relation, list) and len(relation) == 3):
                 raise ValueError(f"gold {dim!r}: {relation!r} is not [a, op, b]")
             a, op, b = relation
+            if not all(isinstance(x, str) for x in relation):
+                raise ValueError(f"gold {dim!r}: {relation!r} must be three strings")
             if op not in GOLD_OPERATORS:
                 raise ValueError(f"gold {dim!r}: operator {op!r} is not one of {', '.join(GOLD_OPERATORS)}")  # fmt: skip
             strangers = [c for c in (a, b) if c not in candidate_ids]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from annotation.constants import DEFAULT_DIMENSIONS
@@ -59,6 +60,25 @@ class Dataset(models.Model):
     @property
     def dimension_keys(self) -> list[str]:
         return [d["key"] for d in self.dimensions]
+
+    def clean(self) -> None:
+        """Labels and rubrics may change at any time; the dimension keys and their
+        order may not once rankings exist: every ranking (and its code) is
+        written against them."""
+        keys = [d.get("key") for d in self.dimensions if isinstance(d, dict)]
+        if len(keys) != len(self.dimensions) or not all(isinstance(k, str) and k for k in keys):
+            raise ValidationError({"dimensions": 'each dimension needs a "key" string'})
+        if len(set(keys)) != len(keys):
+            raise ValidationError({"dimensions": "dimension keys repeat"})
+        if self.pk is None:
+            return
+        before = Dataset.objects.filter(pk=self.pk).values_list("dimensions", flat=True).first()
+        changed = before is not None and [d["key"] for d in before] != keys
+        if changed and Ranking.objects.filter(group__dataset_id=self.pk).exists():
+            raise ValidationError(
+                {"dimensions": "this dataset has rankings: dimension keys and their order are "
+                 "fixed (edit labels and rubrics only, or create a new dataset)"}
+            )  # fmt: skip
 
 
 class Review(models.TextChoices):

@@ -39,7 +39,7 @@ from annotation.models import (
     full_tiers,
 )
 from annotation.stats import agreement as agreement_stats
-from annotation.stats.bradley_terry import leaderboard_arrays
+from annotation.stats.bradley_terry import leaderboards_arrays
 from annotation.stats.codes import code_length, decode, ranking_code
 from annotation.stats.codes import positions as code_positions
 from annotation.stats.consensus import UNSETTLED, Decision, Policy, Positions, Votes, relation
@@ -293,6 +293,15 @@ def _annotator_block_stats(block: Block, dim: str, people: dict[int, _Annotator]
         _add(people, users, "consensus_match", (has & (majority == mine)).sum(axis=-1))
 
 
+def _battles(outcome, editors, first, second, clusters, kinds) -> tuple:
+    """Battles between different editors from an (N x pairs) array of outcomes
+    (1, -1, 0; UNSETTLED pairs are no battle): (cluster, a, b, outcome, task type)."""
+    ea, eb = editors[:, first], editors[:, second]
+    keep = (outcome != UNSETTLED) & (ea != eb)
+    rows = np.nonzero(keep)[0]
+    return clusters[rows], ea[keep], eb[keep], outcome[keep], kinds[rows]
+
+
 def _position_bias(
     chunk: list[tuple[GroupRow, list[RankingRow]]], dims: list[str], people: dict[int, _Annotator]
 ) -> None:
@@ -314,10 +323,24 @@ def _position_bias(
         _add(people, users, "first_shown_pairs", (tiers != mine).sum(axis=(1, 2)))
 
 
+EDITOR_PAIRS = ("consensus", "raw")
+
+
 def compute_report(
-    dataset: Dataset, *, resamples: int = 1000, seed: int = 0, policy: Policy | None = None
+    dataset: Dataset,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    policy: Policy | None = None,
+    editors_on: str = "consensus",
 ) -> dict:
-    """The whole quality report as JSON-ready data (see module docstring)."""
+    """The whole quality report as JSON-ready data (see module docstring).
+
+    The editor leaderboard is fitted on the majority consensus pairs (one battle
+    per settled pair, ties as ties) or, with editors_on="raw", on every
+    annotator's pairs (one battle per ranking and pair)."""
+    if editors_on not in EDITOR_PAIRS:
+        raise ValueError(f"editors_on must be one of {', '.join(EDITOR_PAIRS)}")
     started = time.perf_counter()
     dims = dataset.dimension_keys
     majority = policy or Policy.named("majority")
@@ -326,8 +349,10 @@ def compute_report(
     tables: dict[str, list] = defaultdict(list)
     task_types: list[str] = []
     consensus = {p.name: {d: defaultdict(int) for d in dims} for p in (unanimous, majority)}
-    battles: dict[str, list] = defaultdict(list)  # dim -> [(cluster, a, b, outcome) arrays]
+    # dim -> [(cluster, a, b, outcome, task type) arrays], one entry per block
+    battles: dict[str, list] = defaultdict(list)
     editor_index: dict[str, int] = {}
+    type_index: dict[str, int] = {}
     counts = {"rankings": 0, "groups_ranked": 0, "gold_groups": 0, "repeats": 0, "left_out": 0}
     timings = defaultdict(float)
 
@@ -340,9 +365,13 @@ def compute_report(
                 if r.seconds is not None:
                     person.seconds.append(r.seconds)
             counts["rankings"] += len(rankings)
+            length = code_length(len(dims), len(group.editors))
             if group.is_gold:
                 counts["gold_groups"] += 1
                 for r in rankings:
+                    if len(r.code) != length:
+                        counts["left_out"] += 1
+                        continue
                     mine = code_positions(r.code, dims, group.candidates)
                     for dim, relations in (group.gold or {}).items():
                         for a, op, b in relations if dim in mine else ():
@@ -351,11 +380,14 @@ def compute_report(
                                 mine[dim], a, op, b
                             )
                 continue
-            firsts = {r.annotator: r for r in rankings if not r.repeat}
+            firsts = {r.annotator: r for r in rankings if not r.repeat and len(r.code) == length}
             for r in rankings:
                 original = firsts.get(r.annotator) if r.repeat else None
                 if r.repeat:
                     counts["repeats"] += 1
+                    if len(r.code) != length:
+                        counts["left_out"] += 1
+                        continue
                 if original is not None:
                     before = code_positions(original.code, dims, group.candidates)
                     again = code_positions(r.code, dims, group.candidates)
@@ -379,6 +411,9 @@ def compute_report(
                 ]
             )
             clusters = np.array([g.pk for g in block.groups])
+            kinds = np.array(
+                [type_index.setdefault(g.task_type, len(type_index)) for g in block.groups]
+            )
             for dim in dims:
                 tables[dim].append(agreement_stats.tiers_table(block.tiers[dim], TIER_VALUES))
                 _annotator_block_stats(block, dim, people)
@@ -388,11 +423,17 @@ def compute_report(
                     tally["strict"] += int(np.isin(outcome, (1, -1)).sum())
                     tally["tie"] += int((outcome == 0).sum())
                     tally["unsettled"] += int((outcome == UNSETTLED).sum())
-                    if policy_ is majority:
-                        ea, eb = editors[:, first], editors[:, second]
-                        keep = (outcome != UNSETTLED) & (ea != eb)
-                        rows = np.nonzero(keep)[0]
-                        battles[dim].append((clusters[rows], ea[keep], eb[keep], outcome[keep]))
+                    if policy_ is majority and editors_on == "consensus":
+                        battles[dim].append(
+                            _battles(outcome, editors, first, second, clusters, kinds)
+                        )
+                if editors_on == "raw":
+                    m = block.tiers[dim].shape[1]
+                    votes = block.relations(dim).transpose(1, 0, 2).reshape(-1, len(first))
+                    battles[dim].append(
+                        _battles(votes, np.tile(editors, (m, 1)), first, second,
+                                 np.tile(clusters, m), np.tile(kinds, m))
+                    )  # fmt: skip
         timings["arrays"] += time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -416,18 +457,33 @@ def compute_report(
     timings["agreement_intervals"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    # One joint bootstrap over groups for the dimensions' boards, and one per task type.
     names = list(editor_index)
-    editors = {}
+    merged = {}
     for dim in dims:
-        parts = battles[dim]
-        cluster, a, b, outcome = (
-            (np.concatenate([p[i] for p in parts]) for i in range(4))
-            if parts
-            else (np.zeros(0, dtype=np.int64) for _ in range(4))
-        )
-        editors[dim] = leaderboard_arrays(
-            names, a, b, outcome, cluster, resamples=resamples, seed=seed
-        ).as_dict()
+        parts = battles.pop(dim, [])
+        merged[dim] = [
+            np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+            for i in range(5)
+        ]  # cluster, a, b, outcome, task type
+    boards = leaderboards_arrays(
+        names, [(a, b, o, c) for c, a, b, o, _ in merged.values()], resamples=resamples, seed=seed
+    )
+    editors = {dim: board.as_dict() for dim, board in zip(dims, boards, strict=True)}
+    editors_by_type: dict = {dim: {} for dim in dims}
+    for task_type in sorted(type_index):
+        masks = [kind == type_index[task_type] for *_, kind in merged.values()]
+        if not any(m.any() for m in masks):
+            continue
+        boards = leaderboards_arrays(
+            names,
+            [(a[m], b[m], o[m], c[m]) for (c, a, b, o, _), m in zip(merged.values(), masks, strict=True)],
+            resamples=resamples,
+            seed=seed,
+        )  # fmt: skip
+        for dim, board, m in zip(dims, boards, masks, strict=True):
+            if m.any():
+                editors_by_type[dim][task_type] = board.as_dict()
     timings["editor_leaderboard"] = time.perf_counter() - t0
 
     usernames = dict(User.objects.filter(pk__in=list(people)).values_list("pk", "username"))
@@ -474,7 +530,13 @@ def compute_report(
                 for name, per in consensus.items()
             },
         },
-        "editors": {"fitted_on": "majority consensus pairs", "by_dimension": editors},
+        "editors": {
+            "fitted_on": (
+                "majority consensus pairs" if editors_on == "consensus" else "raw annotator pairs"
+            ),
+            "by_dimension": editors,
+            "by_dimension_and_task_type": editors_by_type,
+        },
         "review": {str(k): v for k, v in review.items()},
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "seconds": round(time.perf_counter() - started, 3),

@@ -3,6 +3,9 @@ queue, adjudicating a group, and exporting consensus snapshots."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from rest_framework import serializers, status
@@ -16,6 +19,8 @@ from annotation.tasks import refresh_reports_task
 from benchmark.models import Snapshot
 from jobs.registry import InvalidJobConfig
 from jobs.services import job_enqueue
+
+log = logging.getLogger(__name__)
 
 
 class DatasetReportApi(APIView):
@@ -36,7 +41,8 @@ class DatasetReportApi(APIView):
 
     def post(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
-        refresh_reports_task.delay(dataset.pk, True)
+        if not report_refresh_request(dataset):
+            return Response({"detail": "the broker is unreachable; try again later"}, status=503)
         return Response({"detail": "recomputing", "dataset": dataset.pk}, status=202)
 
 
@@ -69,6 +75,8 @@ class GroupAdjudicationApi(APIView):
             )
         except services.RankingInvalid as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except services.AdjudicationRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(
             {
                 "group": group.pk, "tiers": adjudication.tiers, "unusable": adjudication.unusable,
@@ -108,6 +116,8 @@ class DatasetSnapshotApi(APIView):
 
 def snapshot_export_enqueue(dataset: Dataset, data, user):
     """Enqueue the export job from form or JSON data; InvalidJobConfig names the problem."""
+    if not isinstance(data, Mapping):
+        raise InvalidJobConfig("send an object: {name, policy, max_tie_fraction?, min_votes?}")
     if not data.get("name"):
         raise InvalidJobConfig("name is required (letters, digits, '.', '_' or '-')")
     config = {"dataset_id": dataset.pk}
@@ -125,3 +135,13 @@ def snapshot_export_enqueue(dataset: Dataset, data, user):
     if isinstance(name, str) and Snapshot.objects.filter(name=name).exists():
         raise InvalidJobConfig(f"a snapshot named {name!r} exists already")
     return job_enqueue(kind="annotation.export_snapshot", config=config, created_by=user)
+
+
+def report_refresh_request(dataset: Dataset) -> bool:
+    """Ask a worker to recompute the report now; False when the broker is down."""
+    try:
+        refresh_reports_task.delay(dataset.pk, True)
+    except Exception:  # kombu raises OperationalError and friends
+        log.warning("could not send the report refresh of %s", dataset, exc_info=True)
+        return False
+    return True

@@ -14,9 +14,8 @@ from accounts.permissions import researcher_required
 from annotation import selectors
 from annotation.api import group_payload
 from annotation.models import Dataset, Group, Review
-from annotation.quality_api import snapshot_export_enqueue
+from annotation.quality_api import report_refresh_request, snapshot_export_enqueue
 from annotation.stats.consensus import DEFAULT_MAJORITY_TIE_FRACTION, POLICIES
-from annotation.tasks import refresh_reports_task
 from benchmark.models import Snapshot
 from jobs.charts import interval_chart
 from jobs.registry import InvalidJobConfig
@@ -85,15 +84,17 @@ def _editor_sections(report: dict) -> list[dict]:
             }
             for i, name in enumerate(board["names"])
         ]
+        by_type = []
+        typed_boards = report["editors"].get("by_dimension_and_task_type", {}).get(dim, {})
+        for task_type, typed in typed_boards.items():
+            entries = {e["name"]: e for e in typed["editors"]}
+            by_type.append(
+                {"task_type": task_type, "cells": [entries.get(e["name"]) for e in rated]}
+            )
         sections.append(
-            {
-                "dimension": dim,
-                "board": board,
-                "chart": chart,
-                "matrix": matrix,
-                "names": board["names"],
-            }
-        )
+            {"dimension": dim, "board": board, "chart": chart, "matrix": matrix,
+             "names": board["names"], "rated": rated, "by_type": by_type}
+        )  # fmt: skip
     return sections
 
 
@@ -125,8 +126,10 @@ def quality_dashboard(request, dataset_id: int):
 @researcher_required
 def quality_refresh(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)
-    refresh_reports_task.delay(dataset.pk, True)
-    messages.info(request, "The report is being recomputed; reload in a few seconds.")
+    if report_refresh_request(dataset):
+        messages.info(request, "The report is being recomputed; reload in a few seconds.")
+    else:
+        messages.error(request, "The broker is unreachable: the report cannot be recomputed now.")
     return redirect("annotate-quality", dataset_id=dataset.pk)
 
 

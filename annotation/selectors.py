@@ -81,7 +81,7 @@ def _group_index(dataset: Dataset) -> dict[int, tuple]:
     return {
         pk: rest
         for pk, *rest in Group.objects.filter(dataset=dataset).values_list(
-            "pk", "external_id", "instruction", "task_type", "source"
+            "pk", "external_id", "instruction", "task_type", "source", "is_gold"
         )
     }
 
@@ -103,7 +103,7 @@ def _rankings(dataset: Dataset, groups_per_query: int = 500):
             .order_by("group_id", "pk")
             .values_list(
                 "pk", "group_id", "annotator_id", "tiers", "unusable", "seconds_spent",
-                "surplus", "lease_expired", "submission_id", "created_at",
+                "surplus", "lease_expired", "repeat", "submission_id", "created_at",
             )
         )  # fmt: skip
         for pk, group_id, annotator_id, *rest in rows:
@@ -112,24 +112,27 @@ def _rankings(dataset: Dataset, groups_per_query: int = 500):
 
 def export_rankings(dataset: Dataset) -> Iterator[str]:
     groups = _group_index(dataset)
-    for (
-        pk,
-        group_id,
-        annotator,
-        tiers,
-        unusable,
-        seconds,
-        surplus,
-        expired,
-        sub,
-        created,
-    ) in _rankings(dataset):
-        external_id, instruction, task_type, source = groups[group_id]
+    for row in _rankings(dataset):
+        (
+            pk,
+            group_id,
+            annotator,
+            tiers,
+            unusable,
+            seconds,
+            surplus,
+            expired,
+            repeat,
+            sub,
+            created,
+        ) = row
+        external_id, instruction, task_type, source, gold = groups[group_id]
         yield json.dumps({
             "ranking_id": pk, "group_id": external_id, "instruction": instruction,
             "task_type": task_type, "source": source, "annotator": annotator, "tiers": tiers,
             "unusable": unusable, "seconds_spent": seconds, "surplus": surplus,
-            "lease_expired": expired, "submission_id": str(sub), "created_at": created.isoformat(),
+            "lease_expired": expired, "repeat": repeat, "gold": gold,
+            "submission_id": str(sub), "created_at": created.isoformat(),
         }) + "\n"  # fmt: skip
 
 
@@ -149,18 +152,18 @@ def ranking_ties(tiers: list[list[str]]) -> Iterator[tuple[str, str]]:
 def export_pairs(dataset: Dataset, *, ties: bool = False) -> Iterator[str]:
     groups = _group_index(dataset)
     dimensions = dataset.dimension_keys
-    for _pk, group_id, annotator, tiers, unusable, _seconds, surplus, expired, *_ in _rankings(
-        dataset
-    ):
-        external_id, instruction, task_type, source = groups[group_id]
+    for row in _rankings(dataset):
+        _pk, group_id, annotator, tiers, unusable, _seconds, surplus, expired, repeat, *_ = row
+        external_id, instruction, task_type, source, gold = groups[group_id]
         common = {
             "group_id": external_id,
             "instruction": instruction,
             "task_type": task_type,
             "source": source,
         }
-        # Rankings past K and late ones are kept: flagged so a consumer can drop them.
-        flags = {"surplus": surplus, "lease_expired": expired}
+        # Rankings past K, late ones, repeats (a second vote of the same annotator)
+        # and gold groups are kept: flagged so a consumer can drop them.
+        flags = {"surplus": surplus, "lease_expired": expired, "repeat": repeat, "gold": gold}
         chunk = []
         for dim in dimensions:
             full = [*tiers.get(dim, []), *([unusable[dim]] if unusable.get(dim) else [])]

@@ -50,14 +50,15 @@ def candidates_in_annotator_order(
     *, group: Group, annotator: User, repeat: bool = False
 ) -> list[Candidate]:
     """The group's candidates shuffled per (annotator, group), the same on every call,
-    so position bias averages out across annotators. A repeat shows them in the
-    reverse order: every candidate moves, the first becomes the last."""
+    so position bias averages out across annotators. A repeat rotates that order
+    by one: every candidate moves, and the first is shown last."""
 
     def key(candidate: Candidate) -> str:
         seed = f"{annotator.pk}:{group.pk}:{candidate.external_id}".encode()
         return hashlib.sha256(seed).hexdigest()
 
-    return sorted(group.candidates.all(), key=key, reverse=repeat)
+    order = sorted(group.candidates.all(), key=key)
+    return order[1:] + order[:1] if repeat else order
 
 
 def group_next_for_annotator(*, dataset: Dataset, annotator: User) -> Assignment | None:
@@ -135,25 +136,21 @@ def _unseen_gold_group(dataset: Dataset, annotator: User) -> Group | None:
 
 
 def _group_to_repeat(dataset: Dataset, annotator: User) -> Group | None:
-    """The annotator's oldest ranked (non-gold) group not repeated yet, at least
-    `repeat_gap` of their groups ago, so the first answer is not fresh in mind."""
-    done = Assignment.objects.filter(
-        annotator=annotator, group__dataset=dataset, status=Assignment.Status.DONE
-    )
-    recent = list(
-        done.filter(repeat=False)
-        .order_by("-leased_at")
-        .values_list("group_id", flat=True)[: dataset.repeat_gap]
-    )
+    """The annotator's oldest ranked (non-gold) group not repeated yet, ranked
+    before their last `repeat_gap` rankings, so the first answer is not fresh in
+    mind. Ordered by when the rankings were stored, not by lease times: a late
+    submit from an old tab is recent."""
+    mine = Ranking.objects.filter(annotator=annotator, group__dataset=dataset, repeat=False)
+    recent = list(mine.order_by("-pk").values_list("group_id", flat=True)[: dataset.repeat_gap])
     if len(recent) < dataset.repeat_gap:
         return None
     repeated = Assignment.objects.filter(annotator=annotator, repeat=True).values("group_id")
     first = (
-        done.filter(repeat=False, group__is_gold=False)
+        mine.filter(group__is_gold=False)
         .exclude(group_id__in=recent)
         .exclude(group_id__in=repeated)
         .select_related("group")
-        .order_by("leased_at")
+        .order_by("pk")
         .first()
     )
     return first.group if first is not None else None
@@ -223,7 +220,7 @@ def _assignment_upsert(
 _ELIGIBLE_SQL = f"""
 SELECT g.* FROM {Group._meta.db_table} g
 WHERE g.dataset_id = %(dataset)s AND g.ranking_count < %(k)s + g.extra_overlap
-  AND NOT g.is_gold
+  AND NOT g.is_gold AND g.review <> '{Review.ADJUDICATED}'
   AND NOT EXISTS (
     SELECT 1 FROM {Assignment._meta.db_table} mine
     WHERE mine.group_id = g.id AND mine.annotator_id = %(annotator)s
@@ -410,7 +407,9 @@ def group_review(group: Group, dataset: Dataset) -> None:
     rankings = list(Ranking.objects.filter(group=group, repeat=False).only("tiers", "unusable"))
     agreement = group_mean_agreement(rankings, dataset.dimension_keys)
     fields = {"agreement": agreement}
-    if agreement is not None and agreement < dataset.adjudication_threshold:
+    if group.review == Review.ADJUDICATED:
+        pass  # a researcher has decided: more votes do not reopen it
+    elif agreement is not None and agreement < dataset.adjudication_threshold:
         if group.extra_overlap < dataset.adjudication_extra_overlap:
             fields.update(extra_overlap=group.extra_overlap + 1, review=Review.EXTRA)
         else:
@@ -456,11 +455,21 @@ def _same_submission(previous: Ranking, group: Group, annotator: User) -> Rankin
     return previous
 
 
+class AdjudicationRefused(Exception):
+    """The group is not one a researcher may adjudicate (HTTP 409)."""
+
+
+ADJUDICABLE = (Review.EXTRA, Review.QUEUED, Review.ADJUDICATED)
+
+
 def adjudication_submit(
     *, group: Group, researcher: User, tiers: object, unusable: object = None, note: str = ""
 ) -> Adjudication:
     """A researcher's ranking of a disputed group becomes its consensus (a second
-    submission replaces the first). The dataset's stored report goes stale."""
+    submission replaces the first). Only groups flagged for low agreement (asked
+    for more rankings, queued, or adjudicated before) qualify: elsewhere there is
+    no dispute, and gold groups have their truth. The dataset's stored report
+    goes stale."""
     to_external = {}
     for external_id, token in group.candidates.values_list("external_id", "token"):
         to_external[external_id] = to_external[token] = external_id
@@ -471,6 +480,13 @@ def adjudication_submit(
         unusable=_external_ids(unusable, to_external),
     )
     with transaction.atomic():
+        # The group's row lock orders this against ranking_submit's review.
+        locked = Group.objects.select_for_update().get(pk=group.pk)
+        if locked.is_gold or locked.review not in ADJUDICABLE:
+            raise AdjudicationRefused(
+                "only groups flagged for low agreement can be adjudicated; this one is "
+                + ("a gold group" if locked.is_gold else "not flagged")
+            )
         adjudication, _ = Adjudication.objects.update_or_create(
             group=group,
             defaults={

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from django.db import connection
+from kombu import pools as kombu_pools
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
@@ -23,9 +26,10 @@ def use_broker(app, url: str, transport_options: dict):
 
     def switch(u, o):
         # Celery copies CELERY_BROKER_URL from the environment into the read and
-        # write URLs too, and those win over broker_url.
-        if app._pool is not None:
-            app._pool.force_close_all()
+        # write URLs too, and those win over broker_url. Its pools live in kombu's
+        # global registry, keyed by URL: clear that too, or the next use of the
+        # same URL gets back the pool closed here.
+        kombu_pools.reset()
         app._pool = None
         app.amqp._producer_pool = None
         app.conf.broker_url = app.conf.broker_read_url = app.conf.broker_write_url = u
@@ -118,3 +122,13 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def api_call(live_server, token, method, path, body=None):
+    request = urllib.request.Request(
+        f"{live_server.url}{path}", method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read())

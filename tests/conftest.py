@@ -1,10 +1,12 @@
 import os
 
 import pytest
+import redis
 
 from accounts.models import Role
 from config.celery import app as celery_app
-from tests.brokers import use_broker
+from config.env import filesystem_broker_options
+from tests.brokers import Worker, use_broker
 from tests.factories import UserFactory
 
 # An accidental model-hub call in a test fails loudly instead of hanging.
@@ -50,3 +52,50 @@ def browser_type_launch_args(browser_type_launch_args):
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1366, "height": 1000}}
+
+
+# --- real Celery workers (subprocesses) on Redis or the filesystem broker
+
+
+def _redis_url() -> str:
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    return url if url.startswith("redis") else "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def redis_broker():
+    url = _redis_url()
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.ConnectionError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis at {url} (CI always has one)")
+    options = {"visibility_timeout": 3600}
+    with use_broker(celery_app, url, options):
+        celery_app.control.purge()  # leftovers of earlier runs would name other databases' jobs
+        yield url
+
+
+@pytest.fixture
+def filesystem_broker(tmp_path):
+    options = filesystem_broker_options(tmp_path)
+    for key in ("data_folder_in", "processed_folder", "control_folder"):
+        os.makedirs(options[key], exist_ok=True)
+    with use_broker(celery_app, "filesystem://", options):
+        yield "filesystem://"
+
+
+@pytest.fixture
+def worker_factory(tmp_path):
+    started: list[Worker] = []
+
+    def start(broker_url: str, name: str, beat: bool = False) -> Worker:
+        worker = Worker(broker_url=broker_url, var_dir=tmp_path, name=name, beat=beat)
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -113,6 +113,11 @@ BAD_LINES = [
     ),
     (_line(source="img/huge.png"), "megapixels"),
     ("[1, 2]", "each line must be a JSON object"),
+    (_line(gold={"overall": [["x1-a", "~", "x1-b"]]}), "operator '~' is not one of"),
+    (_line(gold={"overall": [["x1-a", ">", "g0-0"]]}), "two different candidates of this group"),
+    (_line(gold={"overall": [[["x1-a"], ">", "x1-b"]]}), "must be three strings"),
+    (_line(gold={"aesthetics": [["x1-a", ">", "x1-b"]]}), "gold: unknown dimension 'aesthetics'"),
+    (_line(gold=[]), "'gold' must be a non-empty object"),
     (b"\xff\xfe{}".decode("latin-1"), "invalid JSON"),
 ]
 
@@ -221,3 +226,14 @@ def test_oversized_zip_member_is_refused_before_it_is_read(db, tmp_path, setting
         CommandError, match=r"line 1: image 'img/g0-1.png' is 26.0 MB; the limit is 25 MB"
     ):
         _run(archive)
+
+
+def test_gold_groups_import_with_their_relations(db, tmp_path, media):
+    bundle = write_bundle(tmp_path / "b", groups=2, candidates=2, size=32)
+    lines = [json.loads(x) for x in (bundle / "manifest.jsonl").read_text().splitlines()]
+    lines[1]["gold"] = {"prompt_following": [["g1-0", ">", "g1-1"]], "consistency": [["g1-1", ">=", "g1-0"]]}  # fmt: skip
+    (bundle / "manifest.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
+    _run(bundle)
+    gold = Group.objects.get(is_gold=True)
+    assert gold.external_id == "g1" and gold.gold["consistency"] == [["g1-1", ">=", "g1-0"]]
+    assert Group.objects.get(external_id="g0").is_gold is False

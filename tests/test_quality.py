@@ -2,14 +2,18 @@
 low-agreement review and adjudication, and the dataset report, on small
 hand-computed examples."""
 
+import json
 import uuid
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
-from annotation.models import Adjudication, Assignment, Group, Ranking, Review
+from annotation.models import Adjudication, Assignment, Dataset, Group, Ranking, Review
 from annotation.quality import compute_report, consensus_pairs, report_refresh
+from annotation.selectors import export_pairs, export_rankings
 from annotation.services import (
+    AdjudicationRefused,
     adjudication_submit,
     group_next_for_annotator,
     ranking_submit,
@@ -166,6 +170,22 @@ def test_report_figures_match_hand_computation(ranked):
     assert counts[names.index("editor-0")][names.index("editor-1")] == 2
 
 
+def test_editor_leaderboard_on_raw_pairs_and_per_task_type(ranked):
+    report = compute_report(ranked, resamples=50, editors_on="raw")
+    assert report["editors"]["fitted_on"] == "raw annotator pairs"
+    board = report["editors"]["by_dimension"]["overall"]
+    names = board["names"]
+    # Every annotator's pair is a battle: 3 rankings x 2 groups between editor-0 and -1.
+    assert board["battle_counts"][names.index("editor-0")][names.index("editor-1")] == 6
+    by_type = report["editors"]["by_dimension_and_task_type"]["overall"]
+    assert (
+        list(by_type) == ["color_alter"]
+        and by_type["color_alter"]["battle_counts"] == board["battle_counts"]
+    )
+    with pytest.raises(ValueError, match="editors_on"):
+        compute_report(ranked, editors_on="votes")
+
+
 def test_consensus_pairs_name_the_preferred_candidate(ranked):
     strict = [
         (p.group.external_id, p.dimension, p.decision.preferred)
@@ -234,7 +254,7 @@ def test_gold_payload_looks_like_any_group(annotator_client, annotator):
 # --- repeats and position bias
 
 
-def test_repeat_comes_back_reversed_and_is_scored_not_counted(three):
+def test_repeat_comes_back_reordered_and_is_scored_not_counted(three):
     a1 = three[0]
     dataset = make_dataset(
         groups=3, candidates=3, overlap=1, annotators=[a1], repeat_rate=1.0, repeat_gap=1
@@ -247,13 +267,13 @@ def test_repeat_comes_back_reversed_and_is_scored_not_counted(three):
     rank(second.group, a1, same_on_every_dimension([["c0"], ["c1", "c2"]]))
     again = group_next_for_annotator(dataset=dataset, annotator=a1)
     assert again.group_id == first.group_id and again.repeat
-    assert [c["id"] for c in _payload(again)["candidates"]] == order[::-1]
+    # Rotated by one: every card moves, the first is shown last.
+    assert [c["id"] for c in _payload(again)["candidates"]] == order[1:] + order[:1]
     # Half-changed answer: c1 = c2 now; agreement with the first ranking 2/3.
     repeat = rank(first.group, a1, same_on_every_dimension([["c0"], ["c1", "c2"]]))
     assert repeat.repeat and not repeat.surplus
-    assert repeat.shown_order == list(
-        reversed(Ranking.objects.get(group=first.group, repeat=False).shown_order)
-    )
+    shown_first = Ranking.objects.get(group=first.group, repeat=False).shown_order
+    assert repeat.shown_order == shown_first[1:] + shown_first[:1]
     first.group.refresh_from_db()
     assert first.group.ranking_count == 1
     third = group_next_for_annotator(dataset=dataset, annotator=a1)
@@ -342,3 +362,80 @@ def test_agreeing_rankings_are_not_reviewed(three):
     group.refresh_from_db()
     assert group.agreement == 1 and group.review == Review.NONE and group.extra_overlap == 0
     assert group_next_for_annotator(dataset=dataset, annotator=three[2]) is None
+
+
+def test_adjudicated_group_is_not_served_or_requeued(three, researcher):
+    a1, a2, a3 = three
+    dataset = make_dataset(groups=1, candidates=2, overlap=2, annotators=three)
+    group = Group.objects.get(dataset=dataset)
+    rank(group, a1, same_on_every_dimension([["c0"], ["c1"]]))
+    rank(group, a2, same_on_every_dimension([["c1"], ["c0"]]))
+    group.refresh_from_db()
+    assert group.review == Review.EXTRA  # a third ranking is wanted...
+    prefix = group.external_id
+    adjudication_submit(
+        group=group, researcher=researcher,
+        tiers=same_on_every_dimension([[f"{prefix}-c0"], [f"{prefix}-c1"]]),
+    )  # fmt: skip
+    # ...but a researcher has decided: nobody is asked, and a late vote does not reopen it.
+    assert group_next_for_annotator(dataset=dataset, annotator=a3) is None
+    rank(group, a3, same_on_every_dimension([["c1"], ["c0"]]))
+    group.refresh_from_db()
+    assert group.review == Review.ADJUDICATED
+
+
+def test_only_flagged_groups_can_be_adjudicated(three, researcher):
+    dataset = make_dataset(groups=2, candidates=2, overlap=2, annotators=three)
+    calm, gold = Group.objects.filter(dataset=dataset).order_by("pk")
+    Group.objects.filter(pk=gold.pk).update(is_gold=True, review=Review.QUEUED)
+    tiers = same_on_every_dimension([[f"{calm.external_id}-c0"], [f"{calm.external_id}-c1"]])
+    with pytest.raises(AdjudicationRefused, match="not flagged"):
+        adjudication_submit(group=calm, researcher=researcher, tiers=tiers)
+    gold.refresh_from_db()
+    tiers = same_on_every_dimension([[f"{gold.external_id}-c0"], [f"{gold.external_id}-c1"]])
+    with pytest.raises(AdjudicationRefused, match="gold"):
+        adjudication_submit(group=gold, researcher=researcher, tiers=tiers)
+    assert Adjudication.objects.count() == 0
+
+
+def test_repeat_gap_counts_rankings_in_the_order_they_were_stored(three):
+    """A group leased first but ranked last (a late submit) is the most recent."""
+    a1 = three[0]
+    dataset = make_dataset(groups=3, candidates=2, overlap=1, annotators=[a1], repeat_gap=1)
+    lease = group_next_for_annotator(dataset=dataset, annotator=a1)  # leased first...
+    other = Group.objects.filter(dataset=dataset).exclude(pk=lease.group_id).order_by("pk")[0]
+    rank(other, a1, same_on_every_dimension([["c0"], ["c1"]]))
+    rank(lease.group, a1, same_on_every_dimension([["c0"], ["c1"]]))  # ...ranked last
+    Dataset.objects.filter(pk=dataset.pk).update(repeat_rate=1.0)
+    dataset.refresh_from_db()
+    again = group_next_for_annotator(dataset=dataset, annotator=a1)
+    assert again.repeat and again.group_id == other.pk
+
+
+def test_raw_exports_flag_repeats_and_gold(three):
+    a1 = three[0]
+    dataset = make_dataset(groups=3, candidates=2, overlap=1, annotators=[a1], repeat_gap=1)
+    g0, g1, g2 = Group.objects.filter(dataset=dataset).order_by("pk")
+    Group.objects.filter(pk=g2.pk).update(is_gold=True)
+    for g in (g0, g1, g2):
+        rank(g, a1, same_on_every_dimension([["c0"], ["c1"]]))
+    Assignment.objects.create(group=g0, annotator=a1, repeat=True, status="leased",
+                              leased_at=timezone.now(), expires_at=timezone.now())  # fmt: skip
+    rank(g0, a1, same_on_every_dimension([["c1"], ["c0"]]))
+    rows = [json.loads(x) for x in export_rankings(dataset)]
+    flags = {(r["group_id"], r["repeat"], r["gold"]) for r in rows}
+    assert flags == {("ds-g0", False, False), ("ds-g0", True, False), ("ds-g1", False, False), ("ds-g2", False, True)}  # fmt: skip
+    pairs = [json.loads(x) for chunk in export_pairs(dataset) for x in chunk.splitlines()]
+    assert sum(p["repeat"] for p in pairs) == 3 and sum(p["gold"] for p in pairs) == 3
+
+
+def test_dimension_keys_are_fixed_once_rankings_exist(three):
+    from django.core.exceptions import ValidationError
+
+    dataset = make_dataset(groups=1, candidates=2, overlap=1, annotators=three[:1])
+    dataset.dimensions[0]["label"] = "Follows the prompt"  # labels and rubrics may change
+    dataset.full_clean()
+    rank(Group.objects.get(dataset=dataset), three[0], same_on_every_dimension([["c0"], ["c1"]]))
+    dataset.dimensions = list(reversed(dataset.dimensions))
+    with pytest.raises(ValidationError, match="dimension keys and their order are fixed"):
+        dataset.full_clean()

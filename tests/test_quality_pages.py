@@ -228,3 +228,41 @@ def test_agreement_command_prints_json_and_names_bad_datasets(dataset, capsys):
     assert "prompt_following" in text and "pairwise_agreement 0.833" in text
     with pytest.raises(CommandError, match="no dataset named"):
         call_command("agreement", "--dataset", "missing")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([1], "send an object"),
+        ('"v1"', "send an object"),  # a JSON string
+        ({"name": "v1", "policy": "majority", "min_votes": 2.5}, "min_votes must be an integer"),
+        ({"name": "v1", "policy": "majority", "min_votes": True}, "min_votes must be an integer"),
+        ({"name": "v1", "policy": "majority", "min_votes": 0}, "min_votes must be at least 1"),
+        ({"name": "v1", "policy": "majority", "max_tie_fraction": [1]}, "max_tie_fraction must be a number"),
+        ({"name": "v1\n", "policy": "unanimous"}, "name must be"),
+        ({"policy": "unanimous"}, "name is required"),
+    ],
+)  # fmt: skip
+def test_snapshot_api_refuses_bad_bodies_with_400(researcher_client, dataset, body, message):
+    response = researcher_client.post(
+        f"/api/datasets/{dataset.pk}/snapshots/", body, content_type="application/json"
+    )
+    assert response.status_code == 400 and message in response.json()["detail"]
+    assert Job.objects.count() == 0
+
+
+def test_adjudicating_a_group_without_dispute_is_a_conflict(researcher_client, dataset):
+    group = Group.objects.filter(dataset=dataset).order_by("pk").first()
+    tiers = dict.fromkeys(DIMS, [[f"{group.external_id}-c{i}"] for i in range(3)])
+    response = researcher_client.post(
+        f"/api/groups/{group.pk}/adjudication/", {"tiers": tiers}, content_type="application/json"
+    )
+    assert response.status_code == 409 and "not flagged" in response.json()["detail"]
+
+
+def test_beat_refreshes_reports_on_schedule(settings):
+    from config.celery import app
+
+    entry = app.conf.beat_schedule["annotation-reports"]
+    assert entry["task"] == "annotation.refresh_reports"
+    assert entry["schedule"] == settings.REPORT_REFRESH_SECONDS

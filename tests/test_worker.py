@@ -1,72 +1,12 @@
 """Real Celery workers, started as subprocesses, on Redis and on the filesystem broker."""
 
-import json
-import os
-import urllib.request
-
 import pytest
-import redis
 
-from config.celery import app as celery_app
-from config.env import filesystem_broker_options
 from jobs.models import Job, JobMetric, JobStatus
-from tests.brokers import Worker, use_broker, wait_for
+from tests.brokers import api_call as _api
+from tests.brokers import wait_for
 
 pytestmark = pytest.mark.worker
-
-
-def _redis_url() -> str:
-    url = os.environ.get("CELERY_BROKER_URL", "")
-    return url if url.startswith("redis") else "redis://127.0.0.1:6379/15"
-
-
-@pytest.fixture
-def redis_broker():
-    url = _redis_url()
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.ConnectionError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis at {url} (CI always has one)")
-    options = {"visibility_timeout": 3600}
-    with use_broker(celery_app, url, options):
-        celery_app.control.purge()  # leftovers of earlier runs would name other databases' jobs
-        yield url
-
-
-@pytest.fixture
-def filesystem_broker(tmp_path):
-    options = filesystem_broker_options(tmp_path)
-    for key in ("data_folder_in", "processed_folder", "control_folder"):
-        os.makedirs(options[key], exist_ok=True)
-    with use_broker(celery_app, "filesystem://", options):
-        yield "filesystem://"
-
-
-@pytest.fixture
-def worker_factory(tmp_path):
-    started: list[Worker] = []
-
-    def start(broker_url: str, name: str, beat: bool = False) -> Worker:
-        worker = Worker(broker_url=broker_url, var_dir=tmp_path, name=name, beat=beat)
-        started.append(worker)
-        worker.wait_ready()
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-
-
-def _api(live_server, token, method, path, body=None):
-    request = urllib.request.Request(
-        f"{live_server.url}{path}", method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status, json.loads(response.read())
 
 
 @pytest.mark.parametrize("broker", ["redis_broker", "filesystem_broker"])

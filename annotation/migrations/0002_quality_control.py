@@ -6,22 +6,41 @@ from django.db import migrations, models
 
 
 def fill_codes(apps, schema_editor):
-    """Rankings stored before codes existed get theirs (first shown unknown)."""
+    """Rankings stored before codes existed get theirs (first shown unknown). One
+    that no longer fits its dataset (dimensions edited since) keeps an empty
+    code: the statistics count it as left out instead of misreading it."""
+    from collections import defaultdict
+
     from annotation.stats.codes import ranking_code
 
     Ranking = apps.get_model("annotation", "Ranking")
     Candidate = apps.get_model("annotation", "Candidate")
-    for ranking in Ranking.objects.filter(code="").select_related("group__dataset").iterator():
-        dims = [d["key"] for d in ranking.group.dataset.dimensions]
-        candidates = list(
-            Candidate.objects.filter(group_id=ranking.group_id).values_list("external_id", flat=True)
-        )
-        full = {
-            d: [*ranking.tiers[d], *([ranking.unusable[d]] if ranking.unusable.get(d) else [])]
-            for d in dims
-        }
-        ranking.code = ranking_code(full, dims, candidates)
-        ranking.save(update_fields=["code"])
+    Dataset = apps.get_model("annotation", "Dataset")
+    for dataset in Dataset.objects.all():
+        dims = [d["key"] for d in dataset.dimensions]
+        todo = Ranking.objects.filter(group__dataset=dataset, code="")
+        if not todo.exists():
+            continue
+        candidates = defaultdict(list)
+        for group_id, external_id in Candidate.objects.filter(group__dataset=dataset).values_list(
+            "group_id", "external_id"
+        ):
+            candidates[group_id].append(external_id)
+        batch = []
+        for ranking in todo.iterator(chunk_size=2000):
+            try:
+                full = {
+                    d: [*ranking.tiers[d], *([ranking.unusable[d]] if ranking.unusable.get(d) else [])]
+                    for d in dims
+                }
+                ranking.code = ranking_code(full, dims, candidates[ranking.group_id])
+            except (KeyError, TypeError, ValueError):
+                continue
+            batch.append(ranking)
+            if len(batch) >= 2000:
+                Ranking.objects.bulk_update(batch, ["code"])
+                batch = []
+        Ranking.objects.bulk_update(batch, ["code"])
 
 
 class Migration(migrations.Migration):

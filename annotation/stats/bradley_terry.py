@@ -72,6 +72,7 @@ __all__ = [
     "elo",
     "leaderboard",
     "leaderboard_arrays",
+    "leaderboards_arrays",
     "log_likelihood",
     "ranks_from_intervals",
 ]
@@ -340,23 +341,39 @@ def _bootstrap_counts(
     i.e. a multiplicity vector m, and its counts are m @ X. Done in blocks of
     resamples and clusters so that memory stays bounded.
     """
-    out = np.zeros((resamples, n_cells))
-    r_block = max(1, min(resamples, _BLOCK_BYTES // (8 * n_clusters)))
-    c_block = max(1, min(n_clusters, _BLOCK_BYTES // (8 * n_cells)))
-    order = np.argsort(cluster_of, kind="stable")
-    cluster_of, cell_of, weight = cluster_of[order], cell_of[order], weight[order]
-    starts = list(range(0, n_clusters, c_block))
-    bounds = np.searchsorted(cluster_of, starts + [n_clusters])
+    return _bootstrap_counts_many(
+        [(cluster_of, cell_of, weight, n_cells)], n_clusters, resamples, rng
+    )[0]
 
-    def block(k: int) -> np.ndarray:  # dense rows c0:c1 of X
-        c0, c1 = starts[k], min(n_clusters, starts[k] + c_block)
-        s, e = bounds[k], bounds[k + 1]
-        x = np.zeros((c1 - c0) * n_cells)
-        np.add.at(x, (cluster_of[s:e] - c0) * n_cells + cell_of[s:e], weight[s:e])
-        return x.reshape(c1 - c0, n_cells)
 
-    # Keep X when it is small (the usual case), else rebuild its blocks per use.
-    cached = [block(k) for k in range(len(starts))] if len(starts) <= 4 else None
+def _bootstrap_counts_many(
+    sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, int]],
+    n_clusters: int,
+    resamples: int,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """:func:`_bootstrap_counts` for several sparse matrices over the same clusters:
+    each block of multiplicities is drawn once and used for every matrix."""
+    prepared = []
+    for cluster_of, cell_of, weight, n_cells in sets:
+        c_block = max(1, min(n_clusters, _BLOCK_BYTES // (8 * max(n_cells, 1))))
+        order = np.argsort(cluster_of, kind="stable")
+        cluster_of, cell_of, weight = cluster_of[order], cell_of[order], weight[order]
+        starts = list(range(0, n_clusters, c_block))
+        bounds = np.searchsorted(cluster_of, starts + [n_clusters])
+
+        def block(k, cluster_of=cluster_of, cell_of=cell_of, weight=weight, starts=starts,
+                  bounds=bounds, c_block=c_block, n_cells=n_cells) -> np.ndarray:  # fmt: skip
+            c0, c1 = starts[k], min(n_clusters, starts[k] + c_block)
+            s, e = bounds[k], bounds[k + 1]
+            x = np.zeros((c1 - c0) * n_cells)
+            np.add.at(x, (cluster_of[s:e] - c0) * n_cells + cell_of[s:e], weight[s:e])
+            return x.reshape(c1 - c0, n_cells)
+
+        # Keep X when it is small (the usual case), else rebuild its blocks per use.
+        cached = [block(k) for k in range(len(starts))] if len(starts) <= 4 else None
+        prepared.append((starts, block, cached, np.zeros((resamples, n_cells))))
+    r_block = max(1, min(resamples, _BLOCK_BYTES // (8 * max(n_clusters, 1))))
     for r0 in range(0, resamples, r_block):
         r1 = min(resamples, r0 + r_block)
         # int32 draws are much faster; a block has < 2**31 entries (_BLOCK_BYTES).
@@ -364,10 +381,11 @@ def _bootstrap_counts(
         draws += (np.arange(r1 - r0, dtype=np.int32) * n_clusters)[:, None]
         mult = np.bincount(draws.ravel(), minlength=(r1 - r0) * n_clusters)
         mult = mult.reshape(r1 - r0, n_clusters).astype(float)
-        for k, c0 in enumerate(starts):
-            x = cached[k] if cached is not None else block(k)
-            out[r0:r1] += mult[:, c0 : c0 + x.shape[0]] @ x
-    return out
+        for starts, block, cached, out in prepared:
+            for k, c0 in enumerate(starts):
+                x = cached[k] if cached is not None else block(k)
+                out[r0:r1] += mult[:, c0 : c0 + x.shape[0]] @ x
+    return [out for *_, out in prepared]
 
 
 def leaderboard(
@@ -382,7 +400,7 @@ def leaderboard(
     """Arena leaderboard from battles (see the module docstring).
 
     ``editors`` names editors to list even without battles. ``resamples=0`` skips the
-    bootstrap: intervals are None and ranks compare the point ratings.
+    bootstrap: intervals and ranks are None.
     """
     if resamples < 0:
         raise ValueError("resamples must be >= 0")
@@ -430,19 +448,48 @@ def leaderboard_arrays(
     """:func:`leaderboard` for battles already held in arrays: ``a``, ``b`` index
     ``names``; ``outcome`` is +1 (a wins), -1 (b wins) or 0 (tie); ``cluster`` holds
     any integer bootstrap-unit keys. Every name is listed, with or without battles."""
+    return leaderboards_arrays(
+        names, [(a, b, outcome, cluster)],
+        resamples=resamples, seed=seed, confidence=confidence, prior_sd=prior_sd,
+    )[0]  # fmt: skip
+
+
+def leaderboards_arrays(
+    names: Sequence[str],
+    sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    resamples: int = 1000,
+    seed: int | None = 0,
+    confidence: float = 0.95,
+    prior_sd: float | None = DEFAULT_PRIOR_SD,
+) -> list[Leaderboard]:
+    """One leaderboard per battle set (a, b, outcome, cluster) as in
+    :func:`leaderboard_arrays`, the sets sharing one cluster space (e.g. the
+    dimensions of one dataset, clusters = groups). The bootstrap draws the
+    clusters of the union once per resample for every set: a joint bootstrap,
+    whose intervals for each set are the usual cluster-bootstrap intervals (a
+    drawn cluster without battles in a set adds nothing to it)."""
     if resamples < 0:
         raise ValueError("resamples must be >= 0")
     if not 0.0 < confidence < 1.0:
         raise ValueError("confidence must lie in (0, 1)")
-    a, b, outcome = (np.asarray(x, dtype=np.int64) for x in (a, b, outcome))
-    if (a == b).any():
-        raise ValueError(f"an editor cannot battle itself: {names[int(a[np.argmax(a == b)])]!r}")
-    k = np.select([outcome == 1, outcome == -1, outcome == 0], [1, 0, 2], -1)
-    if (k < 0).any():
-        raise ValueError("outcome must be 1, -1 or 0")
-    clusters, cl = np.unique(np.asarray(cluster, dtype=np.int64), return_inverse=True)
-    return _leaderboard_coded(
-        list(names), a, b, k, cl.astype(np.int64), len(clusters),
+    coded, keys = [], []
+    for a, b, outcome, cluster in sets:
+        a, b, outcome = (np.asarray(x, dtype=np.int64) for x in (a, b, outcome))
+        if (a == b).any():
+            raise ValueError(
+                f"an editor cannot battle itself: {names[int(a[np.argmax(a == b)])]!r}"
+            )
+        k = np.select([outcome == 1, outcome == -1, outcome == 0], [1, 0, 2], -1)
+        if (k < 0).any():
+            raise ValueError("outcome must be 1, -1 or 0")
+        coded.append((a, b, k))
+        keys.append(np.asarray(cluster, dtype=np.int64))
+    universe = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+    return _leaderboards_coded(
+        list(names),
+        [(a, b, k, np.searchsorted(universe, key)) for (a, b, k), key in zip(coded, keys, strict=True)],
+        len(universe),
         resamples=resamples, seed=seed, confidence=confidence, prior_sd=prior_sd,
     )  # fmt: skip
 
@@ -460,70 +507,118 @@ def _leaderboard_coded(
     confidence: float,
     prior_sd: float | None,
 ) -> Leaderboard:
-    """The fit, bootstrap and tables, from coded battles (k: 1 = a wins, 0 = b wins,
-    2 = tie; cl: cluster codes 0..n_clusters-1)."""
+    return _leaderboards_coded(
+        names_all, [(a, b, k, cl)], n_clusters,
+        resamples=resamples, seed=seed, confidence=confidence, prior_sd=prior_sd,
+    )[0]  # fmt: skip
+
+
+@dataclass
+class _Counts:
+    """The point fit of one battle set and what its bootstrap needs."""
+
+    cell: np.ndarray
+    wins: np.ndarray
+    ties: np.ndarray
+    rated: np.ndarray
+    ratings: np.ndarray
+    tie_parameter: float | None
+    sparse: tuple | None = None  # (cluster_of, cell_of, weight, used cells)
+
+
+def _leaderboards_coded(
+    names_all: list[str],
+    sets: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    n_clusters: int,
+    *,
+    resamples: int,
+    seed: int | None,
+    confidence: float,
+    prior_sd: float | None,
+) -> list[Leaderboard]:
+    """The fits, one shared bootstrap and the tables, from coded battles (k: 1 = a
+    wins, 0 = b wins, 2 = tie; cl: cluster codes 0..n_clusters-1)."""
     n = len(names_all)
-    # Cell of each battle: winner * n + loser for a win, n*n + min * n + max for a tie.
-    winner = np.where(k == 0, b, a)
-    loser = np.where(k == 0, a, b)
-    cell = np.where(k == 2, n * n + np.minimum(a, b) * n + np.maximum(a, b), winner * n + loser)
-    counts = np.bincount(cell, minlength=2 * n * n).astype(float)
-    wins_all = counts[: n * n].reshape(n, n)
-    ties_upper = counts[n * n :].reshape(n, n)
-    ties_all = ties_upper + ties_upper.T
-    games_all = wins_all + wins_all.T + ties_all
-
-    per_wins = wins_all.sum(axis=1)
-    per_losses = wins_all.sum(axis=0)
-    per_ties = ties_all.sum(axis=1)
-    per_battles = per_wins + per_losses + per_ties
-    rated = np.flatnonzero(per_battles > 0)
-    m = rated.size
-
-    ratings = np.full(n, np.nan)
-    lows = np.full(n, np.nan)
-    highs = np.full(n, np.nan)
-    tie_parameter = None
-    if m:
-        sub = np.ix_(rated, rated)
-        theta, nu = davidson_fit(wins_all[sub], ties_all[sub], prior_sd=prior_sd)
-        ratings[rated] = elo(theta)
-        tie_parameter = float(nu)
-        if resamples:
+    fits = []
+    for a, b, k, cl in sets:
+        # Cell of each battle: winner * n + loser for a win, n*n + min * n + max for a tie.
+        winner = np.where(k == 0, b, a)
+        loser = np.where(k == 0, a, b)
+        cell = np.where(k == 2, n * n + np.minimum(a, b) * n + np.maximum(a, b), winner * n + loser)
+        counts = np.bincount(cell, minlength=2 * n * n).astype(float)
+        wins = counts[: n * n].reshape(n, n)
+        ties_upper = counts[n * n :].reshape(n, n)
+        ties = ties_upper + ties_upper.T
+        rated = np.flatnonzero((wins + wins.T + ties).sum(axis=1) > 0)
+        ratings = np.full(n, np.nan)
+        fit = _Counts(cell, wins, ties, rated, ratings, None)
+        if rated.size:
+            sub = np.ix_(rated, rated)
+            theta, nu = davidson_fit(wins[sub], ties[sub], prior_sd=prior_sd)
+            ratings[rated] = elo(theta)
+            fit.tie_parameter = float(nu)
             # Only the cells that occur matter; pack them for the resampling.
             used, cell_compact = np.unique(cell, return_inverse=True)
             pair_keys = cl * used.size + cell_compact
             uniq, weight = np.unique(pair_keys, return_counts=True)
-            rng = np.random.default_rng(seed)
-            boot = _bootstrap_counts(
-                uniq // used.size,
-                uniq % used.size,
-                weight.astype(float),
-                n_clusters,
-                used.size,
-                resamples,
-                rng,
-            )
-            full = np.zeros((resamples, 2 * n * n))
-            full[:, used] = boot
-            bw = full[:, : n * n].reshape(resamples, n, n)[:, rated][:, :, rated]
-            bt = full[:, n * n :].reshape(resamples, n, n)[:, rated][:, :, rated]
-            bt = bt + np.swapaxes(bt, -1, -2)
-            btheta, _ = davidson_fit(bw, bt, prior_sd=prior_sd)
-            alpha = (1.0 - confidence) / 2.0
-            lo, hi = np.quantile(elo(btheta), [alpha, 1.0 - alpha], axis=0)
-            lows[rated] = lo
-            highs[rated] = hi
+            fit.sparse = (uniq // used.size, uniq % used.size, weight.astype(float), used)
+        fits.append(fit)
+
+    boots: list[np.ndarray | None] = [None] * len(fits)
+    resampled = [i for i, f in enumerate(fits) if f.sparse is not None] if resamples else []
+    if resampled:
+        counts = _bootstrap_counts_many(
+            [(*fits[i].sparse[:3], fits[i].sparse[3].size) for i in resampled],
+            n_clusters,
+            resamples,
+            np.random.default_rng(seed),
+        )
+        for i, boot in zip(resampled, counts, strict=True):
+            boots[i] = boot
+    return [
+        _board(names_all, fit, boot, resamples, confidence, prior_sd)
+        for fit, boot in zip(fits, boots, strict=True)
+    ]
+
+
+def _board(names_all, fit: _Counts, boot, resamples, confidence, prior_sd) -> Leaderboard:
+    n = len(names_all)
+    wins_all, ties_all, rated, ratings = fit.wins, fit.ties, fit.rated, fit.ratings
+    games_all = wins_all + wins_all.T + ties_all
+    per_wins = wins_all.sum(axis=1)
+    per_losses = wins_all.sum(axis=0)
+    per_ties = ties_all.sum(axis=1)
+    per_battles = per_wins + per_losses + per_ties
+    lows = np.full(n, np.nan)
+    highs = np.full(n, np.nan)
+    if boot is not None:
+        full = np.zeros((resamples, 2 * n * n))
+        full[:, fit.sparse[3]] = boot
+        bw = full[:, : n * n].reshape(resamples, n, n)[:, rated][:, :, rated]
+        bt = full[:, n * n :].reshape(resamples, n, n)[:, rated][:, :, rated]
+        bt = bt + np.swapaxes(bt, -1, -2)
+        btheta, _ = davidson_fit(bw, bt, prior_sd=prior_sd)
+        alpha = (1.0 - confidence) / 2.0
+        lo, hi = np.quantile(elo(btheta), [alpha, 1.0 - alpha], axis=0)
+        lows[rated] = lo
+        highs[rated] = hi
 
     # Order: rated by rating (desc), then name; then editors without battles by name.
     rated_order = sorted(rated.tolist(), key=lambda i: (-ratings[i], str(names_all[i])))
     unrated_order = sorted(set(range(n)) - set(rated.tolist()), key=lambda i: str(names_all[i]))
     order = rated_order + unrated_order
-    if resamples:
-        rank_list = ranks_from_intervals(lows[rated_order], highs[rated_order])
-    else:
-        rank_list = ranks_from_intervals(ratings[rated_order], ratings[rated_order])
-    rank_of = dict(zip(rated_order, rank_list, strict=True))
+    # Without intervals no editor can be said to clear another: no ranks.
+    rank_of = (
+        dict(
+            zip(
+                rated_order,
+                ranks_from_intervals(lows[rated_order], highs[rated_order]),
+                strict=True,
+            )
+        )
+        if boot is not None
+        else {}
+    )
 
     def _num(x: float) -> float | None:
         return None if math.isnan(x) else float(x)
@@ -558,7 +653,7 @@ def _leaderboard_coded(
         battle_counts.append(count_row)
     return Leaderboard(
         editors=entries,
-        tie_parameter=tie_parameter,
+        tie_parameter=fit.tie_parameter,
         names=[names_all[i] for i in order],
         win_rate=win_rate,
         battle_counts=battle_counts,

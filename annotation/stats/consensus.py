@@ -91,7 +91,8 @@ class Policy:
             out[tie == n] = 0
         else:
             out[tie * 2 > n] = 0
-            few_ties = tie <= self.max_tie_fraction * n
+            # A hair of slack: 29 ties of 100 votes is within 0.29 despite 0.29 * 100 < 29.
+            few_ties = tie <= self.max_tie_fraction * n + 1e-9
             out[few_ties & (for_a * 2 > n)] = 1
             out[few_ties & (for_b * 2 > n)] = -1
         out[n < self.min_votes] = UNSETTLED

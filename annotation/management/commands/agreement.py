@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.management.consensus_args import add_dataset_argument, dataset_named
-from annotation.quality import compute_report
+from annotation.quality import EDITOR_PAIRS, compute_report
 
 
 class Command(BaseCommand):
@@ -18,12 +18,23 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the full report as JSON")
         parser.add_argument("--resamples", type=int, default=1000)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--editors-on",
+            choices=EDITOR_PAIRS,
+            default="consensus",
+            help="fit the editor leaderboard on majority consensus pairs (default) or raw pairs",
+        )
 
     def handle(self, *args, **options):
         if options["resamples"] < 0:
             raise CommandError("--resamples must be >= 0")
         dataset = dataset_named(options["dataset"])
-        report = compute_report(dataset, resamples=options["resamples"], seed=options["seed"])
+        report = compute_report(
+            dataset,
+            resamples=options["resamples"],
+            seed=options["seed"],
+            editors_on=options["editors_on"],
+        )
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2))
             return
