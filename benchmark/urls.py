@@ -1,3 +1,10 @@
-# Pages of the Benchmark app; filled in by its issue. Included at its prefix in config/urls.py.
+from django.urls import path
+
+from benchmark import views
+
 app_name = "benchmark"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.leaderboard, name="leaderboard"),
+    path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
+    path("compare/", views.compare, name="compare"),
+]

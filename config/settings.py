@@ -190,6 +190,10 @@ JOB_REDISPATCH_SECONDS = env.parse_positive_float(
 JOB_SWEEP_SECONDS = env.parse_positive_float(
     "JOB_SWEEP_SECONDS", env.read("JOB_SWEEP_SECONDS", "30")
 )
+# Benchmark results (leaderboard, runs) readable without signing in.
+BENCHMARK_PUBLIC_READ = env.parse_bool(
+    "BENCHMARK_PUBLIC_READ", env.read("BENCHMARK_PUBLIC_READ", "0")
+)
 # Dataset quality reports (agreement, annotators, editor leaderboard) are
 # recomputed by beat this often, for datasets with new rankings.
 REPORT_REFRESH_SECONDS = env.parse_positive_float(

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/", include("jobs.api_urls")),
     path("api/", include("accounts.api_urls")),
     path("api/", include("annotation.api_urls")),
+    path("api/", include("benchmark.api_urls")),
     path("admin/", admin.site.urls),
 ]
 

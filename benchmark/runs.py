@@ -1,0 +1,172 @@
+"""Benchmark runs: a scorer scores every candidate of a dataset once (through
+the score cache), then the paper's metric is computed over the pairs.
+
+A run is a job of the job framework (kinds `benchmark.run` on the default queue
+and `benchmark.run_gpu` on the gpu queue, for model scorers). The cache is keyed
+by the scorer's full config and the candidate's content, so a run that crashed
+resumes where it stopped and a rerun of the same scorer scores nothing again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from benchmark.metric import evaluate, pairs_from_rows
+from benchmark.models import (
+    BenchmarkCandidate,
+    BenchmarkDataset,
+    BenchmarkPair,
+    BenchmarkRun,
+    ScoreCache,
+)
+from benchmark.scorers import Candidate, make_scorer
+from jobs.services import job_enqueue
+
+GPU_SCORERS = ("editscore",)
+SCORE_KEYS = ("prompt_following", "consistency", "perceptual_quality", "overall")
+MAX_UNSCORED_KEPT = 500
+BATCH = 16
+
+
+@dataclass
+class RunConfig:
+    dataset_id: int
+    scorer: dict
+    label: str = ""
+    batch_size: int = BATCH
+
+    def __post_init__(self):
+        if type(self.dataset_id) is not int:
+            raise ValueError("dataset_id must be an integer")
+        if not isinstance(self.scorer, dict) or not isinstance(self.scorer.get("kind"), str):
+            raise ValueError(
+                'scorer must be an object with a "kind", e.g. {"kind": "random", "seed": 0}'
+            )
+        if not isinstance(self.label, str) or len(self.label) > 200:
+            raise ValueError("label must be a string of at most 200 characters")
+        if type(self.batch_size) is not int or not 1 <= self.batch_size <= 1024:
+            raise ValueError("batch_size must be an integer from 1 to 1024")
+        try:
+            make_scorer(self.scorer)  # checks kind and options; no network, no weights
+        except NotImplementedError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def run_enqueue(
+    *, dataset: BenchmarkDataset, scorer: dict, label: str = "", user=None
+) -> BenchmarkRun:
+    """Create the run and its job. Raises InvalidJobConfig with the reason."""
+    kind = "benchmark.run_gpu" if scorer.get("kind") in GPU_SCORERS else "benchmark.run"
+    with transaction.atomic():
+        job = job_enqueue(
+            kind=kind,
+            config={"dataset_id": dataset.pk, "scorer": scorer, "label": label},
+            created_by=user,
+        )
+        scorer_obj = make_scorer(scorer)
+        return BenchmarkRun.objects.create(
+            job=job,
+            dataset=dataset,
+            label=label or spec_label(scorer),
+            scorer=scorer,
+            scorer_key=scorer_obj.cache_key(),
+            created_by=user,
+        )
+
+
+def spec_label(spec: dict) -> str:
+    options = ",".join(f"{k}={v}" for k, v in spec.items() if k != "kind")
+    return f"{spec['kind']}:{options}" if options else spec["kind"]
+
+
+def _read(name: str) -> bytes:
+    with default_storage.open(name, "rb") as f:
+        return f.read()
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_benchmark(ctx) -> dict:
+    cfg = RunConfig(**ctx.config)
+    run = BenchmarkRun.objects.select_related("dataset").get(job_id=ctx.job_id)
+    scorer = make_scorer(cfg.scorer)
+    key = scorer.cache_key()
+    candidates = list(
+        BenchmarkCandidate.objects.filter(dataset=run.dataset).values_list(
+            "key", "instruction", "source", "image", "content_hash"
+        )
+    )
+    first_of: dict[str, tuple] = {}
+    for row in candidates:
+        first_of.setdefault(row[4], row)  # identical content is scored once
+    cached: set[str] = set()
+    for hashes in _chunks(list(first_of), 5000):
+        cached.update(
+            ScoreCache.objects.filter(scorer_key=key, content_hash__in=hashes).values_list(
+                "content_hash", flat=True
+            )
+        )
+    todo = [h for h in first_of if h not in cached]
+    done = 0
+    unscored: dict[str, dict] = {}
+    for batch in _chunks(todo, cfg.batch_size):
+        ctx.heartbeat()  # raises JobCancelled when a researcher cancels
+        items = [
+            Candidate(k, instruction, _read(source), _read(image))
+            for k, instruction, source, image, _ in (first_of[h] for h in batch)
+        ]
+        scores = scorer.score(items)
+        ScoreCache.objects.bulk_create(
+            [
+                ScoreCache(scorer_key=key, content_hash=h, scores=s.as_dict())
+                for h, s in zip(batch, scores, strict=True)
+                if s.error is None
+            ],
+            ignore_conflicts=True,  # a duplicate delivery of this job scored it already
+        )
+        for item, s in zip(items, scores, strict=True):
+            if s.error is not None and len(unscored) < MAX_UNSCORED_KEPT:
+                unscored[item.key] = {"error": s.error, "raw": s.raw[-4:]}
+        done += len(batch)
+        ctx.progress(0.95 * done / len(todo), f"scored {done} of {len(todo)} candidates")
+    metric = run_metric(run.dataset, key)
+    BenchmarkRun.objects.filter(pk=run.pk).update(scorer_key=key, metric=metric, unscored=unscored)
+    ctx.progress(1.0, "done")
+    return {
+        "candidates": len(candidates),
+        "scored_now": len(todo),
+        "from_cache": len(cached),
+        "overall": metric["overall"],
+        "n_unscored": metric["n_unscored"],
+    }
+
+
+def run_metric(dataset: BenchmarkDataset, scorer_key: str) -> dict:
+    """The paper's metric for the dataset under the cached scores of one scorer."""
+    hashes = dict(
+        BenchmarkCandidate.objects.filter(dataset=dataset).values_list("key", "content_hash")
+    )
+    by_hash = {}
+    for chunk in _chunks(list(set(hashes.values())), 5000):
+        by_hash.update(
+            ScoreCache.objects.filter(scorer_key=scorer_key, content_hash__in=chunk).values_list(
+                "content_hash", "scores"
+            )
+        )
+    scores = {k: _dims(by_hash.get(h)) for k, h in hashes.items()}
+    rows = BenchmarkPair.objects.filter(dataset=dataset).values_list(
+        "preferred__key", "other__key", "task_type", "dimension"
+    )
+    return evaluate(pairs_from_rows(rows, scores))
+
+
+def _dims(scores: dict | None) -> dict:
+    if not scores or scores.get("error"):
+        return {}
+    return {k: v for k, v in scores.items() if k in SCORE_KEYS and v is not None}

@@ -1,0 +1,744 @@
+"""Scorers: turn edited candidates into prompt-following, consistency, quality and overall scores.
+
+Pure Python (standard library, numpy, Pillow; no Django), so a benchmark run can use them from a
+Celery task, a management command or a notebook alike.
+
+A scorer is built from a spec, either text (``parse_spec("openai:model=gpt-4.1,k=4")``) or a dict,
+by :func:`make_scorer`. Kinds:
+
+``random``   seeded noise; a candidate's scores depend only on (seed, candidate content), so
+             reruns and resumed runs agree. Options: ``seed`` (default 0).
+``constant`` every dimension = ``value`` (default 5.0): every pair is a tie (accuracy 0).
+``pixel``    no weights, a sanity baseline (see :class:`PixelScorer` for the formulas).
+``file``     scores precomputed elsewhere, one JSON object per line. Options: ``path``.
+``openai``   any OpenAI-compatible chat-completions endpoint used as a VIEScore judge
+             (see :class:`OpenAIScorer`).
+``editscore`` arrives with the reward-model issue.
+
+Every scorer that looks at pixels first resizes the edited image to the source's size
+(docs/method.md section 2); random, constant and file never look at pixels.
+
+``Scorer.cache_key()`` is a hash of ``Scorer.config()``, which holds everything that determines
+the scores (and never a secret): two scorers share a cache key only if they would score alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import random
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from http.client import HTTPException
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from rewardmodel import viescore
+
+SCORE_FIELDS = viescore.SCORE_KEYS
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One edited image to score: ``key`` is the candidate id used in benchmark pairs."""
+
+    key: str
+    instruction: str
+    source: bytes = field(repr=False)
+    edited: bytes = field(repr=False)
+
+    def content_hash(self) -> str:
+        """sha256 over the instruction and both images, each prefixed by its length so that
+        moving bytes from one field to the next changes the hash."""
+        digest = hashlib.sha256()
+        for part in (self.instruction.encode("utf-8"), self.source, self.edited):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+        return digest.hexdigest()
+
+
+@dataclass
+class Score:
+    """Scores on 0-10 (None = not scored); ``error`` says why a candidate is unscored."""
+
+    prompt_following: float | None = None
+    consistency: float | None = None
+    perceptual_quality: float | None = None
+    overall: float | None = None
+    raw: list[str] = field(default_factory=list)  # raw model outputs, kept for inspection
+    error: str | None = None
+
+    @property
+    def scored(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _combined(pf: float, c: float, pq: float) -> Score:
+    return Score(
+        prompt_following=pf,
+        consistency=c,
+        perceptual_quality=pq,
+        overall=math.sqrt(max(0.0, min(pf, c) * pq)),
+    )
+
+
+class Scorer:
+    """Base class. Subclasses set ``kind`` and ``version`` (bump it when the scoring changes, so
+    that cached scores are not reused), and implement ``_options`` and ``score``."""
+
+    kind: str = ""
+    version: int = 1
+
+    def _options(self) -> dict:
+        return {}
+
+    def config(self) -> dict:
+        """Everything that determines the scores (never a secret)."""
+        return {"kind": self.kind, "version": self.version, **self._options()}
+
+    def cache_key(self) -> str:
+        canonical = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def score(self, candidates: Sequence[Candidate]) -> list[Score]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.config()}>"
+
+
+# ---------------------------------------------------------------- images
+
+
+def _open(data: bytes, what: str) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"the {what} image cannot be read: {exc}") from exc
+    return img
+
+
+def resize_to_source(source: bytes, edited: bytes) -> bytes:
+    """The edited image at the source's pixel size, as PNG bytes (bicubic); ``edited`` itself,
+    untouched, when the sizes already match. Raises ValueError on unreadable images."""
+    src = _open(source, "source")
+    out = _open(edited, "edited")
+    if out.size == src.size:
+        return edited
+    if out.mode not in ("L", "LA", "RGB", "RGBA"):
+        has_alpha = "A" in out.getbands() or "transparency" in out.info
+        out = out.convert("RGBA" if has_alpha else "RGB")
+    buffer = io.BytesIO()
+    out.resize(src.size, Image.Resampling.BICUBIC).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- simple scorers
+
+
+class RandomScorer(Scorer):
+    """Uniform scores in [0, 10] for PF, C and PQ, overall = sqrt(min(PF, C) * PQ), drawn from a
+    generator seeded by (seed, candidate content hash): the same candidate always gets the same
+    scores under one seed, whatever else is in the batch."""
+
+    kind = "random"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def _options(self) -> dict:
+        return {"seed": self.seed}
+
+    def score(self, candidates: Sequence[Candidate]) -> list[Score]:
+        scores = []
+        for candidate in candidates:
+            material = f"{self.seed}:{candidate.content_hash()}".encode()
+            rng = random.Random(int.from_bytes(hashlib.sha256(material).digest(), "big"))
+            scores.append(_combined(rng.uniform(0, 10), rng.uniform(0, 10), rng.uniform(0, 10)))
+        return scores
+
+
+class ConstantScorer(Scorer):
+    """Every dimension of every candidate = ``value``: all pairs tie, so accuracy is 0."""
+
+    kind = "constant"
+
+    def __init__(self, value: float = 5.0):
+        self.value = float(value)
+
+    def _options(self) -> dict:
+        return {"value": self.value}
+
+    def score(self, candidates: Sequence[Candidate]) -> list[Score]:
+        v = self.value
+        return [
+            Score(prompt_following=v, consistency=v, perceptual_quality=v, overall=v)
+            for _ in candidates
+        ]
+
+
+class PixelScorer(Scorer):
+    """A weight-free baseline from pixels alone (after resizing the edited image to the source's
+    size, then both to at most ``ANALYSIS_MAX_SIDE`` pixels on the long side, in grayscale 0-1):
+
+    * consistency = 10 * (1 - mean |source - edited|): an untouched copy scores 10.
+    * prompt following = 10 * sqrt(fraction of pixels whose value moved by more than
+      ``CHANGE_THRESHOLD``): an edit that changes nothing did not follow the prompt (0); the
+      square root gives small local edits some credit (4 % of the pixels changed -> 2).
+      It knows nothing of the instruction: it rewards *change*, not the *right* change.
+    * perceptual quality = 10 * v / (v + ``SHARPNESS_HALF_POINT``), v the variance of the
+      4-neighbour Laplacian on the 0-255 scale: blur lowers it (v = 100, a common blur
+      threshold, gives 5). Noise raises v too, so noise reads as sharpness: a known weakness.
+    * overall = sqrt(min(PF, C) * PQ).
+    """
+
+    kind = "pixel"
+    ANALYSIS_MAX_SIDE = 512
+    CHANGE_THRESHOLD = 0.1
+    SHARPNESS_HALF_POINT = 100.0
+
+    def _options(self) -> dict:
+        return {
+            "analysis_max_side": self.ANALYSIS_MAX_SIDE,
+            "change_threshold": self.CHANGE_THRESHOLD,
+            "sharpness_half_point": self.SHARPNESS_HALF_POINT,
+            "resize": "edited to source, bicubic",
+        }
+
+    def _gray(self, img: Image.Image) -> np.ndarray:
+        img = img.convert("L")
+        scale = self.ANALYSIS_MAX_SIDE / max(img.size)
+        if scale < 1:
+            size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+            img = img.resize(size, Image.Resampling.BOX)
+        return np.asarray(img, dtype=np.float64) / 255.0
+
+    def _score_one(self, candidate: Candidate) -> Score:
+        try:
+            edited = resize_to_source(candidate.source, candidate.edited)
+            src = self._gray(_open(candidate.source, "source"))
+            out = self._gray(_open(edited, "edited"))
+        except ValueError as exc:
+            return Score(error=str(exc))
+        diff = np.abs(src - out)
+        consistency = 10.0 * (1.0 - float(diff.mean()))
+        prompt_following = 10.0 * math.sqrt(float((diff > self.CHANGE_THRESHOLD).mean()))
+        g = out * 255.0
+        if g.shape[0] < 3 or g.shape[1] < 3:
+            sharpness = 0.0
+        else:
+            laplacian = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+            sharpness = float(laplacian.var())
+        quality = 10.0 * sharpness / (sharpness + self.SHARPNESS_HALF_POINT)
+        return _combined(prompt_following, consistency, quality)
+
+    def score(self, candidates: Sequence[Candidate]) -> list[Score]:
+        return [self._score_one(c) for c in candidates]
+
+
+class FileScorer(Scorer):
+    """Scores read from a JSONL file: one object per line with ``key`` (the candidate id) and
+    numbers ``prompt_following``, ``consistency``, ``overall`` and optionally
+    ``perceptual_quality``; other fields are ignored, blank lines skipped. The file is read and
+    checked when the scorer is made (ValueError naming the file and line); its content hash is
+    part of the config, so editing the file changes the cache key. A candidate missing from the
+    file is unscored with error "not in the scores file"."""
+
+    kind = "file"
+    REQUIRED = ("prompt_following", "consistency", "overall")
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).resolve()
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read the scores file {self.path}: {exc}") from exc
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        self.rows = self._parse(data)
+
+    def _parse(self, data: bytes) -> dict[str, Score]:
+        rows: dict[str, Score] = {}
+        for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+
+            def bad(reason: str, number: int = number) -> ValueError:
+                return ValueError(f"{self.path}, line {number}: {reason}")
+
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise bad(f"not valid JSON ({exc})") from None
+            if not isinstance(obj, dict):
+                raise bad("expected a JSON object")
+            key = obj.get("key")
+            if not isinstance(key, str) or not key:
+                raise bad('"key" must be a non-empty string')
+            if key in rows:
+                raise bad(f"key {key!r} appears twice")
+            values = {}
+            for name in SCORE_FIELDS:
+                if name not in obj:
+                    if name in self.REQUIRED:
+                        raise bad(f'"{name}" is missing')
+                    continue
+                value = obj[name]
+                if name == "perceptual_quality" and value is None:
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise bad(f'"{name}" must be a number, got {value!r}')
+                if not math.isfinite(value):
+                    raise bad(f'"{name}" must be finite, got {value!r}')
+                values[name] = float(value)
+            rows[key] = Score(**values)
+        return rows
+
+    def _options(self) -> dict:
+        return {"path": str(self.path), "sha256": self.sha256}
+
+    def score(self, candidates: Sequence[Candidate]) -> list[Score]:
+        scores = []
+        for candidate in candidates:
+            row = self.rows.get(candidate.key)
+            if row is None:
+                scores.append(Score(error="not in the scores file"))
+            else:
+                scores.append(Score(**{name: getattr(row, name) for name in SCORE_FIELDS}))
+        return scores
+
+
+# ---------------------------------------------------------------- OpenAI-compatible judge
+
+
+class _RequestFailed(Exception):
+    pass
+
+
+@dataclass
+class _Answer:
+    """One SC or PQ question of one pass: the parsed scores, or the reason there are none."""
+
+    scores: list[float] | None
+    raw: list[str]
+    error: str | None = None
+
+
+class OpenAIScorer(Scorer):
+    """A VIEScore judge behind any OpenAI-compatible ``/chat/completions`` endpoint.
+
+    Per candidate and pass i (of ``k``): an SC request with [source, edited] and a PQ request
+    with [edited] (edited resized to the source's size), sampled with ``temperature``, ``top_p``,
+    ``seed`` + i and ``max_tokens``; ``top_k`` is sent only when set (vLLM accepts it, the OpenAI
+    API does not). A pass counts when both answers parse; it is combined with
+    :func:`viescore.combine` and the passes that count are averaged (Avg@K). A candidate with no
+    counting pass is unscored: ``error`` gives the reasons, ``raw`` keeps every answer.
+
+    Transport: ``concurrency`` requests in flight at most (a thread pool), a ``timeout`` per
+    socket operation, and up to ``retries`` retries with exponential backoff
+    (``backoff`` * 2**attempt seconds, or the server's Retry-After when longer) on HTTP 429, 5xx,
+    unreadable responses, timeouts and connection errors; other HTTP errors are not retried. An
+    answer that does not parse is re-asked (the same request) up to ``retries`` times.
+    These transport options do not change what a successful answer is, so they are not part of
+    ``config()``; the API key (env OPENAI_API_KEY) never is.
+    """
+
+    kind = "openai"
+    RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str = "https://api.openai.com/v1",
+        api_key: str | None = None,
+        k: int = 1,
+        temperature: float | None = None,
+        top_p: float = 0.9,
+        top_k: int | None = None,
+        seed: int = 42,
+        max_tokens: int = 512,
+        score_range: int = viescore.SCORE_RANGE,
+        concurrency: int = 4,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 1.0,
+    ):
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.k = k
+        # floats, so that 0 and 0.0 give one cache key
+        self.temperature = float((0.7 if k > 1 else 0.0) if temperature is None else temperature)
+        self.top_p = float(top_p)
+        self.top_k = top_k
+        self.seed = seed
+        self.max_tokens = max_tokens
+        self.score_range = score_range
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+
+    def _options(self) -> dict:
+        prompts = "\x00".join(
+            [
+                viescore.DEFAULT_SYSTEM,
+                viescore.sc_prompt("\x01instruction\x01", self.score_range),
+                viescore.pq_prompt(self.score_range),
+            ]
+        )
+        return {
+            "model": self.model,
+            "base_url": _without_credentials(self.base_url),
+            "k": self.k,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "seed": self.seed,
+            "max_tokens": self.max_tokens,
+            "score_range": self.score_range,
+            "prompts_sha256": hashlib.sha256(prompts.encode("utf-8")).hexdigest(),
+            "images": "edited resized to source (bicubic), PNG data URLs",
+        }
+
+    # -- one HTTP request, with retries on transient failures
+
+    def _post(self, body: bytes) -> str:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        url = f"{self.base_url}/chat/completions"
+        attempt = 0
+        while True:
+            retry_after = 0.0
+            try:
+                request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    payload = response.read()
+                return _content_of(payload)
+            except urllib.error.HTTPError as exc:
+                detail = _error_detail(exc)
+                reason = f"HTTP {exc.code}{detail}"
+                if exc.code not in self.RETRYABLE_STATUS:
+                    raise _RequestFailed(reason) from None
+                retry_after = _retry_after_seconds(exc)
+            except _BadResponse as exc:
+                reason = f"unreadable response: {exc}"
+            except (urllib.error.URLError, HTTPException, OSError) as exc:
+                cause = getattr(exc, "reason", exc)
+                kind = "timeout" if isinstance(cause, TimeoutError) else "connection error"
+                reason = f"{kind}: {cause}"
+            if attempt >= self.retries:
+                raise _RequestFailed(f"{reason} (after {attempt + 1} attempts)")
+            time.sleep(max(self.backoff * 2**attempt, min(retry_after, 60.0)))
+            attempt += 1
+
+    # -- one question of one pass, re-asked while the answer does not parse
+
+    def _ask(self, messages: list[dict], pass_index: int, question: str) -> _Answer:
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed + pass_index,
+        }
+        if self.top_k is not None:
+            body["top_k"] = self.top_k
+        data = json.dumps(body).encode("utf-8")
+        label = f"pass {pass_index} {question}"
+        raw: list[str] = []
+        error = None
+        for _ in range(self.retries + 1):
+            try:
+                text = self._post(data)
+            except _RequestFailed as exc:
+                return _Answer(None, raw, f"{label}: {exc}")
+            raw.append(text)
+            try:
+                return _Answer(viescore.parse_scores(text, 2, self.score_range), raw)
+            except viescore.ParseError as exc:
+                error = f"{label}: unparseable answer ({exc})"
+        return _Answer(None, raw, f"{error}, {len(raw)} answers")
+
+    def _messages(self, candidate: Candidate) -> dict[str, list[dict]]:
+        edited = resize_to_source(candidate.source, candidate.edited)
+        return {
+            "SC": viescore.chat_messages(
+                viescore.sc_prompt(candidate.instruction, self.score_range),
+                [candidate.source, edited],
+            ),
+            "PQ": viescore.chat_messages(viescore.pq_prompt(self.score_range), [edited]),
+        }
+
+    def score(self, candidates: Sequence[Candidate]) -> list[Score]:
+        answers: list[dict[tuple[int, str], _Answer]] = [{} for _ in candidates]
+        errors: list[str | None] = [None] * len(candidates)
+        in_flight: dict[Future, tuple[int, int, str]] = {}
+        # Messages are built as requests are submitted and at most 2x concurrency requests wait
+        # at once, so only a few candidates' encoded images are held in memory at a time.
+        limit = 2 * self.concurrency
+
+        def collect(done) -> None:
+            for future in done:
+                index, pass_index, question = in_flight.pop(future)
+                answers[index][pass_index, question] = future.result()
+
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="openai-judge") as pool:
+            for index, candidate in enumerate(candidates):
+                try:
+                    messages = self._messages(candidate)
+                except ValueError as exc:
+                    errors[index] = str(exc)
+                    continue
+                for pass_index in range(self.k):
+                    for question in ("SC", "PQ"):
+                        while len(in_flight) >= limit:
+                            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                            collect(done)
+                        future = pool.submit(self._ask, messages[question], pass_index, question)
+                        in_flight[future] = (index, pass_index, question)
+            collect(wait(in_flight).done)
+        return [
+            Score(error=errors[i]) if errors[i] else self._result(answers[i])
+            for i in range(len(candidates))
+        ]
+
+    def _result(self, answers: dict[tuple[int, str], _Answer]) -> Score:
+        passes, raw, reasons = [], [], []
+        for pass_index in range(self.k):
+            sc, pq = answers[pass_index, "SC"], answers[pass_index, "PQ"]
+            raw += sc.raw + pq.raw
+            reasons += [a.error for a in (sc, pq) if a.error]
+            if sc.scores is not None and pq.scores is not None:
+                passes.append(viescore.combine(sc.scores, pq.scores, self.score_range))
+        if not passes:
+            return Score(raw=raw, error="; ".join(reasons))
+        mean = viescore.average_passes(passes)
+        return Score(**{name: mean[name] for name in SCORE_FIELDS}, raw=raw)
+
+
+class _BadResponse(Exception):
+    pass
+
+
+def _content_of(payload: bytes) -> str:
+    """The answer text of a chat-completions response body. A refusal (content null) becomes
+    its refusal text or "", which then fails to parse and is re-asked."""
+    try:
+        message = json.loads(payload)["choices"][0]["message"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise _BadResponse(f"no choices[0].message ({exc!r}): {payload[:200]!r}") from None
+    if not isinstance(message, dict):
+        raise _BadResponse(f"choices[0].message is not an object: {payload[:200]!r}")
+    content = message.get("content")
+    if isinstance(content, list):  # content parts
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if content is None:
+        content = message.get("refusal") or ""
+    return str(content)
+
+
+def _error_detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        text = exc.read(300).decode("utf-8", errors="replace").strip()
+    except Exception:  # the body is only for the message
+        text = ""
+    return f": {text}" if text else ""
+
+
+def _retry_after_seconds(exc: urllib.error.HTTPError) -> float:
+    try:
+        return max(0.0, float(exc.headers.get("Retry-After", "")))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _without_credentials(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
+# ---------------------------------------------------------------- specs
+
+_KIND = re.compile(r"[a-z][a-z0-9_-]*")
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
+
+
+def _spec_value(text: str) -> object:
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def parse_spec(text: str) -> dict:
+    """``"kind"`` or ``"kind:name=value,name=value"`` to ``{"kind": kind, name: value, ...}``.
+
+    Integers and decimals become numbers and true/false booleans; anything else stays a string.
+    The first ":" ends the kind, so values may hold ":" (URLs) but not ",".
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("empty scorer spec: expected 'kind' or 'kind:name=value,...'")
+    kind, _, rest = text.strip().partition(":")
+    kind = kind.strip()
+    if not _KIND.fullmatch(kind):
+        raise ValueError(f"bad scorer kind {kind!r} in spec {text!r}")
+    spec: dict = {"kind": kind}
+    if not rest.strip():
+        return spec
+    for item in rest.split(","):
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if not eq or not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+            raise ValueError(
+                f"bad option {item.strip()!r} in scorer spec {text!r}: expected name=value"
+            )
+        if name in spec:
+            raise ValueError(f"option {name!r} given twice in scorer spec {text!r}")
+        spec[name] = _spec_value(value.strip())
+    return spec
+
+
+def _number(spec: dict, name: str, default, *, integer: bool = False, low=None, high=None):
+    value = spec.get(name, default)
+    if value is None:
+        if default is None:
+            return None
+        raise ValueError(f"scorer option {name!r} must not be empty")
+    kinds = int if integer else int | float
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+        expected = "an integer" if integer else "a number"
+        raise ValueError(f"scorer option {name!r} must be {expected}, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+        raise ValueError(f"scorer option {name!r} must be in {bounds}, got {value!r}")
+    return value if integer else float(value)
+
+
+_OPTIONS = {
+    "random": {"seed"},
+    "constant": {"value"},
+    "pixel": set(),
+    "file": {"path"},
+    "openai": {
+        "model",
+        "base_url",
+        "k",
+        "temperature",
+        "top_p",
+        "top_k",
+        "seed",
+        "max_tokens",
+        "score_range",
+        "concurrency",
+        "timeout",
+        "retries",
+        "backoff",
+    },
+    "editscore": set(),
+}
+
+
+def make_scorer(spec: Mapping | str, *, env: Mapping[str, str] = os.environ) -> Scorer:
+    """The scorer a spec describes (a dict as :func:`parse_spec` returns, or its text).
+
+    Raises ValueError naming an unknown kind or a bad option, and NotImplementedError for
+    ``editscore``. The openai kind reads OPENAI_API_KEY (and OPENAI_BASE_URL when the spec has no
+    base_url) from ``env``; a key in the spec itself is refused, to keep it out of command lines
+    and job configs.
+    """
+    spec = parse_spec(spec) if isinstance(spec, str) else dict(spec)
+    kind = spec.pop("kind", None)
+    if kind not in _OPTIONS:
+        known = ", ".join(sorted(_OPTIONS))
+        raise ValueError(f"unknown scorer kind {kind!r}; known kinds: {known}")
+    if "api_key" in spec:
+        raise ValueError("do not put the API key in the scorer spec: set OPENAI_API_KEY")
+    unknown = sorted(set(spec) - _OPTIONS[kind])
+    if unknown:
+        allowed = ", ".join(sorted(_OPTIONS[kind])) or "none"
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for scorer kind {kind!r}; allowed: {allowed}"
+        )
+    if kind == "editscore":
+        raise NotImplementedError(
+            "the EditScore scorer arrives with the reward-model issue (issue 6)"
+        )
+    if kind == "random":
+        return RandomScorer(seed=_number(spec, "seed", 0, integer=True))
+    if kind == "constant":
+        return ConstantScorer(value=_number(spec, "value", 5.0))
+    if kind == "pixel":
+        return PixelScorer()
+    if kind == "file":
+        path = spec.get("path")
+        if not isinstance(path, str) or not path:
+            raise ValueError("scorer kind 'file' needs option path=<scores.jsonl>")
+        return FileScorer(path)
+    # openai
+    model = spec.get("model")
+    if model is None or model == "":
+        raise ValueError("scorer kind 'openai' needs option model=<name>")
+    base_url = str(
+        spec.get("base_url") or env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+    )
+    if urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
+        raise ValueError(f"scorer option 'base_url' must be an http(s) URL, got {base_url!r}")
+    k = _number(spec, "k", 1, integer=True, low=1)
+    return OpenAIScorer(
+        model=str(model),
+        base_url=base_url,
+        api_key=env.get("OPENAI_API_KEY") or None,
+        k=k,
+        temperature=_number(spec, "temperature", None, low=0),
+        top_p=_number(spec, "top_p", 0.9, low=0, high=1),
+        top_k=_number(spec, "top_k", None, integer=True, low=1),
+        seed=_number(spec, "seed", 42, integer=True),
+        max_tokens=_number(spec, "max_tokens", 512, integer=True, low=1),
+        score_range=_number(spec, "score_range", viescore.SCORE_RANGE, integer=True, low=1),
+        concurrency=_number(spec, "concurrency", 4, integer=True, low=1),
+        timeout=_number(spec, "timeout", 60.0, low=0.001),
+        retries=_number(spec, "retries", 3, integer=True, low=0),
+        backoff=_number(spec, "backoff", 1.0, low=0),
+    )
+
+
+__all__ = [
+    "Candidate",
+    "ConstantScorer",
+    "FileScorer",
+    "OpenAIScorer",
+    "PixelScorer",
+    "RandomScorer",
+    "Score",
+    "Scorer",
+    "make_scorer",
+    "parse_spec",
+    "resize_to_source",
+]

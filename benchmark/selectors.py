@@ -1,0 +1,117 @@
+"""Reads of the benchmark app: leaderboard rows (measured runs and the paper's
+reported figures, never mixed up), run details and comparisons."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+from benchmark.metric import DIMENSIONS, TASK_GROUPS
+from benchmark.models import BenchmarkRun
+
+PUBLISHED = Path(__file__).resolve().parent / "data" / "published_editreward_bench.json"
+PUBLISHED_DATASET = "EditReward-Bench (published)"
+
+
+@cache
+def published() -> dict:
+    """The paper's reported accuracies (a data fixture shipped with the code)."""
+    return json.loads(PUBLISHED.read_text())
+
+
+def reported_rows() -> list[dict]:
+    rows = []
+    for model, figures in published()["results"].items():
+        rows.append({
+            "id": f"reported:{model}", "label": model, "source": "reported",
+            "dataset": PUBLISHED_DATASET, "k": _k_of(model), "date": None, "status": "reported",
+            "overall": figures.get("Overall", {}), "ci95": {},
+            "groups": {g: figures.get(g, {}) for g in TASK_GROUPS},
+            "tasks": {},
+        })  # fmt: skip
+    return rows
+
+
+def _k_of(model: str) -> int:
+    return 4 if "Avg@4" in model else 1
+
+
+def run_row(run: BenchmarkRun) -> dict:
+    metric = run.metric or {}
+    return {
+        "id": run.pk, "label": run.label, "source": "measured", "dataset": run.dataset.name,
+        "k": int(run.scorer.get("k", 1)), "date": run.created_at, "status": run.job.status,
+        "job": run.job_id, "scorer": run.scorer,
+        "overall": metric.get("overall", {}), "ci95": metric.get("ci95", {}).get("overall", {}),
+        "groups": metric.get("groups", {}), "tasks": metric.get("tasks", {}),
+        "tie_half": metric.get("tie_half", {}), "n_pairs": metric.get("n_pairs", {}),
+        "n_ties": metric.get("n_ties", {}), "n_unscored": metric.get("n_unscored", {}),
+        "task_ci95": metric.get("ci95", {}).get("tasks", {}),
+        "n_per_task": metric.get("n_per_task", {}),
+        "group_ci95": metric.get("ci95", {}).get("groups", {}),
+    }  # fmt: skip
+
+
+def leaderboard(*, include_reported: bool = True, dataset: str | None = None) -> list[dict]:
+    """Finished runs (best overall accuracy first), then the reported figures."""
+    runs = BenchmarkRun.objects.select_related("dataset", "job").filter(metric__isnull=False)
+    if dataset:
+        runs = runs.filter(dataset__name=dataset)
+    rows = sorted(
+        (run_row(r) for r in runs),
+        key=lambda r: -(r["overall"].get("overall") or 0.0),
+    )
+    if include_reported and (dataset in (None, PUBLISHED_DATASET)):
+        rows += reported_rows()
+    return rows
+
+
+def pending_runs(limit: int = 20) -> list[BenchmarkRun]:
+    """Runs without a metric yet (queued, running, failed), newest first."""
+    return list(
+        BenchmarkRun.objects.select_related("dataset", "job").filter(metric__isnull=True)[:limit]
+    )
+
+
+def row_by_id(row_id: str) -> dict | None:
+    if row_id.startswith("reported:"):
+        return next((r for r in reported_rows() if r["id"] == row_id), None)
+    if not row_id.isdigit():
+        return None
+    run = BenchmarkRun.objects.select_related("dataset", "job").filter(pk=int(row_id)).first()
+    return run_row(run) if run else None
+
+
+def comparison(a: dict, b: dict) -> dict:
+    """Side by side per task type (measured runs) and per group (always), with b - a."""
+
+    def side(level: str, names: list[str]) -> list[dict]:
+        out = []
+        for name in names:
+            va, vb = a[level].get(name, {}), b[level].get(name, {})
+            if not va and not vb:
+                continue
+            cells = []
+            for dim in DIMENSIONS:
+                x, y = va.get(dim), vb.get(dim)
+                cells.append(
+                    {"a": x, "b": y, "diff": (y - x) if x is not None and y is not None else None}
+                )
+            out.append({"name": name, "cells": cells})
+        return out
+
+    tasks = sorted(set(a["tasks"]) | set(b["tasks"]))
+    return {
+        "overall": _overall(a, b),
+        "groups": side("groups", list(TASK_GROUPS) + ["Other"]),
+        "tasks": side("tasks", tasks),
+    }
+
+
+def _overall(a: dict, b: dict) -> list[dict]:
+    cells = []
+    for dim in DIMENSIONS:
+        x, y = a["overall"].get(dim), b["overall"].get(dim)
+        cells.append({"a": x, "b": y, "diff": (y - x) if x is not None and y is not None else None})
+    return [{"name": "headline", "cells": cells}]

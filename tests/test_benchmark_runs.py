@@ -1,0 +1,271 @@
+"""Benchmark datasets, runs and the leaderboard, through the commands, the job
+runner, the pages and the API."""
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+from PIL import Image
+
+from accounts.models import Role
+from benchmark import runs as runs_module
+from benchmark.models import (
+    BenchmarkCandidate,
+    BenchmarkDataset,
+    BenchmarkPair,
+    BenchmarkRun,
+    ScoreCache,
+)
+from benchmark.snapshot import ImageRef, PairRow, write_snapshot
+from jobs.models import Job
+from jobs.runner import run_job
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+TASKS = ["subject-add", "color_alter", "extract", "text_change"]
+DIMS = ["prompt_following", "consistency", "overall"]
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def _png(value: int, size=(24, 16)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (value, 255 - value, (value * 7) % 256)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _ref(name: str, data: bytes) -> ImageRef:
+    return ImageRef(name=name, read=lambda: data)
+
+
+def make_snapshot(root, *, groups=4) -> tuple:
+    """groups x (3 candidates a > b > c) x 3 dimensions: 9 strict pairs per group.
+    Returns (path, human order {candidate: rank}) so scores can be made to agree."""
+    rows, rank = [], {}
+    for g in range(groups):
+        source = _png(g * 40)
+        cands = {f"g{g}-{x}": _png(g * 40 + i + 1) for i, x in enumerate("abc")}
+        for i, key in enumerate(cands):
+            rank[key] = i
+        for dim in DIMS:
+            for better, worse in (("a", "b"), ("a", "c"), ("b", "c")):
+                k0, k1 = f"g{g}-{better}", f"g{g}-{worse}"
+                rows.append(PairRow(
+                    key=(k0, k1), instruction=f"edit {g}", input_image=_ref(f"s{g}.png", source),
+                    output_images=(_ref(f"{k0}.png", cands[k0]), _ref(f"{k1}.png", cands[k1])),
+                    task_type=TASKS[g % len(TASKS)], dimension=dim, group_id=f"g{g}",
+                    votes={"for": 3, "against": 0, "tie": 0},
+                ))  # fmt: skip
+    path = root / "snap"
+    write_snapshot(rows, path, metadata={"dataset": "test"})
+    return path, rank
+
+
+def _scores_file(path, rank, *, agree=True, drop=()):
+    lines = []
+    for key, r in rank.items():
+        if key in drop:
+            continue
+        value = (10 - r) if agree else 5.0
+        lines.append(
+            json.dumps(
+                {"key": key, "prompt_following": value, "consistency": value, "overall": value}
+            )
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def bench(tmp_path):
+    path, rank = make_snapshot(tmp_path)
+    call_command("import_benchmark", str(path), "--name", "mini")
+    return BenchmarkDataset.objects.get(name="mini"), rank
+
+
+def test_import_stores_candidates_once_and_pairs_in_order(bench):
+    dataset, rank = bench
+    assert dataset.layout == "snapshot" and dataset.rows == 4 * 9
+    assert BenchmarkCandidate.objects.filter(dataset=dataset).count() == len(rank) == 12
+    first = BenchmarkPair.objects.filter(dataset=dataset).order_by("row").first()
+    assert (first.preferred.key, first.other.key, first.dimension) == (
+        "g0-a",
+        "g0-b",
+        "prompt_following",
+    )
+    assert len({c.content_hash for c in BenchmarkCandidate.objects.all()}) == 12
+    with pytest.raises(CommandError, match="exists already"):
+        call_command("import_benchmark", dataset.source_path, "--name", "mini")
+
+
+def test_import_refuses_bad_rows_and_writes_nothing(tmp_path, settings):
+    folder = tmp_path / "bad"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "s.png").write_bytes(_png(1))
+    (folder / "images" / "a.png").write_bytes(_png(2))
+    good = {"key": ["a", "b"], "instruction": "x", "input_image": "images/s.png",
+            "output_images": ["images/a.png", "images/a.png"], "task_type": "extract",
+            "dimension": "overall"}  # fmt: skip
+    rows = [
+        good,
+        {**good, "key": ["a"]},
+        {**good, "dimension": "beauty"},
+        {**good, "output_images": ["images/a.png"]},
+    ]
+    (folder / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(CommandError) as err:
+        call_command("import_benchmark", str(folder / "pairs.jsonl"), "--name", "bad")
+    message = str(err.value)
+    assert "import refused, nothing written" in message
+    assert "row 2" in message and "row 3" in message and "row 4" in message
+    assert BenchmarkDataset.objects.count() == 0 and BenchmarkCandidate.objects.count() == 0
+    media = settings.MEDIA_ROOT
+    assert not media.exists() or not any(p.is_file() for p in media.rglob("*"))
+
+
+def _run(dataset, spec, label=""):
+    run = runs_module.run_enqueue(dataset=dataset, scorer=spec, label=label)
+    assert run_job(run.job_id, worker="test") == "succeeded", Job.objects.get(pk=run.job_id).error
+    run.refresh_from_db()
+    return run
+
+
+def test_human_order_scores_one_and_constant_scores_zero(bench, tmp_path):
+    dataset, rank = bench
+    perfect = _run(dataset, {"kind": "file", "path": str(_scores_file(tmp_path / "s.jsonl", rank))})
+    assert perfect.metric["overall"] == dict.fromkeys(DIMS, 1.0)
+    constant = _run(dataset, {"kind": "constant", "value": 5.0})
+    assert constant.metric["overall"] == dict.fromkeys(DIMS, 0.0)
+    assert (
+        constant.metric["n_ties"]["total"] == 36
+        and constant.metric["tie_half"]["overall"]["overall"] == 0.5
+    )
+
+
+def test_missing_keys_are_unscored_and_wrong(bench, tmp_path):
+    dataset, rank = bench
+    scores = _scores_file(tmp_path / "s.jsonl", rank, drop={"g0-a"})
+    run = _run(dataset, {"kind": "file", "path": str(scores)})
+    # g0 (subject-add) loses its 2 pairs with g0-a of 3, per dimension: task accuracy 1/3.
+    assert run.metric["tasks"]["subject-add"]["overall"] == pytest.approx(1 / 3)
+    assert run.metric["n_unscored"]["overall"] == 2
+    assert run.metric["overall"]["overall"] == pytest.approx((1 / 3 + 1 + 1 + 1) / 4)
+
+
+def test_a_crashed_run_resumes_and_a_rerun_scores_nothing_twice(bench, monkeypatch):
+    dataset, _ = bench
+    calls = []
+    real = runs_module.make_scorer
+
+    class Flaky:
+        def __init__(self, inner, fail_after):
+            self.inner, self.fail_after = inner, fail_after
+
+        def cache_key(self):
+            return self.inner.cache_key()
+
+        def score(self, candidates):
+            if fail_after is not None and len(calls) >= self.fail_after:
+                raise RuntimeError("worker lost")
+            calls.extend(c.key for c in candidates)
+            return self.inner.score(candidates)
+
+    fail_after = 4
+    monkeypatch.setattr(runs_module, "make_scorer", lambda spec: Flaky(real(spec), fail_after))
+    run = runs_module.run_enqueue(dataset=dataset, scorer={"kind": "random", "seed": 7})
+    Job.objects.filter(pk=run.job_id).update(config={**run.job.config, "batch_size": 4})
+    assert run_job(run.job_id, worker="test") in ("failed", "requeued")
+    assert ScoreCache.objects.count() == 4
+    fail_after = None
+    second = runs_module.run_enqueue(dataset=dataset, scorer={"kind": "random", "seed": 7})
+    assert run_job(second.job_id, worker="test") == "succeeded"
+    assert len(calls) == 12 and len(set(calls)) == 12  # every candidate scored exactly once
+    third = runs_module.run_enqueue(dataset=dataset, scorer={"kind": "random", "seed": 7})
+    assert run_job(third.job_id, worker="test") == "succeeded"
+    assert len(calls) == 12 and ScoreCache.objects.count() == 12
+    third.refresh_from_db()
+    second.refresh_from_db()
+    assert third.metric == second.metric
+
+
+def test_benchmark_run_command_inline_and_bad_specs(bench, tmp_path, capsys):
+    dataset, rank = bench
+    scores = _scores_file(tmp_path / "s.jsonl", rank)
+    call_command(
+        "benchmark_run", "--dataset", "mini", "--scorer", f"file:path={scores}", "--inline"
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["overall"]["consistency"] == 1.0
+    with pytest.raises(CommandError, match="no benchmark dataset named 'nope'"):
+        call_command("benchmark_run", "--dataset", "nope", "--scorer", "random")
+    with pytest.raises(CommandError, match="--scorer"):
+        call_command("benchmark_run", "--dataset", "mini", "--scorer", "magic:x=1")
+    with pytest.raises(CommandError, match="issue 6"):
+        call_command("benchmark_run", "--dataset", "mini", "--scorer", "editscore")
+    assert BenchmarkRun.objects.count() == 1
+
+
+def test_leaderboard_shows_measured_and_reported_rows(client, bench, tmp_path, settings):
+    dataset, rank = bench
+    run = _run(
+        dataset,
+        {"kind": "file", "path": str(_scores_file(tmp_path / "s.jsonl", rank))},
+        label="oracle",
+    )
+    # Anonymous: login first, unless public read is on.
+    assert client.get("/benchmark/").status_code == 302
+    assert client.get("/api/benchmark/leaderboard/").status_code in (401, 403)
+    settings.BENCHMARK_PUBLIC_READ = True
+    page = client.get("/benchmark/").content.decode()
+    assert "oracle" in page and "EditScore-7B" in page and "badge reported" in page
+    assert "Evaluate a reward model" not in page  # the run form is for researchers
+    rows = client.get("/api/benchmark/leaderboard/").json()
+    measured = [r for r in rows if r["source"] == "measured"]
+    reported = {r["label"]: r for r in rows if r["source"] == "reported"}
+    assert [r["label"] for r in measured] == ["oracle"]
+    assert reported["EditScore-7B"]["overall"]["prompt_following"] == 0.592
+    detail = client.get(f"/benchmark/runs/{run.pk}/").content.decode()
+    assert 'id="heatmap"' in detail and "subject-add" in detail
+    compare = client.get(f"/benchmark/compare/?a={run.pk}&b=reported:EditScore-7B")
+    assert compare.status_code == 200 and "Subject" in compare.content.decode()
+
+
+def test_researchers_start_runs_from_the_page_and_the_api(client, bench):
+    dataset, _ = bench
+    annotator = UserFactory(username="anna")
+    client.force_login(annotator)
+    assert (
+        client.post("/benchmark/", {"dataset": dataset.pk, "scorer": "random"}).status_code == 403
+    )
+    assert (
+        client.post(
+            "/api/benchmark/runs/",
+            {"dataset": "mini", "scorer": "random"},
+            content_type="application/json",
+        ).status_code
+        == 403
+    )
+    client.force_login(UserFactory(username="rita", role=Role.RESEARCHER))
+    response = client.post(
+        "/benchmark/", {"dataset": dataset.pk, "scorer": "random:seed=3", "label": "coin"}
+    )
+    assert response.status_code == 302
+    run = BenchmarkRun.objects.get(label="coin")
+    assert run.scorer == {"kind": "random", "seed": 3} and run.job.queue == "default"
+    bad = client.post("/benchmark/", {"dataset": dataset.pk, "scorer": "nonsense:"})
+    assert bad.status_code == 400 and b'id="run-error"' in bad.content
+    api = client.post(
+        "/api/benchmark/runs/",
+        {"dataset": "mini", "scorer": {"kind": "constant"}, "label": "flat"},
+        content_type="application/json",
+    )
+    assert api.status_code == 202 and BenchmarkRun.objects.filter(label="flat").exists()
+    assert (
+        client.post("/api/benchmark/runs/", [1], content_type="application/json").status_code == 400
+    )
+    listed = client.get("/api/benchmark/runs/").json()
+    assert {r["label"] for r in listed} == {"coin", "flat"}
