@@ -1,12 +1,10 @@
 """Benchmark datasets, runs and the leaderboard, through the commands, the job
 runner, the pages and the API."""
 
-import io
 import json
 
 import pytest
 from django.core.management import CommandError, call_command
-from PIL import Image
 
 from accounts.models import Role
 from benchmark import runs as runs_module
@@ -17,52 +15,17 @@ from benchmark.models import (
     BenchmarkRun,
     ScoreCache,
 )
-from benchmark.snapshot import ImageRef, PairRow, write_snapshot
 from jobs.models import Job
 from jobs.runner import run_job
+from tests.benchmark_fixtures import DIMS, make_snapshot, png
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
-TASKS = ["subject-add", "color_alter", "extract", "text_change"]
-DIMS = ["prompt_following", "consistency", "overall"]
 
 
 @pytest.fixture(autouse=True)
 def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-
-
-def _png(value: int, size=(24, 16)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (value, 255 - value, (value * 7) % 256)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def _ref(name: str, data: bytes) -> ImageRef:
-    return ImageRef(name=name, read=lambda: data)
-
-
-def make_snapshot(root, *, groups=4) -> tuple:
-    """groups x (3 candidates a > b > c) x 3 dimensions: 9 strict pairs per group.
-    Returns (path, human order {candidate: rank}) so scores can be made to agree."""
-    rows, rank = [], {}
-    for g in range(groups):
-        source = _png(g * 40)
-        cands = {f"g{g}-{x}": _png(g * 40 + i + 1) for i, x in enumerate("abc")}
-        for i, key in enumerate(cands):
-            rank[key] = i
-        for dim in DIMS:
-            for better, worse in (("a", "b"), ("a", "c"), ("b", "c")):
-                k0, k1 = f"g{g}-{better}", f"g{g}-{worse}"
-                rows.append(PairRow(
-                    key=(k0, k1), instruction=f"edit {g}", input_image=_ref(f"s{g}.png", source),
-                    output_images=(_ref(f"{k0}.png", cands[k0]), _ref(f"{k1}.png", cands[k1])),
-                    task_type=TASKS[g % len(TASKS)], dimension=dim, group_id=f"g{g}",
-                    votes={"for": 3, "against": 0, "tie": 0},
-                ))  # fmt: skip
-    path = root / "snap"
-    write_snapshot(rows, path, metadata={"dataset": "test"})
-    return path, rank
 
 
 def _scores_file(path, rank, *, agree=True, drop=()):
@@ -105,8 +68,8 @@ def test_import_stores_candidates_once_and_pairs_in_order(bench):
 def test_import_refuses_bad_rows_and_writes_nothing(tmp_path, settings):
     folder = tmp_path / "bad"
     (folder / "images").mkdir(parents=True)
-    (folder / "images" / "s.png").write_bytes(_png(1))
-    (folder / "images" / "a.png").write_bytes(_png(2))
+    (folder / "images" / "s.png").write_bytes(png(1))
+    (folder / "images" / "a.png").write_bytes(png(2))
     good = {"key": ["a", "b"], "instruction": "x", "input_image": "images/s.png",
             "output_images": ["images/a.png", "images/a.png"], "task_type": "extract",
             "dimension": "overall"}  # fmt: skip
