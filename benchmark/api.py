@@ -15,8 +15,13 @@ from benchmark.scorers import parse_spec
 from jobs.registry import InvalidJobConfig
 
 
-def _row_json(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k not in ("task_ci95", "group_ci95")} | {
+def _row_json(row: dict, request) -> dict:
+    """A leaderboard row for the API. Anonymous readers (BENCHMARK_PUBLIC_READ) do not
+    get the scorer spec (it may name server paths or internal endpoints) or the job."""
+    hidden = {"task_ci95", "group_ci95"}
+    if not request.user.is_authenticated:
+        hidden |= {"scorer", "job"}
+    return {k: v for k, v in row.items() if k not in hidden} | {
         "ci95_tasks": row.get("task_ci95", {}),
         "ci95_groups": row.get("group_ci95", {}),
     }
@@ -27,7 +32,7 @@ class LeaderboardApi(APIView):
 
     def get(self, request):
         rows = selectors.leaderboard(dataset=request.query_params.get("dataset") or None)
-        return Response([_row_json(r) for r in rows])
+        return Response([_row_json(r, request) for r in rows])
 
 
 class BenchmarkDatasetListApi(APIView):
@@ -51,7 +56,7 @@ class RunListApi(APIView):
 
     def get(self, request):
         runs = BenchmarkRun.objects.select_related("dataset", "job")[:500]
-        return Response([_row_json(selectors.run_row(r)) for r in runs])
+        return Response([_row_json(selectors.run_row(r), request) for r in runs])
 
     def post(self, request):
         data = request.data
@@ -68,11 +73,19 @@ class RunListApi(APIView):
             if data.get("k") is not None:
                 spec = {**spec, "k": data["k"]}
             run = run_enqueue(
-                dataset=dataset, scorer=spec, label=str(data.get("label") or ""), user=request.user
+                dataset=dataset, scorer=spec, label=_label(data.get("label")), user=request.user
             )
         except (ValueError, InvalidJobConfig) as exc:
             return Response({"detail": str(exc)}, status=400)
         return Response({"run": run.pk, "job": run.job_id, "label": run.label}, status=202)
+
+
+def _label(value) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("label must be a string")
+    return value
 
 
 def _dataset(value) -> BenchmarkDataset | None:
@@ -91,4 +104,4 @@ class RunDetailApi(APIView):
         if row is None:
             return Response({"detail": "no such run"}, status=404)
         run = BenchmarkRun.objects.get(pk=run_id)
-        return Response({**_row_json(row), "metric": run.metric})
+        return Response({**_row_json(row, request), "metric": run.metric})

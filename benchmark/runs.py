@@ -8,9 +8,12 @@ resumes where it stopped and a rerun of the same scorer scores nothing again."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 
@@ -47,12 +50,19 @@ class RunConfig:
             )
         if not isinstance(self.label, str) or len(self.label) > 200:
             raise ValueError("label must be a string of at most 200 characters")
+        if not all(isinstance(k, str) for k in self.scorer):
+            raise ValueError("scorer option names must be strings")
         if type(self.batch_size) is not int or not 1 <= self.batch_size <= 1024:
             raise ValueError("batch_size must be an integer from 1 to 1024")
         try:
-            make_scorer(self.scorer)  # checks kind and options; no network, no weights
+            build_scorer(self.scorer)  # checks kind and options; no network, no weights
         except NotImplementedError as exc:
             raise ValueError(str(exc)) from None
+
+
+def build_scorer(spec: dict):
+    """The scorer of a run: scores files only from BENCHMARK_SCORES_DIR."""
+    return make_scorer(spec, scores_dir=Path(settings.BENCHMARK_SCORES_DIR))
 
 
 def run_enqueue(
@@ -66,7 +76,7 @@ def run_enqueue(
             config={"dataset_id": dataset.pk, "scorer": scorer, "label": label},
             created_by=user,
         )
-        scorer_obj = make_scorer(scorer)
+        scorer_obj = build_scorer(scorer)
         return BenchmarkRun.objects.create(
             job=job,
             dataset=dataset,
@@ -79,7 +89,8 @@ def run_enqueue(
 
 def spec_label(spec: dict) -> str:
     options = ",".join(f"{k}={v}" for k, v in spec.items() if k != "kind")
-    return f"{spec['kind']}:{options}" if options else spec["kind"]
+    label = f"{spec['kind']}:{options}" if options else spec["kind"]
+    return label if len(label) <= 200 else label[:199] + "…"
 
 
 def _read(name: str) -> bytes:
@@ -95,7 +106,7 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 def run_benchmark(ctx) -> dict:
     cfg = RunConfig(**ctx.config)
     run = BenchmarkRun.objects.select_related("dataset").get(job_id=ctx.job_id)
-    scorer = make_scorer(cfg.scorer)
+    scorer = build_scorer(cfg.scorer)
     key = scorer.cache_key()
     candidates = list(
         BenchmarkCandidate.objects.filter(dataset=run.dataset).values_list(
@@ -104,7 +115,8 @@ def run_benchmark(ctx) -> dict:
     )
     first_of: dict[str, tuple] = {}
     for row in candidates:
-        first_of.setdefault(row[4], row)  # identical content is scored once
+        # identical content is scored once (unless scores follow ids, as in a file)
+        first_of.setdefault(cache_hash(scorer.keyed_by_candidate, row[0], row[4]), row)
     cached: set[str] = set()
     for hashes in _chunks(list(first_of), 5000):
         cached.update(
@@ -135,7 +147,7 @@ def run_benchmark(ctx) -> dict:
                 unscored[item.key] = {"error": s.error, "raw": s.raw[-4:]}
         done += len(batch)
         ctx.progress(0.95 * done / len(todo), f"scored {done} of {len(todo)} candidates")
-    metric = run_metric(run.dataset, key)
+    metric = run_metric(run.dataset, key, keyed=scorer.keyed_by_candidate)
     BenchmarkRun.objects.filter(pk=run.pk).update(scorer_key=key, metric=metric, unscored=unscored)
     ctx.progress(1.0, "done")
     return {
@@ -147,11 +159,21 @@ def run_benchmark(ctx) -> dict:
     }
 
 
-def run_metric(dataset: BenchmarkDataset, scorer_key: str) -> dict:
+def cache_hash(keyed_by_candidate: bool, key: str, content_hash: str) -> str:
+    """What a candidate's cached score is filed under, beside the scorer's key."""
+    if not keyed_by_candidate:
+        return content_hash
+    return hashlib.sha256(f"{content_hash}\0{key}".encode()).hexdigest()
+
+
+def run_metric(dataset: BenchmarkDataset, scorer_key: str, *, keyed: bool = False) -> dict:
     """The paper's metric for the dataset under the cached scores of one scorer."""
-    hashes = dict(
-        BenchmarkCandidate.objects.filter(dataset=dataset).values_list("key", "content_hash")
-    )
+    hashes = {
+        key: cache_hash(keyed, key, content)
+        for key, content in BenchmarkCandidate.objects.filter(dataset=dataset).values_list(
+            "key", "content_hash"
+        )
+    }
     by_hash = {}
     for chunk in _chunks(list(set(hashes.values())), 5000):
         by_hash.update(

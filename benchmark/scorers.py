@@ -31,6 +31,7 @@ import math
 import os
 import random
 import re
+import stat
 import time
 import urllib.error
 import urllib.parse
@@ -101,6 +102,9 @@ class Scorer:
     that cached scores are not reused), and implement ``_options`` and ``score``."""
 
     kind: str = ""
+    # True when scores follow the candidate's id rather than its content (a scores
+    # file): such a scorer must not share scores between candidates of equal content.
+    keyed_by_candidate: bool = False
     version: int = 1
 
     def _options(self) -> dict:
@@ -260,6 +264,7 @@ class FileScorer(Scorer):
     file is unscored with error "not in the scores file"."""
 
     kind = "file"
+    keyed_by_candidate = True
     REQUIRED = ("prompt_following", "consistency", "overall")
 
     def __init__(self, path: str | os.PathLike):
@@ -422,13 +427,14 @@ class OpenAIScorer(Scorer):
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
+        opener = urllib.request.build_opener(_NoRedirect)
         url = f"{self.base_url}/chat/completions"
         attempt = 0
         while True:
             retry_after = 0.0
             try:
                 request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with opener.open(request, timeout=self.timeout) as response:
                     payload = response.read()
                 return _content_of(payload)
             except urllib.error.HTTPError as exc:
@@ -528,14 +534,25 @@ class OpenAIScorer(Scorer):
             reasons += [a.error for a in (sc, pq) if a.error]
             if sc.scores is not None and pq.scores is not None:
                 passes.append(viescore.combine(sc.scores, pq.scores, self.score_range))
-        if not passes:
-            return Score(raw=raw, error="; ".join(reasons))
+        if len(passes) < self.k:
+            # Avg@K over fewer passes is another estimator: unscored (and so not
+            # cached: a rerun asks again) rather than silently Avg@(K-1).
+            missing = f"{self.k - len(passes)} of {self.k} passes failed"
+            return Score(raw=raw, error="; ".join([missing, *reasons]))
         mean = viescore.average_passes(passes)
         return Score(**{name: mean[name] for name in SCORE_FIELDS}, raw=raw)
 
 
 class _BadResponse(Exception):
     pass
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect would carry the POST's Authorization header to another URL: refuse it
+    (urllib then raises HTTPError with the 3xx status, which is not retried)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
 
 
 def _content_of(payload: bytes) -> str:
@@ -665,7 +682,34 @@ _OPTIONS = {
 }
 
 
-def make_scorer(spec: Mapping | str, *, env: Mapping[str, str] = os.environ) -> Scorer:
+MAX_K = 16  # Avg@K passes at most
+MAX_SCORES_FILE_BYTES = 200 * 1024 * 1024
+
+
+def _inside_scores_dir(path: str, scores_dir: Path) -> str:
+    """Scores files of runs started from the web come from one folder: a regular file
+    inside it (symlinks resolved), under a size cap. One message for anything else, so
+    the answer does not tell what exists elsewhere on the server."""
+    root = scores_dir.resolve()
+    resolved = (root / path).resolve()
+    refused = ValueError(
+        f"scores files must be regular files of at most {MAX_SCORES_FILE_BYTES // 2**20} MB "
+        f"inside the scores folder ({root}); {path!r} is not"
+    )
+    if not resolved.is_relative_to(root):
+        raise refused
+    try:
+        info = resolved.stat()
+    except OSError:
+        raise refused from None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SCORES_FILE_BYTES:
+        raise refused
+    return str(resolved)
+
+
+def make_scorer(
+    spec: Mapping | str, *, env: Mapping[str, str] = os.environ, scores_dir: Path | None = None
+) -> Scorer:
     """The scorer a spec describes (a dict as :func:`parse_spec` returns, or its text).
 
     Raises ValueError naming an unknown kind or a bad option, and NotImplementedError for
@@ -700,21 +744,30 @@ def make_scorer(spec: Mapping | str, *, env: Mapping[str, str] = os.environ) -> 
         path = spec.get("path")
         if not isinstance(path, str) or not path:
             raise ValueError("scorer kind 'file' needs option path=<scores.jsonl>")
+        if scores_dir is not None:
+            path = _inside_scores_dir(path, Path(scores_dir))
         return FileScorer(path)
     # openai
     model = spec.get("model")
     if model is None or model == "":
         raise ValueError("scorer kind 'openai' needs option model=<name>")
-    base_url = str(
-        spec.get("base_url") or env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-    )
-    if urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
+    if not isinstance(model, str):
+        raise ValueError("scorer option 'model' must be a string")
+    configured = str(env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+    base_url = spec.get("base_url") or configured
+    if not isinstance(base_url, str) or urllib.parse.urlsplit(base_url).scheme not in (
+        "http",
+        "https",
+    ):
         raise ValueError(f"scorer option 'base_url' must be an http(s) URL, got {base_url!r}")
-    k = _number(spec, "k", 1, integer=True, low=1)
+    k = _number(spec, "k", 1, integer=True, low=1, high=MAX_K)
+    # The server's key goes to the configured endpoint only: a spec naming another URL
+    # (a local vLLM server, say) is sent no key, so a spec cannot exfiltrate it.
+    same_endpoint = base_url.rstrip("/") == configured
     return OpenAIScorer(
-        model=str(model),
+        model=model,
         base_url=base_url,
-        api_key=env.get("OPENAI_API_KEY") or None,
+        api_key=(env.get("OPENAI_API_KEY") or None) if same_endpoint else None,
         k=k,
         temperature=_number(spec, "temperature", None, low=0),
         top_p=_number(spec, "top_p", 0.9, low=0, high=1),

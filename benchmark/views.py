@@ -95,7 +95,7 @@ def run_detail(request, run_id: int):
                 for dim in DIMENSIONS
             ],
         }
-        for name, values in sorted(row["tasks"].items())
+        for name, values in row["tasks"].items()  # the paper's order, then other task types
     ]
     heat = [
         {"name": name, "cells": [row["groups"].get(name, {}).get(d) for d in DIMENSIONS]}

@@ -34,6 +34,7 @@ KNOWN_VARIABLES = {
     "JOB_SWEEP_SECONDS": "a positive number of seconds",
     "REPORT_REFRESH_SECONDS": "a positive number of seconds",
     "BENCHMARK_PUBLIC_READ": "a boolean: 1/0, true/false, yes/no, on/off",
+    "BENCHMARK_SCORES_DIR": "a folder",
     "JOB_MAX_ATTEMPTS": "a positive integer",
     "WORKER_STALE_SECONDS": "a positive number of seconds",
 }

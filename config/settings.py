@@ -194,6 +194,13 @@ JOB_SWEEP_SECONDS = env.parse_positive_float(
 BENCHMARK_PUBLIC_READ = env.parse_bool(
     "BENCHMARK_PUBLIC_READ", env.read("BENCHMARK_PUBLIC_READ", "0")
 )
+# Scores files (`file:path=...` scorer) of runs started from the web or the API
+# must be regular files inside this folder (shared by web and workers).
+BENCHMARK_SCORES_DIR = env.parse_path(
+    "BENCHMARK_SCORES_DIR",
+    env.read("BENCHMARK_SCORES_DIR", str(MEDIA_ROOT / "_scores")),
+    BASE_DIR,
+)
 # Dataset quality reports (agreement, annotators, editor leaderboard) are
 # recomputed by beat this often, for datasets with new rankings.
 REPORT_REFRESH_SECONDS = env.parse_positive_float(

@@ -329,5 +329,7 @@ def average_passes(passes: Sequence[dict]) -> dict:
     result = {}
     for key in keys:
         values = [p[key] for p in passes if p.get(key) is not None]
-        result[key] = sum(values) / len(values) if values else None
+        # fsum: exact, so the same pass scores in another order give the same mean
+        # (a tie stays a tie; the benchmark counts ties as wrong).
+        result[key] = math.fsum(values) / len(values) if values else None
     return result

@@ -41,3 +41,19 @@ def make_snapshot(root, *, groups=4) -> tuple:
     path = root / "snap"
     write_snapshot(rows, path, metadata={"dataset": "test"})
     return path, rank
+
+
+def make_identical_pair_snapshot(root):
+    """One group whose two candidates, x (preferred) and y, have identical bytes."""
+    source, same = png(10), png(99)
+    rows = [
+        PairRow(
+            key=("x", "y"), instruction="edit", input_image=ImageRef("s.png", lambda: source),
+            output_images=(ImageRef("x.png", lambda: same), ImageRef("y.png", lambda: same)),
+            task_type="extract", dimension=dim, group_id="g", votes={"for": 2, "against": 0, "tie": 0},
+        )
+        for dim in DIMS
+    ]  # fmt: skip
+    path = root / "twins"
+    write_snapshot(rows, path, metadata={})
+    return path

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.BENCHMARK_SCORES_DIR = tmp_path  # the scores files the tests write
 
 
 def _scores_file(path, rank, *, agree=True, drop=()):
@@ -125,6 +126,8 @@ def test_a_crashed_run_resumes_and_a_rerun_scores_nothing_twice(bench, monkeypat
     real = runs_module.make_scorer
 
     class Flaky:
+        keyed_by_candidate = False
+
         def __init__(self, inner, fail_after):
             self.inner, self.fail_after = inner, fail_after
 
@@ -138,7 +141,9 @@ def test_a_crashed_run_resumes_and_a_rerun_scores_nothing_twice(bench, monkeypat
             return self.inner.score(candidates)
 
     fail_after = 4
-    monkeypatch.setattr(runs_module, "make_scorer", lambda spec: Flaky(real(spec), fail_after))
+    monkeypatch.setattr(
+        runs_module, "make_scorer", lambda spec, **kw: Flaky(real(spec, **kw), fail_after)
+    )
     run = runs_module.run_enqueue(dataset=dataset, scorer={"kind": "random", "seed": 7})
     Job.objects.filter(pk=run.job_id).update(config={**run.job.config, "batch_size": 4})
     assert run_job(run.job_id, worker="test") in ("failed", "requeued")
@@ -190,6 +195,7 @@ def test_leaderboard_shows_measured_and_reported_rows(client, bench, tmp_path, s
     measured = [r for r in rows if r["source"] == "measured"]
     reported = {r["label"]: r for r in rows if r["source"] == "reported"}
     assert [r["label"] for r in measured] == ["oracle"]
+    assert "scorer" not in measured[0]  # a spec may name server paths: not for anonymous readers
     assert reported["EditScore-7B"]["overall"]["prompt_following"] == 0.592
     detail = client.get(f"/benchmark/runs/{run.pk}/").content.decode()
     assert 'id="heatmap"' in detail and "subject-add" in detail
@@ -232,3 +238,32 @@ def test_researchers_start_runs_from_the_page_and_the_api(client, bench):
     )
     listed = client.get("/api/benchmark/runs/").json()
     assert {r["label"] for r in listed} == {"coin", "flat"}
+
+
+def test_scores_files_of_runs_come_from_the_scores_folder(bench, tmp_path, settings):
+    dataset, rank = bench
+    outside = tmp_path.parent / "elsewhere.jsonl"
+    _scores_file(outside, rank)
+    for path in (str(outside), "../elsewhere.jsonl", "/etc/passwd", "/dev/zero", "missing.jsonl"):
+        with pytest.raises(Exception, match="inside the scores folder"):
+            runs_module.run_enqueue(dataset=dataset, scorer={"kind": "file", "path": path})
+    assert BenchmarkRun.objects.count() == 0 and Job.objects.count() == 0
+    _scores_file(tmp_path / "ok.jsonl", rank)
+    run = _run(dataset, {"kind": "file", "path": "ok.jsonl"})  # relative to the folder
+    assert run.metric["overall"]["overall"] == 1.0
+
+
+def test_file_scores_follow_candidate_ids_even_for_identical_images(tmp_path, settings):
+    """Two candidates with the same bytes but different ids keep their own file scores."""
+    from tests.benchmark_fixtures import make_identical_pair_snapshot
+
+    path = make_identical_pair_snapshot(tmp_path)
+    call_command("import_benchmark", str(path), "--name", "twins")
+    dataset = BenchmarkDataset.objects.get(name="twins")
+    lines = [
+        {"key": "x", "prompt_following": 9, "consistency": 9, "overall": 9},
+        {"key": "y", "prompt_following": 1, "consistency": 1, "overall": 1},
+    ]
+    (tmp_path / "twins.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
+    run = _run(dataset, {"kind": "file", "path": "twins.jsonl"})
+    assert run.metric["overall"] == dict.fromkeys(DIMS, 1.0)

@@ -258,7 +258,9 @@ def test_parse_spec_errors(text, reason):
         ({"kind": "pixel", "k": 2}, "allowed: none"),
         ({"kind": "file"}, "needs option path"),
         ({"kind": "openai"}, "needs option model"),
-        ({"kind": "openai", "model": "m", "k": 0}, "'k' must be in [1, inf]"),
+        ({"kind": "openai", "model": "m", "k": 0}, "'k' must be in [1, 16]"),
+        ({"kind": "openai", "model": "m", "k": 10**30}, "'k' must be in [1, 16]"),
+        ({"kind": "openai", "model": ["m"]}, "'model' must be a string"),
         ({"kind": "openai", "model": "m", "top_p": 2}, "'top_p' must be in [0, 1]"),
         ({"kind": "openai", "model": "m", "base_url": "ftp://x"}, "http(s) URL"),
         ({"kind": "openai", "model": "m", "api_key": "sk-1"}, "OPENAI_API_KEY"),
@@ -371,6 +373,14 @@ class Judge:
             def log_message(self, *args):
                 pass
 
+            def do_GET(self):  # only a followed redirect would arrive here
+                with judge.lock:
+                    judge.requests.append(
+                        {"path": self.path, "headers": dict(self.headers), "body": None}
+                    )
+                self.send_response(200)
+                self.end_headers()
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with judge.lock:
@@ -398,6 +408,8 @@ class Judge:
                     else:
                         payload = content.encode()
                     self.send_response(status)
+                    if 300 <= status < 400:  # a redirect to this same server
+                        self.send_header("Location", "/landing")
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
@@ -448,7 +460,8 @@ def _scorer(server, env=None, **options):
 def test_openai_requests_and_combined_scores(judge, source):
     server = judge(_good)
     small = _encode(_textured((48, 32), seed=5), "JPEG")
-    scorer = _scorer(server, env={"OPENAI_API_KEY": "sk-test"})
+    # The key goes to the configured endpoint (OPENAI_BASE_URL) only.
+    scorer = _scorer(server, env={"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.url})
     [score] = scorer.score([_candidate("c", small, source, "paint the floor red")])
     assert score.error is None
     assert score.prompt_following == pytest.approx(8.0)
@@ -510,7 +523,10 @@ def test_openai_avg_at_k(judge, source):
     assert len(score.raw) == 4
 
 
-def test_openai_avg_at_k_uses_the_passes_that_parsed(judge, source):
+def test_openai_avg_at_k_needs_every_pass(judge, source):
+    """Avg@2 over one pass would be another estimator: the candidate is unscored
+    (and not cached, so a rerun asks again), the answers kept."""
+
     def reply(request):
         if request["body"]["seed"] == 43 and _question(request) == "SC":
             return 200, "no idea", 0
@@ -518,9 +534,21 @@ def test_openai_avg_at_k_uses_the_passes_that_parsed(judge, source):
 
     server = judge(reply)
     [score] = _scorer(server, k=2, retries=1).score([_candidate("c", source, source)])
-    assert score.error is None
-    assert score.overall == pytest.approx(math.sqrt(24))
+    assert score.overall is None and score.error.startswith("1 of 2 passes failed")
     assert score.raw.count("no idea") == 2
+
+
+def test_openai_key_goes_only_to_the_configured_endpoint_and_never_follows_redirects(judge, source):
+    server = judge(_good)
+    env = {"OPENAI_API_KEY": "sk-secret", "OPENAI_BASE_URL": "https://api.example.invalid/v1"}
+    [score] = _scorer(server, env=env).score([_candidate("c", source, source)])
+    assert score.error is None
+    assert all("Authorization" not in r["headers"] for r in server.requests)
+    moved = judge(lambda request: (302, "", 0))
+    env = {"OPENAI_API_KEY": "sk-secret", "OPENAI_BASE_URL": moved.url}
+    [score] = _scorer(moved, env=env, retries=0).score([_candidate("c", source, source)])
+    assert score.overall is None and "HTTP 302" in score.error
+    assert [r["path"] for r in moved.requests] == ["/v1/chat/completions"] * 2  # nothing followed
 
 
 def test_openai_malformed_answer_is_reasked_then_unscored(judge, source):
