@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rewardmodel import viescore
+from rewardmodel.ml import parsing, prompts, scoring
 
-SCORE_FIELDS = viescore.SCORE_KEYS
+SCORE_FIELDS = scoring.SCORE_KEYS
 
 
 @dataclass(frozen=True)
@@ -350,8 +350,9 @@ class OpenAIScorer(Scorer):
     with [edited] (edited resized to the source's size), sampled with ``temperature``, ``top_p``,
     ``seed`` + i and ``max_tokens``; ``top_k`` is sent only when set (vLLM accepts it, the OpenAI
     API does not). A pass counts when both answers parse; it is combined with
-    :func:`viescore.combine` and the passes that count are averaged (Avg@K). A candidate with no
-    counting pass is unscored: ``error`` gives the reasons, ``raw`` keeps every answer.
+    :func:`rewardmodel.ml.scoring.aggregate` and the passes that count are averaged (Avg@K). A
+    candidate with no counting pass is unscored: ``error`` gives the reasons, ``raw`` keeps every
+    answer.
 
     Transport: ``concurrency`` requests in flight at most (a thread pool), a ``timeout`` per
     socket operation, and up to ``retries`` retries with exponential backoff
@@ -377,7 +378,7 @@ class OpenAIScorer(Scorer):
         top_k: int | None = None,
         seed: int = 42,
         max_tokens: int = 512,
-        score_range: int = viescore.SCORE_RANGE,
+        score_range: int = prompts.SCORE_RANGE,
         concurrency: int = 4,
         timeout: float = 60.0,
         retries: int = 3,
@@ -400,11 +401,11 @@ class OpenAIScorer(Scorer):
         self.backoff = backoff
 
     def _options(self) -> dict:
-        prompts = "\x00".join(
+        texts = "\x00".join(
             [
-                viescore.DEFAULT_SYSTEM,
-                viescore.sc_prompt("\x01instruction\x01", self.score_range),
-                viescore.pq_prompt(self.score_range),
+                prompts.DEFAULT_SYSTEM,
+                prompts.sc_prompt("\x01instruction\x01", self.score_range),
+                prompts.pq_prompt(self.score_range),
             ]
         )
         return {
@@ -417,7 +418,7 @@ class OpenAIScorer(Scorer):
             "seed": self.seed,
             "max_tokens": self.max_tokens,
             "score_range": self.score_range,
-            "prompts_sha256": hashlib.sha256(prompts.encode("utf-8")).hexdigest(),
+            "prompts_sha256": hashlib.sha256(texts.encode("utf-8")).hexdigest(),
             "images": "edited resized to source (bicubic), PNG data URLs",
         }
 
@@ -478,19 +479,19 @@ class OpenAIScorer(Scorer):
                 return _Answer(None, raw, f"{label}: {exc}")
             raw.append(text)
             try:
-                return _Answer(viescore.parse_scores(text, 2, self.score_range), raw)
-            except viescore.ParseError as exc:
+                return _Answer(parsing.parse_scores(text, 2, self.score_range), raw)
+            except parsing.ScoreParseError as exc:
                 error = f"{label}: unparseable answer ({exc})"
         return _Answer(None, raw, f"{error}, {len(raw)} answers")
 
     def _messages(self, candidate: Candidate) -> dict[str, list[dict]]:
         edited = resize_to_source(candidate.source, candidate.edited)
         return {
-            "SC": viescore.chat_messages(
-                viescore.sc_prompt(candidate.instruction, self.score_range),
+            "SC": prompts.chat_messages(
+                prompts.sc_prompt(candidate.instruction, self.score_range),
                 [candidate.source, edited],
             ),
-            "PQ": viescore.chat_messages(viescore.pq_prompt(self.score_range), [edited]),
+            "PQ": prompts.chat_messages(prompts.pq_prompt(self.score_range), [edited]),
         }
 
     def score(self, candidates: Sequence[Candidate]) -> list[Score]:
@@ -533,14 +534,114 @@ class OpenAIScorer(Scorer):
             raw += sc.raw + pq.raw
             reasons += [a.error for a in (sc, pq) if a.error]
             if sc.scores is not None and pq.scores is not None:
-                passes.append(viescore.combine(sc.scores, pq.scores, self.score_range))
+                passes.append(scoring.aggregate(sc.scores, pq.scores, self.score_range))
         if len(passes) < self.k:
             # Avg@K over fewer passes is another estimator: unscored (and so not
             # cached: a rerun asks again) rather than silently Avg@(K-1).
             missing = f"{self.k - len(passes)} of {self.k} passes failed"
             return Score(raw=raw, error="; ".join([missing, *reasons]))
-        mean = viescore.average_passes(passes)
+        mean = scoring.average_passes(passes)
         return Score(**{name: mean[name] for name in SCORE_FIELDS}, raw=raw)
+
+
+# ---------------------------------------------------------------- EditScore (a local VLM)
+
+
+def folder_fingerprint(path: str | os.PathLike) -> str:
+    """What identifies a checkpoint or adapter folder in a cache key: every file's name
+    and size, and the bytes of the small ones (configs, adapters of a few hundred MB are
+    hashed by their first and last 4 MB). Two adapters on one base never collide (the
+    reference code keyed its cache by the base model's name only)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"{path}: not a folder")
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(root)}\0{size}\0".encode())
+        with open(file, "rb") as f:
+            if size <= 8 * 2**20:
+                digest.update(f.read())
+            else:
+                digest.update(f.read(4 * 2**20))
+                f.seek(-4 * 2**20, os.SEEK_END)
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+class EditScoreScorer(Scorer):
+    """The EditScore VLM (rewardmodel.ml.model.EditScore): a Qwen2.5-VL checkpoint, with
+    an optional LoRA adapter, loaded in the worker on first use (torch stays out of the
+    web process). Avg@K with pass i seeded 42+i; unparseable answers re-generated, then
+    unscored with the raw text kept."""
+
+    kind = "editscore"
+
+    def __init__(self, *, base, adapter=None, k=1, temperature=0.7, top_p=0.9, top_k=20,
+                 max_new_tokens=512, seed=42, batch_size=16, retries=2, device="auto",
+                 dtype=None, score_range=prompts.SCORE_RANGE):  # fmt: skip
+        self.base, self.adapter = (
+            str(Path(base).resolve()),
+            adapter and str(Path(adapter).resolve()),
+        )
+        self.base_fingerprint = folder_fingerprint(self.base)
+        self.adapter_fingerprint = folder_fingerprint(self.adapter) if self.adapter else None
+        self.k, self.temperature, self.top_p, self.top_k = (
+            k,
+            float(temperature),
+            float(top_p),
+            top_k,
+        )
+        self.max_new_tokens, self.seed, self.score_range = max_new_tokens, seed, score_range
+        self.batch_size, self.retries, self.device, self.dtype = batch_size, retries, device, dtype
+        self._model = None
+
+    def _options(self) -> dict:
+        return {
+            "base": self.base, "base_fingerprint": self.base_fingerprint,
+            "adapter": self.adapter, "adapter_fingerprint": self.adapter_fingerprint,
+            "k": self.k, "temperature": self.temperature if self.k > 1 else 0.0,
+            "top_p": self.top_p, "top_k": self.top_k, "max_new_tokens": self.max_new_tokens,
+            "seed": self.seed, "score_range": self.score_range, "retries": self.retries,
+            "dtype": self.dtype,
+            "prompts_sha256": hashlib.sha256(
+                (prompts.sc_prompt("\x01", self.score_range) + prompts.pq_prompt(self.score_range)).encode()
+            ).hexdigest(),
+        }  # fmt: skip
+
+    def _load(self):
+        if self._model is None:
+            import torch
+
+            from rewardmodel.ml.model import EditScore
+
+            device = self.device
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            self._model = EditScore.from_pretrained(
+                self.base, adapter=self.adapter, device=device, dtype=self.dtype,
+                score_range=self.score_range,
+            )  # fmt: skip
+        return self._model
+
+    def score(self, candidates: Sequence[Candidate]) -> list[Score]:
+        from rewardmodel.ml.model import ScoreItem
+
+        model = self._load()
+        results = model.score(
+            [ScoreItem(c.instruction, c.source, resize_to_source(c.source, c.edited)) for c in candidates],
+            k=self.k, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+            max_new_tokens=self.max_new_tokens, seed=self.seed, batch_size=self.batch_size,
+            retries=self.retries,
+        )  # fmt: skip
+        return [
+            Score(
+                **({name: r.get(name) for name in SCORE_FIELDS} if not r.get("error") else {}),
+                raw=list(r.get("raw") or []),
+                error=r.get("error"),
+            )
+            for r in results
+        ]
 
 
 class _BadResponse(Exception):
@@ -678,7 +779,21 @@ _OPTIONS = {
         "retries",
         "backoff",
     },
-    "editscore": set(),
+    "editscore": {
+        "base",
+        "adapter",
+        "k",
+        "temperature",
+        "top_p",
+        "top_k",
+        "max_new_tokens",
+        "seed",
+        "batch_size",
+        "retries",
+        "device",
+        "dtype",
+        "score_range",
+    },
 }
 
 
@@ -731,8 +846,28 @@ def make_scorer(
             f"unknown option(s) {', '.join(unknown)} for scorer kind {kind!r}; allowed: {allowed}"
         )
     if kind == "editscore":
-        raise NotImplementedError(
-            "the EditScore scorer arrives with the reward-model issue (issue 6)"
+        base, adapter = spec.get("base"), spec.get("adapter")
+        if not isinstance(base, str) or not base:
+            raise ValueError("scorer kind 'editscore' needs option base=<checkpoint folder>")
+        if adapter is not None and not isinstance(adapter, str):
+            raise ValueError("scorer option 'adapter' must be a folder path")
+        for name in ("device", "dtype"):
+            if spec.get(name) is not None and not isinstance(spec[name], str):
+                raise ValueError(f"scorer option {name!r} must be a string")
+        return EditScoreScorer(
+            base=base,
+            adapter=adapter or None,
+            k=_number(spec, "k", 1, integer=True, low=1, high=MAX_K),
+            temperature=_number(spec, "temperature", 0.7, low=0),
+            top_p=_number(spec, "top_p", 0.9, low=0, high=1),
+            top_k=_number(spec, "top_k", 20, integer=True, low=1),
+            max_new_tokens=_number(spec, "max_new_tokens", 512, integer=True, low=1),
+            seed=_number(spec, "seed", 42, integer=True),
+            batch_size=_number(spec, "batch_size", 16, integer=True, low=1, high=256),
+            retries=_number(spec, "retries", 2, integer=True, low=0, high=10),
+            device=spec.get("device") or "auto",
+            dtype=spec.get("dtype"),
+            score_range=_number(spec, "score_range", prompts.SCORE_RANGE, integer=True, low=1),
         )
     if kind == "random":
         return RandomScorer(seed=_number(spec, "seed", 0, integer=True))
@@ -774,7 +909,7 @@ def make_scorer(
         top_k=_number(spec, "top_k", None, integer=True, low=1),
         seed=_number(spec, "seed", 42, integer=True),
         max_tokens=_number(spec, "max_tokens", 512, integer=True, low=1),
-        score_range=_number(spec, "score_range", viescore.SCORE_RANGE, integer=True, low=1),
+        score_range=_number(spec, "score_range", prompts.SCORE_RANGE, integer=True, low=1),
         concurrency=_number(spec, "concurrency", 4, integer=True, low=1),
         timeout=_number(spec, "timeout", 60.0, low=0.001),
         retries=_number(spec, "retries", 3, integer=True, low=0),

@@ -35,6 +35,7 @@ KNOWN_VARIABLES = {
     "REPORT_REFRESH_SECONDS": "a positive number of seconds",
     "BENCHMARK_PUBLIC_READ": "a boolean: 1/0, true/false, yes/no, on/off",
     "BENCHMARK_SCORES_DIR": "a folder",
+    "REWARD_MODELS_DIR": "a folder",
     "JOB_MAX_ATTEMPTS": "a positive integer",
     "WORKER_STALE_SECONDS": "a positive number of seconds",
 }

@@ -201,6 +201,11 @@ BENCHMARK_SCORES_DIR = env.parse_path(
     env.read("BENCHMARK_SCORES_DIR", str(MEDIA_ROOT / "_scores")),
     BASE_DIR,
 )
+# Fine-tuned reward models (LoRA adapters and checkpoints), on the volume the GPU
+# workers and the benchmark workers share.
+REWARD_MODELS_DIR = env.parse_path(
+    "REWARD_MODELS_DIR", env.read("REWARD_MODELS_DIR", str(VAR_DIR / "reward_models")), BASE_DIR
+)
 # Dataset quality reports (agreement, annotators, editor leaderboard) are
 # recomputed by beat this often, for datasets with new rankings.
 REPORT_REFRESH_SECONDS = env.parse_positive_float(

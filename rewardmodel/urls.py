@@ -1,3 +1,9 @@
-# Pages of the Reward models app; filled in by its issue. Included at its prefix in config/urls.py.
+from django.urls import path
+
+from rewardmodel import views
+
 app_name = "rewardmodel"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.model_list, name="list"),
+    path("<int:model_id>/promote/", views.model_promote, name="promote"),
+]

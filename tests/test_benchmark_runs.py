@@ -172,8 +172,10 @@ def test_benchmark_run_command_inline_and_bad_specs(bench, tmp_path, capsys):
         call_command("benchmark_run", "--dataset", "nope", "--scorer", "random")
     with pytest.raises(CommandError, match="--scorer"):
         call_command("benchmark_run", "--dataset", "mini", "--scorer", "magic:x=1")
-    with pytest.raises(CommandError, match="issue 6"):
+    with pytest.raises(CommandError, match="needs option base"):
         call_command("benchmark_run", "--dataset", "mini", "--scorer", "editscore")
+    with pytest.raises(CommandError, match="not a folder"):
+        call_command("benchmark_run", "--dataset", "mini", "--scorer", "editscore:base=/nowhere")
     assert BenchmarkRun.objects.count() == 1
 
 

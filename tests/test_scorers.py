@@ -273,8 +273,34 @@ def test_make_scorer_errors(spec, reason):
     assert reason in str(info.value)
 
 
-def test_editscore_is_not_implemented_yet():
-    with pytest.raises(NotImplementedError, match=r"reward-model issue \(issue 6\)"):
+def test_editscore_cache_key_tells_adapters_on_one_base_apart(tmp_path):
+    """The reference code keyed scores by the base model's name only: two adapters on
+    one base collided. Here the key holds both folders' fingerprints."""
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    adapters = []
+    for name, weights in (("a", b"1" * 100), ("b", b"2" * 100)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text("{}")
+        (folder / "adapter_model.safetensors").write_bytes(weights)
+        adapters.append(str(folder))
+    plain = make_scorer({"kind": "editscore", "base": str(base)})
+    first, second = (
+        make_scorer({"kind": "editscore", "base": str(base), "adapter": a}) for a in adapters
+    )
+    assert len({plain.cache_key(), first.cache_key(), second.cache_key()}) == 3
+    assert (
+        make_scorer({"kind": "editscore", "base": str(base), "adapter": adapters[0]}).cache_key()
+        == first.cache_key()
+    )
+    (tmp_path / "a" / "adapter_model.safetensors").write_bytes(b"3" * 100)  # retrained in place
+    assert (
+        make_scorer({"kind": "editscore", "base": str(base), "adapter": adapters[0]}).cache_key()
+        != first.cache_key()
+    )
+    with pytest.raises(ValueError, match="needs option base"):
         make_scorer(parse_spec("editscore"))
 
 

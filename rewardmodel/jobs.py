@@ -1,0 +1,165 @@
+"""The fine-tune job: LoRA training of EditScore on a dataset's rankings, then
+(optionally) a benchmark run of the new model, queued automatically.
+
+torch and transformers are imported inside the handler only: this module is
+imported by the web process (the job registry validates configs there)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# The paper's settings (method.md §3); the form starts from these.
+PAPER_DEFAULTS = {
+    "lora_r": 32,
+    "lora_alpha": 64,
+    "learning_rate": 1e-4,
+    "warmup_ratio": 0.1,
+    "epochs": 3,
+    "max_pixels": 512 * 512,
+}
+TUNABLE = {
+    "lora_r": int, "lora_alpha": int, "lora_dropout": float, "learning_rate": float,
+    "warmup_ratio": float, "epochs": int, "batch_size": int, "grad_accum": int,
+    "max_steps": int, "max_pixels": int, "checkpoint_every": int, "seed": int, "max_length": int,
+}  # fmt: skip
+
+
+def reward_models_dir() -> Path:
+    return Path(settings.REWARD_MODELS_DIR)
+
+
+@dataclass
+class FinetuneJobConfig:
+    model_name: str
+    dataset_id: int
+    base_model: str
+    adapter_init: str | None = None
+    training: dict = field(default_factory=dict)  # overrides of FinetuneConfig fields
+    score_range: int = 25
+    min_votes: int = 1
+    benchmark_dataset_id: int | None = None  # benchmarked when training succeeds
+    benchmark_k: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.model_name, str) or not MODEL_NAME.fullmatch(self.model_name):
+            raise ValueError("model_name must be 1-100 letters, digits, '.', '_' or '-'")
+        for name in ("dataset_id", "score_range", "min_votes", "benchmark_k"):
+            if type(getattr(self, name)) is not int or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer")
+        if self.benchmark_dataset_id is not None and type(self.benchmark_dataset_id) is not int:
+            raise ValueError("benchmark_dataset_id must be an integer or null")
+        if not isinstance(self.base_model, str) or not self.base_model:
+            raise ValueError("base_model must be a path to a Qwen2.5-VL checkpoint folder")
+        if not isinstance(self.training, dict):
+            raise ValueError("training must be an object of FinetuneConfig overrides")
+        unknown = sorted(set(self.training) - set(TUNABLE))
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
+        for key, kind in TUNABLE.items():
+            value = self.training.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                      or (kind is int and not isinstance(value, int))):  # fmt: skip
+                raise ValueError(
+                    f"training option {key} must be {'an integer' if kind is int else 'a number'}"
+                )
+
+    def output_dir(self) -> Path:
+        return reward_models_dir() / self.model_name
+
+
+def run_finetune(ctx) -> dict:
+    from annotation.models import Dataset
+    from benchmark.models import BenchmarkDataset
+    from benchmark.runs import run_enqueue
+    from benchmark.scorers import resize_to_source
+    from rewardmodel.ml.finetune import FinetuneConfig, examples_for_candidate, finetune
+    from rewardmodel.models import RewardModel
+    from rewardmodel.training import training_targets
+
+    cfg = FinetuneJobConfig(**ctx.config)
+    model = RewardModel.objects.get(job_id=ctx.job_id)
+    try:
+        dataset = Dataset.objects.get(pk=cfg.dataset_id)
+        ctx.progress(0.01, "building the training conversations")
+        examples = []
+        for target in training_targets(
+            dataset, score_range=cfg.score_range, min_votes=cfg.min_votes
+        ):
+            source = _read(target.source)
+            examples += examples_for_candidate(
+                # as at scoring time: the edited image at the source's size
+                target.instruction, source, resize_to_source(source, _read(target.image)),
+                sc_scores=target.sc, pq_scores=target.pq, score_range=cfg.score_range,
+            )  # fmt: skip
+        if not examples:
+            raise ValueError(f"dataset {dataset.name!r} has no ranked group to train on")
+        config = FinetuneConfig(
+            base_model=cfg.base_model,
+            output_dir=str(cfg.output_dir()),
+            adapter_init=cfg.adapter_init,
+            **{**PAPER_DEFAULTS, **cfg.training},
+        )
+
+        def on_step(step: int, metrics: dict) -> None:
+            ctx.log_metrics(step, {k: float(v) for k, v in metrics.items() if v is not None})
+            total = metrics.get("total_steps")
+            if total:
+                ctx.progress(min(0.99, step / total), f"step {step} of {total}")
+
+        def should_stop() -> bool:
+            ctx.heartbeat()  # raises JobCancelled when cancelled: the checkpoint stays
+            return False
+
+        result = finetune(config, examples, on_step=on_step, should_stop=should_stop)
+    except BaseException:
+        RewardModel.objects.filter(pk=model.pk).update(status=RewardModel.Status.FAILED)
+        raise
+    RewardModel.objects.filter(pk=model.pk).update(
+        adapter=result["adapter_path"], status=RewardModel.Status.READY
+    )
+    model.refresh_from_db()
+    summary = {**result, "model": model.name, "examples": len(examples)}
+    if cfg.benchmark_dataset_id is not None:
+        bench = BenchmarkDataset.objects.get(pk=cfg.benchmark_dataset_id)
+        run = run_enqueue(
+            dataset=bench, scorer=model.scorer_spec(cfg.benchmark_k), label=model.name,
+            user=model.created_by,
+        )  # fmt: skip
+        summary["benchmark_run"] = run.pk
+    return summary
+
+
+def _read(name: str) -> bytes:
+    from django.core.files.storage import default_storage
+
+    with default_storage.open(name, "rb") as f:
+        return f.read()
+
+
+def finetune_enqueue(*, config: dict, user=None):
+    """Reserve the model name and queue the job; InvalidJobConfig names the problem."""
+    from django.db import transaction
+
+    from jobs.registry import InvalidJobConfig
+    from jobs.services import job_enqueue
+    from rewardmodel.models import RewardModel
+
+    if not isinstance(config, dict):
+        raise InvalidJobConfig("send an object")
+    try:
+        clean = asdict(FinetuneJobConfig(**config))
+    except (TypeError, ValueError) as exc:
+        raise InvalidJobConfig(str(exc)) from None
+    if RewardModel.objects.filter(name=clean["model_name"]).exists():
+        raise InvalidJobConfig(f"a reward model named {clean['model_name']!r} exists already")
+    with transaction.atomic():
+        job = job_enqueue(kind="rewardmodel.finetune", config=clean, created_by=user)
+        return RewardModel.objects.create(
+            name=clean["model_name"], base=clean["base_model"], origin=RewardModel.Origin.TRAINED,
+            status=RewardModel.Status.TRAINING, job=job, created_by=user,
+        )  # fmt: skip

@@ -1,0 +1,22 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from rewardmodel.services import RegistrationRefused, model_register
+
+
+class Command(BaseCommand):
+    help = "Register an EditScore model from local folders (a Qwen2.5-VL checkpoint, optionally a LoRA adapter)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("--base", required=True, help="checkpoint folder (config.json)")
+        parser.add_argument("--adapter", default="", help="peft adapter folder")
+        parser.add_argument("--promote", action="store_true", help="make it the default")
+
+    def handle(self, *args, name, base, adapter, promote, **options):
+        try:
+            model = model_register(name=name, base=base, adapter=adapter)
+        except RegistrationRefused as exc:
+            raise CommandError(str(exc)) from None
+        if promote:
+            model.promote()
+        self.stdout.write(f"registered {model.name}{' (promoted)' if promote else ''}")

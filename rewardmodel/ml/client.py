@@ -1,0 +1,258 @@
+"""Client for one or several reward-model servers (`rewardmodel.ml.server`), stdlib only.
+
+    client = RewardClient(["http://gpu1:8000", "http://gpu2:8000"], token="...")
+    scores = client.score([{"instruction": ..., "source": png_bytes, "edited": png_bytes}], k=1)
+
+Items are grouped by instruction and the groups are dealt round-robin over the servers
+(the rotation carries on from one call to the next, so a trainer that sends one group per
+call still spreads its load); each server gets its share in its own thread. A request that
+fails for a reason another server might not share (connection refused, timeout, 5xx, 401,
+a malformed answer) is sent again to the next server, up to `retries` more times. 400 and
+413 are the request's own fault and are raised at once. The output follows the input order.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+SCORE_PATH = "/v1/score"
+HEALTH_PATH = "/healthz"
+NOT_RETRIED = frozenset({400, 413})
+
+
+class RewardClientError(RuntimeError):
+    """Scoring failed; the message names the server(s) and what each answered."""
+
+
+class _Attempt(Exception):
+    """One failed request to one server."""
+
+    def __init__(self, url: str, message: str, *, retryable: bool = True):
+        super().__init__(f"{url}: {message}")
+        self.retryable = retryable
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect would carry the bearer token elsewhere: refuse it (fails as a 3xx)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+class RewardClient:
+    """Scores edits on reward-model servers; see the module docstring.
+
+    `urls`: server base URLs (`http://host:port`). `timeout`: seconds per socket operation
+    of one request. `retries`: how many more servers (cycling) a failed request is sent to.
+    A call's items are cut into requests of at most `max_items_per_request` items and about
+    `max_request_bytes` of JSON, keeping an instruction's items together where they fit.
+    Environment proxies are ignored unless `proxies` is given (urllib's mapping).
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        token: str,
+        *,
+        timeout: float = 120,
+        retries: int = 2,
+        max_items_per_request: int = 256,
+        max_request_bytes: int = 60 * 2**20,
+        proxies: Mapping[str, str] | None = None,
+    ):
+        if isinstance(urls, str):
+            urls = [urls]
+        self.urls = [url.rstrip("/") for url in urls]
+        if not self.urls:
+            raise ValueError("at least one server URL is needed")
+        for url in self.urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"not an http(s) URL: {url!r}")
+        if retries < 0 or max_items_per_request < 1:
+            raise ValueError("retries must be >= 0 and max_items_per_request >= 1")
+        self.token = token
+        self.timeout = timeout
+        self.retries = retries
+        self.max_items_per_request = max_items_per_request
+        self.max_request_bytes = max_request_bytes
+        self._opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler(dict(proxies or {})), _NoRedirect
+        )
+        self._lock = threading.Lock()
+        self._next_server = 0
+
+    # --- public
+
+    def score(self, items: Iterable[Any], k: int = 1) -> list[dict]:
+        """One score dict per item, in input order. Items are mappings (or objects) with
+        `instruction` (str), `source` and `edited` (encoded PNG/JPEG/WEBP bytes)."""
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 16:
+            raise ValueError("k must be an integer from 1 to 16")
+        encoded = [_encode_item(item, n) for n, item in enumerate(items)]
+        if not encoded:
+            return []
+        groups: dict[str, list[int]] = {}
+        for n, item in enumerate(encoded):
+            groups.setdefault(item["instruction"], []).append(n)
+        with self._lock:
+            start = self._next_server
+            self._next_server = (start + len(groups)) % len(self.urls)
+        shares: dict[int, list[list[int]]] = {}
+        for g, indices in enumerate(groups.values()):
+            shares.setdefault((start + g) % len(self.urls), []).append(indices)
+
+        results: list[dict | None] = [None] * len(encoded)
+        failed = threading.Event()
+
+        def run_share(server: int, share: list[list[int]]) -> None:
+            for chunk in self._chunks(share, encoded):
+                if failed.is_set():
+                    return
+                body = json.dumps({"items": [encoded[n] for n in chunk], "k": k}).encode()
+                try:
+                    scores = self._post_with_failover(server, body, len(chunk))
+                except BaseException:
+                    failed.set()
+                    raise
+                for n, score in zip(chunk, scores, strict=True):
+                    results[n] = score
+
+        with ThreadPoolExecutor(max_workers=len(shares), thread_name_prefix="reward") as pool:
+            futures = [pool.submit(run_share, s, share) for s, share in shares.items()]
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                raise error
+        return results  # type: ignore[return-value]  # every slot was filled
+
+    def health(self) -> list[dict]:
+        """`GET /healthz` of every server: its JSON, or `{"status": "error", "error": ...}`;
+        each with `url` added."""
+        answers = []
+        for url in self.urls:
+            try:
+                with self._opener.open(url + HEALTH_PATH, timeout=self.timeout) as response:
+                    answer = json.loads(response.read())
+            except (OSError, ValueError) as exc:
+                answer = {"status": "error", "error": str(exc)}
+            answers.append({"url": url, **answer})
+        return answers
+
+    # --- internals
+
+    def _chunks(self, share: list[list[int]], encoded: list[dict]) -> list[list[int]]:
+        """Requests for one server: whole instruction groups while they fit."""
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        size = 0
+        for group in share:
+            group_size = sum(_item_bytes(encoded[n]) for n in group)
+            if current and (
+                len(current) + len(group) > self.max_items_per_request
+                or size + group_size > self.max_request_bytes
+            ):
+                chunks.append(current)
+                current, size = [], 0
+            for n in group:  # a group too big for one request is cut where it must be
+                item_size = _item_bytes(encoded[n])
+                if current and (
+                    len(current) >= self.max_items_per_request
+                    or size + item_size > self.max_request_bytes
+                ):
+                    chunks.append(current)
+                    current, size = [], 0
+                current.append(n)
+                size += item_size
+        if current:
+            chunks.append(current)
+        return chunks
+
+    def _post_with_failover(self, first: int, body: bytes, count: int) -> list[dict]:
+        attempts: list[_Attempt] = []
+        tried: set[int] = set()
+        for attempt in range(self.retries + 1):
+            server = (first + attempt) % len(self.urls)
+            if server in tried:  # all servers failed once already: back off a little
+                time.sleep(min(0.5 * 2 ** (attempt - len(self.urls)), 5.0))
+            tried.add(server)
+            try:
+                return self._post(self.urls[server], body, count)
+            except _Attempt as failure:
+                attempts.append(failure)
+                if not failure.retryable:
+                    break
+        tries = "; ".join(str(a) for a in attempts)
+        raise RewardClientError(f"scoring {count} items failed: {tries}")
+
+    def _post(self, url: str, body: bytes, count: int) -> list[dict]:
+        request = urllib.request.Request(
+            url + SCORE_PATH,
+            data=body,
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+        )
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            raise _Attempt(
+                url,
+                f"HTTP {exc.code}: {_error_text(exc)}",
+                retryable=exc.code not in NOT_RETRIED,
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timeout, DNS
+            reason = getattr(exc, "reason", exc)
+            raise _Attempt(url, f"{type(reason).__name__}: {reason}") from None
+        try:
+            scores = json.loads(payload)["scores"]
+        except (ValueError, KeyError, TypeError):
+            raise _Attempt(url, f"malformed answer: {payload[:200]!r}") from None
+        if not isinstance(scores, list) or len(scores) != count:
+            got = len(scores) if isinstance(scores, list) else type(scores).__name__
+            raise _Attempt(url, f"answered {got} scores for {count} items")
+        return scores
+
+
+def _encode_item(item: Any, n: int) -> dict:
+    def get(key: str) -> Any:
+        return item.get(key) if isinstance(item, Mapping) else getattr(item, key, None)
+
+    instruction = get("instruction")
+    if not isinstance(instruction, str):
+        raise ValueError(f"items[{n}].instruction must be a string")
+    encoded = {"instruction": instruction}
+    for key in ("source", "edited"):
+        data = get(key)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ValueError(f"items[{n}].{key} must be the image file's bytes")
+        encoded[key] = base64.b64encode(data).decode("ascii")
+    return encoded
+
+
+def _item_bytes(encoded: dict) -> int:
+    size = len(encoded["source"]) + len(encoded["edited"]) + len(json.dumps(encoded["instruction"]))
+    return size + 64  # keys, quotes, separators
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = exc.read(2000)
+    except OSError:
+        return exc.reason or ""
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode("utf-8", "replace").strip() or str(exc.reason)

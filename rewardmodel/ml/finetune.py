@@ -1,0 +1,940 @@
+"""LoRA fine-tuning of the EditScore reward model (docs/method.md section 3).
+
+Training data
+    One :class:`Example` per conversation: the images, the prompt text and the answer the model
+    must learn to write (the JSON ``{"reasoning": ..., "score": [...]}``, reasoning first).
+    :func:`examples_for_candidate` makes the two conversations of one candidate (SC on
+    [source, edited], PQ on [edited]) from its target scores; where the targets come from
+    (human tiers, a teacher judge's reasoning kept only when it agrees with the humans) is the
+    caller's business.
+
+What :func:`finetune` does
+    * loads the base model (any Qwen-VL checkpoint ``AutoModelForImageTextToText`` accepts) and
+      wraps it with a peft LoRA adapter, or continues a given adapter (``adapter_init``; its own
+      rank, alpha and target modules are then kept, and ``lora_*`` / ``target_modules`` are
+      ignored);
+    * ``target_modules="all-linear"`` means every ``nn.Linear`` of the *language model*: the
+      attention and MLP projections of each decoder layer. The vision tower and its merger
+      (projector) stay frozen and unadapted, and so does the output head (``lm_head``). This is
+      the usual setting for Qwen-VL LoRA (LLaMA-Factory's default freezes the vision tower), it
+      keeps the adapter compatible with a vLLM merge, and the judging skill lives in the
+      language model. Pass an explicit list of module names (or a peft regex string) to adapt
+      other layers, the vision ones included;
+    * builds each input with the processor's chat template exactly as scoring does: system
+      "You are a helpful assistant.", a user turn with the labelled images followed by the
+      prompt (:func:`rewardmodel.ml.prompts.qwen_messages`), then the generation prompt. The
+      answer tokens (the target, then ``<|im_end|>``) are appended *after* the tokenised
+      prompt, so training sees the very token boundary generation starts from, and the loss is
+      computed on those answer tokens only (labels are -100 on the system turn, the images, the
+      prompt and the padding);
+    * images are decoded, converted to RGB and shrunk (aspect kept) to at most ``max_pixels``
+      pixels before the processor sees them;
+    * AdamW on the adapter parameters, gradient accumulation, the loss of one optimizer step is
+      the mean over *all* answer tokens of its ``grad_accum x batch_size`` conversations,
+      gradient clipping (``max_grad_norm``), a linear warmup over ``warmup_ratio`` of the steps
+      followed by a cosine (or linear, or constant) schedule down to 0;
+    * bfloat16 weights on CUDA, float32 on CPU (``dtype="auto"``); the adapter itself is kept
+      in float32 (peft's default upcast);
+    * every ``checkpoint_every`` optimizer steps, and when ``should_stop()`` says so, writes
+      ``output_dir/checkpoint-N`` (adapter, optimizer, scheduler, step, RNG states) and keeps
+      the newest ``keep_checkpoints`` of them; called again with the same ``output_dir``,
+      examples and config it resumes from the newest checkpoint (the data order is a function
+      of the seed and the epoch, so the run continues as if never stopped); a different config
+      or example count for an existing ``output_dir`` is refused;
+    * reports each optimizer step through ``on_step(step, {"loss", "lr", "grad_norm",
+      "epoch"})`` (``step`` counts from 1, ``lr`` is the rate that step used and ``grad_norm``
+      the norm before clipping);
+    * saves the final adapter with ``save_pretrained`` into ``output_dir/adapter`` (load it with
+      ``EditScore.from_pretrained(base, adapter=...)``) and ``output_dir/result.json``.
+
+Nothing is pickled: optimizer states are loaded with ``torch.load(weights_only=True)``, the rest
+is JSON and safetensors.
+
+Several GPUs
+    The same function runs under ``torchrun`` or ``accelerate launch``: one process per GPU, each
+    on ``cuda:LOCAL_RANK``. The micro-batches of an optimizer step are dealt round-robin to the
+    processes and the adapter gradients summed over them, so the effective batch stays
+    ``batch_size x grad_accum`` whatever the number of GPUs (make ``grad_accum`` a multiple of
+    it); only rank 0 calls ``on_step``, writes checkpoints and the adapter, and its
+    ``should_stop()`` stops every rank. From a shell::
+
+        python -m rewardmodel.ml.finetune --write-config cfg.json --base-model BASE --output-dir OUT
+        torchrun --nproc_per_node 8 -m rewardmodel.ml.finetune --config cfg.json \\
+            --examples examples.jsonl
+        accelerate launch --num_processes 8 -m rewardmodel.ml.finetune --config cfg.json \\
+            --examples examples.jsonl
+
+    ``examples.jsonl`` is what :func:`save_examples` writes (one JSON object per line with
+    ``prompt``, ``target`` and ``images``: file paths, relative ones resolved against the JSONL
+    folder). Only the single-process path is covered by the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rewardmodel.ml import prompts
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_PROMPT = "You are a helpful assistant."
+IGNORE_INDEX = -100
+# Targets without a teacher's reasoning get a short sentence that says nothing about the image.
+NEUTRAL_REASONING_SC = "The scores rate how well the edit follows the instruction and how much of the original it keeps."
+NEUTRAL_REASONING_PQ = (
+    "The scores rate how natural the edited image looks and how free of artifacts it is."
+)
+
+SCHEDULES = ("cosine", "linear", "constant")
+DTYPES = ("auto", "float32", "bfloat16")
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# Fields that may change between a run and its resumption without changing what is trained.
+_RESUME_FREE = frozenset({"checkpoint_every", "keep_checkpoints", "gradient_checkpointing"})
+
+
+@dataclass
+class Example:
+    """One training conversation: the images (encoded PNG/JPEG/... bytes, in prompt order), the
+    prompt text that follows them in the user turn, and the answer text to learn."""
+
+    images: list[bytes]
+    prompt: str
+    target: str
+
+    def __post_init__(self):
+        if not isinstance(self.images, list | tuple) or not all(
+            isinstance(b, bytes | bytearray) and len(b) > 0 for b in self.images
+        ):
+            raise ValueError("Example.images must be a list of non-empty bytes")
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise ValueError("Example.prompt must be a non-empty string")
+        if not isinstance(self.target, str) or not self.target.strip():
+            raise ValueError("Example.target must be a non-empty string")
+        self.images = [bytes(b) for b in self.images]
+
+
+@dataclass
+class FinetuneConfig:
+    """Hyper-parameters of one fine-tuning run; defaults are the paper's (method.md section 3).
+
+    JSON-serialisable (:meth:`to_dict` / :meth:`from_dict`); every field is checked on creation
+    and a bad value raises ``ValueError`` naming the field.
+
+    ``max_steps`` (when set) replaces ``epochs`` as the run length. ``checkpoint_every=0`` writes
+    no periodic checkpoint (one is still written when ``should_stop`` stops the run);
+    ``keep_checkpoints=0`` keeps them all.
+    """
+
+    base_model: str
+    output_dir: str
+    adapter_init: str | None = None
+    lora_r: int = 32
+    lora_alpha: float = 64
+    lora_dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+    learning_rate: float = 1e-4
+    lr_schedule: str = "cosine"
+    warmup_ratio: float = 0.1
+    epochs: int = 3
+    batch_size: int = 1
+    grad_accum: int = 8
+    max_steps: int | None = None
+    max_pixels: int = 512 * 512
+    dtype: str = "auto"  # bf16 on GPU, fp32 on CPU
+    checkpoint_every: int = 100
+    seed: int = 0
+    max_length: int = 2048
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    keep_checkpoints: int = 2
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self):
+        def fail(name: str, why: str):
+            raise ValueError(f"FinetuneConfig.{name}: {why} (got {getattr(self, name)!r})")
+
+        def integer(name: str, low: int, *, optional: bool = False):
+            value = getattr(self, name)
+            if optional and value is None:
+                return
+            if isinstance(value, bool) or not isinstance(value, int):
+                fail(name, "must be an integer")
+            if value < low:
+                fail(name, f"must be >= {low}")
+
+        def number(name: str, low: float, high: float = math.inf, *, open_low=False):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                fail(name, "must be a number")
+            if not math.isfinite(value):
+                fail(name, "must be finite")
+            if value < low or (open_low and value == low) or value > high:
+                bounds = f"{'(' if open_low else '['}{low}, {high}]"
+                fail(name, f"must lie in {bounds}")
+            setattr(self, name, float(value))
+
+        for name in ("base_model", "output_dir"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                fail(name, "must be a non-empty string")
+        if self.adapter_init is not None and (
+            not isinstance(self.adapter_init, str) or not self.adapter_init.strip()
+        ):
+            fail("adapter_init", "must be None or a non-empty string")
+        integer("lora_r", 1)
+        number("lora_alpha", 0.0, open_low=True)
+        number("lora_dropout", 0.0, 0.99)
+        if isinstance(self.target_modules, tuple):
+            self.target_modules = list(self.target_modules)
+        if isinstance(self.target_modules, str):
+            if not self.target_modules.strip():
+                fail("target_modules", '"all-linear", a regex or a list of module names')
+        elif not (
+            isinstance(self.target_modules, list)
+            and self.target_modules
+            and all(isinstance(m, str) and m.strip() for m in self.target_modules)
+        ):
+            fail("target_modules", '"all-linear", a regex or a list of module names')
+        number("learning_rate", 0.0, 1.0, open_low=True)
+        if self.lr_schedule not in SCHEDULES:
+            fail("lr_schedule", f"must be one of {', '.join(SCHEDULES)}")
+        number("warmup_ratio", 0.0, 0.99)
+        integer("epochs", 1)
+        integer("batch_size", 1)
+        integer("grad_accum", 1)
+        integer("max_steps", 1, optional=True)
+        integer("max_pixels", 28 * 28)
+        if self.dtype not in DTYPES:
+            fail("dtype", f"must be one of {', '.join(DTYPES)}")
+        integer("checkpoint_every", 0)
+        integer("seed", 0)
+        integer("max_length", 16)
+        number("weight_decay", 0.0, 1.0)
+        number("max_grad_norm", 0.0)
+        integer("keep_checkpoints", 0)
+        if not isinstance(self.gradient_checkpointing, bool):
+            fail("gradient_checkpointing", "must be true or false")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
+        if not isinstance(data, dict):
+            raise ValueError("FinetuneConfig.from_dict needs a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"FinetuneConfig: unknown field(s) {', '.join(unknown)}")
+        missing = sorted(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in data
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        )
+        if missing:
+            raise ValueError(f"FinetuneConfig: missing field(s) {', '.join(missing)}")
+        return cls(**data)
+
+
+def target_json(reasoning: str, scores: Sequence[int]) -> str:
+    """The answer text the model learns: ``{"reasoning": "...", "score": [a, b]}``."""
+    return json.dumps(
+        {"reasoning": reasoning, "score": [int(s) for s in scores]}, ensure_ascii=False
+    )
+
+
+def examples_for_candidate(
+    instruction: str,
+    source: bytes,
+    edited: bytes,
+    *,
+    sc_scores: tuple[int, int],
+    pq_scores: tuple[int, int],
+    reasoning_sc: str | None = None,
+    reasoning_pq: str | None = None,
+    score_range: int = 25,
+) -> list[Example]:
+    """The SC conversation ([source, edited] + instruction -> editing success, over-editing) and
+    the PQ conversation ([edited] -> naturalness, artifacts) of one candidate, with their JSON
+    targets. Scores are integers in [0, score_range]; a missing reasoning becomes a short
+    neutral sentence."""
+    if isinstance(score_range, bool) or not isinstance(score_range, int) or score_range < 1:
+        raise ValueError(f"score_range must be a positive integer (got {score_range!r})")
+    for name, scores in (("sc_scores", sc_scores), ("pq_scores", pq_scores)):
+        if not isinstance(scores, list | tuple) or len(scores) != 2:
+            raise ValueError(f"{name} must hold two scores (got {scores!r})")
+        for s in scores:
+            if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= score_range:
+                raise ValueError(f"{name}: scores are integers in [0, {score_range}] (got {s!r})")
+    for name, text in (("reasoning_sc", reasoning_sc), ("reasoning_pq", reasoning_pq)):
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise ValueError(f"{name} must be None or a non-empty string")
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError("instruction must be a non-empty string")
+    sc = Example(
+        images=[source, edited],
+        prompt=prompts.sc_prompt(instruction, score_range=score_range),
+        target=target_json((reasoning_sc or NEUTRAL_REASONING_SC).strip(), sc_scores),
+    )
+    pq = Example(
+        images=[edited],
+        prompt=prompts.pq_prompt(score_range=score_range),
+        target=target_json((reasoning_pq or NEUTRAL_REASONING_PQ).strip(), pq_scores),
+    )
+    return [sc, pq]
+
+
+# --- examples on disk (for torchrun / accelerate launch) ---------------------------------------
+
+
+def save_examples(examples: Sequence[Example], path: str | os.PathLike) -> Path:
+    """Write ``examples`` as JSONL at ``path``; the images go to ``<stem>-images/`` beside it."""
+    path = Path(path)
+    image_dir = path.parent / f"{path.stem}-images"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for i, example in enumerate(examples):
+            names = []
+            for j, data in enumerate(example.images):
+                name = f"{i:07d}-{j}.img"
+                (image_dir / name).write_bytes(data)
+                names.append(f"{image_dir.name}/{name}")
+            row = {"images": names, "prompt": example.prompt, "target": example.target}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+class ExampleFile(Sequence):
+    """The examples of a JSONL file written by :func:`save_examples`, images read on access."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._rows = []
+        with self.path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if not isinstance(row, dict) or not isinstance(row.get("images"), list):
+                    raise ValueError(f"{self.path}:{number}: not an example row")
+                self._rows.append(row)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        row = self._rows[index]
+        images = [(self.path.parent / name).read_bytes() for name in row["images"]]
+        return Example(images=images, prompt=row["prompt"], target=row["target"])
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def _steps_per_epoch(n_examples: int, config: FinetuneConfig) -> int:
+    micro = math.ceil(n_examples / config.batch_size)
+    return math.ceil(micro / config.grad_accum)
+
+
+def total_steps(n_examples: int, config: FinetuneConfig) -> int:
+    """Optimizer steps of a run: ``max_steps``, else ``epochs`` passes over the examples."""
+    if config.max_steps is not None:
+        return config.max_steps
+    return _steps_per_epoch(n_examples, config) * config.epochs
+
+
+def lr_factor(step: int, total: int, config: FinetuneConfig) -> float:
+    """Multiplier of the learning rate at optimizer step ``step`` (0-based): a linear warmup
+    over ``ceil(warmup_ratio * total)`` steps, then the schedule's decay towards 0."""
+    warmup = math.ceil(config.warmup_ratio * total)
+    if step < warmup:
+        return (step + 1) / warmup
+    if config.lr_schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    if config.lr_schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _epoch_order(n_examples: int, seed: int, epoch: int) -> list[int]:
+    order = list(range(n_examples))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order
+
+
+def step_batches(step: int, n_examples: int, config: FinetuneConfig) -> list[list[int]]:
+    """Example indices of the micro-batches of optimizer step ``step`` (0-based). The order is a
+    function of (seed, epoch) only, so a resumed run sees the batches an uninterrupted one
+    would have seen."""
+    per_epoch = _steps_per_epoch(n_examples, config)
+    epoch, within = divmod(step, per_epoch)
+    order = _epoch_order(n_examples, config.seed, epoch)
+    micro = [order[i : i + config.batch_size] for i in range(0, n_examples, config.batch_size)]
+    return micro[within * config.grad_accum : (within + 1) * config.grad_accum]
+
+
+def cap_image(image, max_pixels: int):
+    """Shrink a PIL image (aspect kept) to at most ``max_pixels`` pixels."""
+    from PIL import Image
+
+    width, height = image.size
+    if width * height <= max_pixels:
+        return image
+    scale = math.sqrt(max_pixels / (width * height))
+    size = (max(1, math.floor(width * scale)), max(1, math.floor(height * scale)))
+    while size[0] * size[1] > max_pixels:  # floating-point slack
+        size = (max(1, size[0] - 1), max(1, size[1] - 1))
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def _decode_image(data: bytes, max_pixels: int):
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return cap_image(image.convert("RGB"), max_pixels)
+
+
+def chat_messages(prompt: str, n_images: int) -> list[dict]:
+    """System turn + user turn (labelled images, then the prompt), as scoring builds them."""
+    messages = list(prompts.qwen_messages(prompt, n_images))
+    if not messages or messages[0].get("role") != "system":
+        messages.insert(0, {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]})
+    return messages
+
+
+class Encoder:
+    """Turns an :class:`Example` into model inputs with the loss masked to the answer."""
+
+    def __init__(self, processor, *, max_pixels: int, max_length: int):
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.max_pixels = max_pixels
+        self.max_length = max_length
+        self.end_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if self.end_id is None or self.end_id == self.tokenizer.unk_token_id:
+            raise ValueError("the tokenizer has no <|im_end|> token")
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.end_id
+
+    def prompt_text(self, example: Example) -> str:
+        messages = chat_messages(example.prompt, len(example.images))
+        return self.processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+
+    def answer_ids(self, target: str) -> list[int]:
+        ids = self.tokenizer(target, add_special_tokens=False)["input_ids"]
+        return list(ids) + [self.end_id]
+
+    def encode(self, example: Example) -> dict:
+        import torch
+
+        images = [_decode_image(b, self.max_pixels) for b in example.images]
+        encoded = self.processor(
+            text=[self.prompt_text(example)], images=images or None, return_tensors="pt"
+        )
+        prompt_ids = encoded["input_ids"][0].tolist()
+        if len(prompt_ids) >= self.max_length:
+            raise ValueError(
+                f"a prompt is {len(prompt_ids)} tokens long with its images, max_length is "
+                f"{self.max_length}: raise max_length or lower max_pixels"
+            )
+        answer = self.answer_ids(example.target)
+        truncated = len(prompt_ids) + len(answer) > self.max_length
+        answer = answer[: self.max_length - len(prompt_ids)]
+        item = {
+            "input_ids": torch.tensor(prompt_ids + answer, dtype=torch.long),
+            "labels": torch.tensor([IGNORE_INDEX] * len(prompt_ids) + answer, dtype=torch.long),
+            "truncated": truncated,
+        }
+        for key in ("pixel_values", "image_grid_thw"):
+            if key in encoded and images:
+                item[key] = encoded[key]
+        return item
+
+    def collate(self, items: list[dict]) -> dict:
+        """Right-pads a micro-batch; image tensors are concatenated in order."""
+        import torch
+
+        length = max(len(item["input_ids"]) for item in items)
+        input_ids = torch.full((len(items), length), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(items), length), IGNORE_INDEX, dtype=torch.long)
+        attention = torch.zeros((len(items), length), dtype=torch.long)
+        for row, item in enumerate(items):
+            n = len(item["input_ids"])
+            input_ids[row, :n] = item["input_ids"]
+            labels[row, :n] = item["labels"]
+            attention[row, :n] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+        for key in ("pixel_values", "image_grid_thw"):
+            parts = [item[key] for item in items if key in item]
+            if parts:
+                batch[key] = torch.cat(parts, dim=0)
+        return batch
+
+
+def answer_loss_sum(model, batch: dict):
+    """Summed next-token cross-entropy over the answer tokens (labels != -100), in float32."""
+    import torch.nn.functional as F
+
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs, use_cache=False).logits
+    labels = batch["labels"][:, 1:]
+    mask = labels != IGNORE_INDEX
+    picked = logits[:, :-1][mask].float()
+    return F.cross_entropy(picked, labels[mask], reduction="sum")
+
+
+def language_linear_modules(model) -> str:
+    """The peft ``target_modules`` regex for "all-linear": every ``nn.Linear`` outside the vision
+    tower (``visual``), its merger and the output head."""
+    import torch.nn as nn
+
+    leaves = set()
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        parts = name.split(".")
+        if "visual" in parts or "vision_tower" in parts or "lm_head" in parts:
+            continue
+        if "multi_modal_projector" in parts or "merger" in parts:
+            continue
+        leaves.add(parts[-1])
+    if not leaves:
+        raise ValueError("no linear layer found in the language model")
+    alternatives = "|".join(sorted(re.escape(leaf) for leaf in leaves))
+    return rf"^(?!.*\b(?:visual|vision_tower|multi_modal_projector)\b).*\.(?:{alternatives})$"
+
+
+def resolve_target_modules(targets: str | list[str], model) -> str | list[str]:
+    """peft ``target_modules`` for a config value: "all-linear" becomes the language-model regex
+    of :func:`language_linear_modules`; a list holding "all-linear" adds its other names (say
+    ``["all-linear", "lm_head"]``) to that regex; anything else goes to peft unchanged."""
+    if targets == "all-linear":
+        return language_linear_modules(model)
+    if isinstance(targets, list) and "all-linear" in targets:
+        extra = [re.escape(name) for name in targets if name != "all-linear"]
+        pattern = f"(?:{language_linear_modules(model)})"
+        if extra:
+            pattern += rf"|(?:^(?:.*\.)?(?:{'|'.join(extra)})$)"
+        return pattern
+    return targets
+
+
+def _torch_dtype(config: FinetuneConfig, device):
+    import torch
+
+    if config.dtype == "float32":
+        return torch.float32
+    if config.dtype == "bfloat16":
+        return torch.bfloat16
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def _load_processor(path: str):
+    """The base model's processor (``AutoProcessor``, or the torchvision-free fallback)."""
+    from rewardmodel.ml import tiny
+
+    return tiny.load_processor(path)
+
+
+def _load_base(path: str, dtype):
+    from transformers import AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+
+
+class _Dist:
+    """Rank, world size and the collectives finetune needs; trivial in a single process."""
+
+    def __init__(self):
+        import torch
+
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available():
+            self.device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        self.owns_group = False
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+                self.owns_group = True
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, values: list[float]) -> list[float]:
+        if self.world == 1:
+            return values
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def sum_grads(self, params) -> None:
+        if self.world == 1:
+            return
+        import torch
+        import torch.distributed as dist
+
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1).float() for p in params])
+        dist.all_reduce(flat)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+            offset += n
+
+    def decide(self, flag: bool) -> bool:
+        """Rank 0's decision, on every rank."""
+        if self.world == 1:
+            return flag
+        return bool(self.sum([1.0 if (flag and self.main) else 0.0])[0])
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _fingerprint(config: FinetuneConfig, n_examples: int) -> dict:
+    data = {k: v for k, v in config.to_dict().items() if k not in _RESUME_FREE}
+    return {"config": data, "examples": n_examples}
+
+
+def checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints of ``output_dir`` as (step, path), oldest first."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _CHECKPOINT.match(child.name)
+        if match and (child / "state.json").is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def _rng_state() -> tuple[dict, dict]:
+    import numpy as np
+    import torch
+
+    tensors = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors["cuda"] = torch.stack([s for s in torch.cuda.get_rng_state_all()])
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    plain = {
+        "python": [version, list(internal), gauss],
+        "numpy": [np_state[0], np_state[1].tolist(), *[float(x) for x in np_state[2:]]],
+    }
+    return tensors, plain
+
+
+def _set_rng_state(tensors: dict, plain: dict) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(tensors["cpu"])
+    if "cuda" in tensors and torch.cuda.is_available():
+        states = list(tensors["cuda"])
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+    version, internal, gauss = plain["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = plain["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), int(pos), int(has_gauss), cached))
+
+
+def _save_checkpoint(root: Path, step: int, model, optimizer, scheduler, state: dict, keep: int):
+    import torch
+    from safetensors.torch import save_file
+
+    final = root / f"checkpoint-{step}"
+    tmp = root / f".checkpoint-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    tensors, plain = _rng_state()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp / "rng.safetensors")
+    state = {**state, "step": step, "scheduler": scheduler.state_dict(), "rng": plain}
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    if keep:
+        for _, old in checkpoints(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _set_seed(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def finetune(
+    config: FinetuneConfig,
+    examples: Sequence[Example],
+    on_step: Callable[[int, dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict:
+    """Fine-tune a LoRA adapter on ``examples``; see the module docstring.
+
+    Returns ``{"steps", "final_loss", "adapter_path", "examples", "seconds", "stopped",
+    "resumed_from", "checkpoint", "truncated"}``: ``steps`` is the optimizer step reached
+    (counting the steps of earlier, resumed calls), ``adapter_path`` the final adapter folder
+    (``None`` when ``should_stop`` ended the call early; ``checkpoint`` then names the folder to
+    resume from), ``resumed_from`` the step this call started from, ``truncated`` how many
+    answers this call cut to ``max_length``.
+    """
+    import torch
+
+    if not isinstance(config, FinetuneConfig):
+        raise TypeError("config must be a FinetuneConfig")
+    n_examples = len(examples)
+    if n_examples == 0:
+        raise ValueError("no training examples")
+    started = time.monotonic()
+    root = Path(config.output_dir)
+    fingerprint = _fingerprint(config, n_examples)
+    done = root / "result.json"
+    if done.is_file():
+        saved = json.loads(done.read_text())
+        if saved.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"{root} holds a finished run with another config or example count: "
+                "use a fresh output_dir"
+            )
+        return {**saved["result"], "seconds": 0.0, "resumed_from": saved["result"]["steps"]}
+    found = checkpoints(root)
+    resume = found[-1][1] if found else None
+    if resume is not None:
+        state = json.loads((resume / "state.json").read_text())
+        if state.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"{resume} was written with another config or example count: use a fresh "
+                "output_dir (or the original config) to resume"
+            )
+
+    dist = _Dist()
+    try:
+        return _train(
+            config, examples, on_step, should_stop, dist, root, resume, fingerprint, started
+        )
+    finally:
+        dist.close()
+        if dist.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _train(config, examples, on_step, should_stop, dist, root, resume, fingerprint, started):
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    n_examples = len(examples)
+    total = total_steps(n_examples, config)
+    per_epoch = _steps_per_epoch(n_examples, config)
+    _set_seed(config.seed)
+    dtype = _torch_dtype(config, dist.device)
+    processor = _load_processor(config.base_model)
+    encoder = Encoder(processor, max_pixels=config.max_pixels, max_length=config.max_length)
+    base = _load_base(config.base_model, dtype)
+    if config.gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    base.config.use_cache = False
+    if resume is not None:
+        model = PeftModel.from_pretrained(base, str(resume / "adapter"), is_trainable=True)
+    elif config.adapter_init:
+        model = PeftModel.from_pretrained(base, config.adapter_init, is_trainable=True)
+    else:
+        targets = resolve_target_modules(config.target_modules, base)
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=targets,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(base, lora)
+    model.to(dist.device)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the adapter has no trainable parameter")
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total, config)
+    )
+    step = 0
+    last_loss = None
+    if resume is not None:
+        from safetensors.torch import load_file
+
+        state = json.loads((resume / "state.json").read_text())
+        optimizer.load_state_dict(
+            torch.load(resume / "optimizer.pt", map_location=dist.device, weights_only=True)
+        )
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(load_file(resume / "rng.safetensors"), state["rng"])
+        step = int(state["step"])
+        last_loss = state.get("last_loss")
+    resumed_from = step
+    if dist.main:
+        logger.info(
+            "fine-tuning %s on %d examples: %d steps (%d per epoch) from step %d, %s on %s",
+            config.base_model, n_examples, total, per_epoch, step, dtype, dist.device,
+        )  # fmt: skip
+
+    truncated = 0
+    last_saved = step if resume is not None else None
+    stopped = False
+
+    def save(at: int) -> Path | None:
+        nonlocal last_saved
+        path = None
+        if dist.main:
+            state = {"fingerprint": fingerprint, "last_loss": last_loss, "total_steps": total}
+            path = _save_checkpoint(
+                root, at, model, optimizer, scheduler, state, config.keep_checkpoints
+            )
+        dist.barrier()
+        last_saved = at
+        return path or root / f"checkpoint-{at}"
+
+    while step < total:
+        if should_stop is not None and dist.decide(bool(should_stop())):
+            stopped = True
+            break
+        batches = step_batches(step, n_examples, config)
+        mine = batches[dist.rank :: dist.world]
+        encoded = []
+        for indices in mine:
+            items = [encoder.encode(examples[i]) for i in indices]
+            truncated += sum(item["truncated"] for item in items)
+            encoded.append(encoder.collate(items))
+        local_tokens = float(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in encoded))
+        (tokens,) = dist.sum([local_tokens])
+        tokens = max(tokens, 1.0)
+        lr = optimizer.param_groups[0]["lr"]
+        loss_sum = 0.0
+        for batch in encoded:
+            batch = {k: v.to(dist.device) for k, v in batch.items()}
+            if "pixel_values" in batch:
+                batch["pixel_values"] = batch["pixel_values"].to(dtype)
+            loss = answer_loss_sum(model, batch)
+            (loss / tokens).backward()
+            loss_sum += float(loss.detach())
+        dist.sum_grads(params)
+        (loss_sum,) = dist.sum([loss_sum])
+        max_norm = config.max_grad_norm if config.max_grad_norm > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        last_loss = loss_sum / tokens
+        if dist.main and on_step is not None:
+            on_step(
+                step,
+                {"loss": last_loss, "lr": lr, "grad_norm": grad_norm, "epoch": step / per_epoch},
+            )
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
+            save(step)
+
+    seconds = time.monotonic() - started
+    result = {
+        "steps": step,
+        "final_loss": last_loss,
+        "adapter_path": None,
+        "examples": n_examples,
+        "seconds": seconds,
+        "stopped": stopped,
+        "resumed_from": resumed_from,
+        "checkpoint": None,
+        "truncated": truncated,
+    }
+    if stopped:
+        if step > 0:
+            path = save(step) if last_saved != step else root / f"checkpoint-{step}"
+            result["checkpoint"] = str(path)
+        return result
+    adapter = root / "adapter"
+    if dist.main:
+        model.save_pretrained(adapter, save_embedding_layers=False)
+        result["adapter_path"] = str(adapter)
+        record = {"fingerprint": fingerprint, "result": {**result, "truncated": truncated}}
+        (root / "result.json").write_text(json.dumps(record, indent=1))
+    dist.barrier()
+    result["adapter_path"] = str(adapter)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m rewardmodel.ml.finetune --config cfg.json --examples examples.jsonl``
+    (also under ``torchrun`` / ``accelerate launch``); prints one JSON line per step and the
+    result on rank 0."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m rewardmodel.ml.finetune")
+    parser.add_argument("--config", required=True, help="FinetuneConfig as a JSON file")
+    parser.add_argument("--examples", required=True, help="JSONL written by save_examples()")
+    args = parser.parse_args(argv)
+    config = FinetuneConfig.from_dict(json.loads(Path(args.config).read_text()))
+    examples = ExampleFile(args.examples)
+    rank = int(os.environ.get("RANK", "0"))
+
+    def report(step: int, metrics: dict) -> None:
+        print(json.dumps({"step": step, **metrics}), flush=True)
+
+    result = finetune(config, examples, on_step=report)
+    if rank == 0:
+        print(json.dumps({"result": result}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""Registering reward models (from a local path) and promoting one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rewardmodel.jobs import MODEL_NAME
+from rewardmodel.models import RewardModel
+
+
+class RegistrationRefused(ValueError):
+    pass
+
+
+def model_register(*, name: str, base: str, adapter: str = "", user=None) -> RewardModel:
+    """A checkpoint folder holds config.json; an adapter folder adapter_config.json.
+    Weights are not loaded here (no torch in the web process): the first benchmark
+    run or fine-tune loads them."""
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise RegistrationRefused("name must be 1-100 letters, digits, '.', '_' or '-'")
+    if RewardModel.objects.filter(name=name).exists():
+        raise RegistrationRefused(f"a reward model named {name!r} exists already")
+    base_path = Path(base).expanduser()
+    if not (base_path / "config.json").is_file():
+        raise RegistrationRefused(f"{base}: not a checkpoint folder (no config.json)")
+    adapter_path = Path(adapter).expanduser() if adapter else None
+    if adapter_path is not None and not (adapter_path / "adapter_config.json").is_file():
+        raise RegistrationRefused(f"{adapter}: not a peft adapter folder (no adapter_config.json)")
+    return RewardModel.objects.create(
+        name=name, base=str(base_path.resolve()),
+        adapter=str(adapter_path.resolve()) if adapter_path else "",
+        origin=RewardModel.Origin.IMPORTED, created_by=user,
+    )  # fmt: skip

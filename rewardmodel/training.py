@@ -1,0 +1,95 @@
+"""Training targets for EditScore from our rankings.
+
+The paper trains on JSON answers with integer scores (0..R). We have tiers, not
+grades, so each candidate's score on a dimension is anchored to its tier
+(documented mapping, `tier_score`) and averaged over the annotators of the
+group (an adjudication, when there is one, is the only voice):
+
+- usable tiers spread linearly from 0.9·R (the best tier) down to 0.3·R (the
+  last usable tier); a group ranked all in one tier gets 0.6·R;
+- the unusable floor gets 0.05·R.
+
+The SC answer is [prompt following, consistency]; the PQ answer (naturalness,
+artifacts) takes the overall dimension's score twice: our annotators judge the
+edit's overall quality, not naturalness and artifacts apart. Gold groups and
+repeats are left out (they are quality checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from annotation.models import Adjudication, Dataset, Group, Ranking
+
+BEST, LAST_USABLE, ALL_TIED, UNUSABLE = 0.9, 0.3, 0.6, 0.05
+NEEDED = ("prompt_following", "consistency", "overall")
+
+
+def tier_score(tier: int, tiers: int, *, unusable: bool, score_range: int = 25) -> float:
+    """A tier (1 = best) of a ranking with `tiers` usable tiers, on the 0..R scale."""
+    if unusable:
+        return UNUSABLE * score_range
+    if tiers <= 1:
+        return ALL_TIED * score_range
+    return score_range * (BEST - (BEST - LAST_USABLE) * (tier - 1) / (tiers - 1))
+
+
+@dataclass(frozen=True)
+class Target:
+    group: str
+    candidate: str
+    instruction: str
+    source: str  # storage names
+    image: str
+    sc: tuple[int, int]  # prompt following, consistency (0..R)
+    pq: tuple[int, int]  # naturalness, artifacts (0..R)
+
+
+def _vote_scores(tiers: list, unusable: list, score_range: int) -> dict[str, float]:
+    """{candidate: score} of one ranking on one dimension."""
+    out = {c: tier_score(i, len(tiers), unusable=False, score_range=score_range)
+           for i, tier in enumerate(tiers, 1) for c in tier}  # fmt: skip
+    out.update({c: tier_score(0, 0, unusable=True, score_range=score_range) for c in unusable})
+    return out
+
+
+def training_targets(
+    dataset: Dataset, *, score_range: int = 25, min_votes: int = 1
+) -> Iterator[Target]:
+    """One target per candidate of every non-gold group with at least `min_votes`
+    rankings (or an adjudication). Needs the dimensions prompt_following,
+    consistency and overall."""
+    dims = dataset.dimension_keys
+    missing = [d for d in NEEDED if d not in dims]
+    if missing:
+        raise ValueError(f"dataset {dataset.name!r} lacks dimension(s) {', '.join(missing)}")
+    groups = Group.objects.filter(dataset=dataset, is_gold=False).order_by("pk")
+    for group in groups.prefetch_related("candidates").iterator(chunk_size=500):
+        adjudication = Adjudication.objects.filter(group=group).first()
+        if adjudication is not None:
+            votes = [(adjudication.tiers, adjudication.unusable)]
+        else:
+            votes = list(
+                Ranking.objects.filter(group=group, repeat=False).values_list("tiers", "unusable")
+            )
+        if len(votes) < min_votes or not votes:
+            continue
+        per_dim = {
+            dim: [_vote_scores(t[dim], u.get(dim) or [], score_range) for t, u in votes]
+            for dim in NEEDED
+        }
+        for candidate in group.candidates.all():
+            key = candidate.external_id
+            score = {
+                dim: round(sum(v[key] for v in per_dim[dim]) / len(per_dim[dim])) for dim in NEEDED
+            }
+            yield Target(
+                group=group.external_id,
+                candidate=key,
+                instruction=group.instruction,
+                source=group.source,
+                image=candidate.image,
+                sc=(score["prompt_following"], score["consistency"]),
+                pq=(score["overall"], score["overall"]),
+            )

@@ -1,0 +1,92 @@
+"""Researcher pages: the reward-model registry, registering a model from a local
+path, launching a fine-tune (the paper's defaults pre-filled), promoting one."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts.permissions import researcher_required
+from annotation.models import Dataset
+from benchmark.models import BenchmarkDataset
+from jobs.registry import InvalidJobConfig
+from rewardmodel.jobs import PAPER_DEFAULTS, TUNABLE, finetune_enqueue
+from rewardmodel.models import RewardModel
+from rewardmodel.services import RegistrationRefused, model_register
+
+
+def _context(**extra) -> dict:
+    return {
+        "models": RewardModel.objects.select_related("job")[:200],
+        "datasets": Dataset.objects.all(),
+        "benchmarks": BenchmarkDataset.objects.all(),
+        "defaults": PAPER_DEFAULTS,
+        **extra,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@researcher_required
+def model_list(request):
+    if request.method == "GET":
+        return render(request, "rewardmodel/models.html", _context())
+    action = request.POST.get("action")
+    try:
+        if action == "register":
+            model = model_register(
+                name=request.POST.get("name", "").strip(),
+                base=request.POST.get("base", "").strip(),
+                adapter=request.POST.get("adapter", "").strip(),
+                user=request.user,
+            )
+            messages.success(request, f"Registered {model.name}.")
+            return redirect("rewardmodel:list")
+        if action == "finetune":
+            model = finetune_enqueue(config=_finetune_config(request.POST), user=request.user)
+            return redirect("job-detail", job_id=model.job_id)
+    except (RegistrationRefused, InvalidJobConfig, ValueError) as exc:
+        return render(request, "rewardmodel/models.html", _context(error=str(exc)), status=400)
+    return render(request, "rewardmodel/models.html", _context(error="unknown action"), status=400)
+
+
+def _finetune_config(post) -> dict:
+    training = {}
+    for key, kind in TUNABLE.items():
+        value = post.get(key, "").strip()
+        if value:
+            try:
+                training[key] = kind(value)
+            except ValueError:
+                raise ValueError(f"{key}: {value!r} is not a valid {kind.__name__}") from None
+
+    def number(name):
+        value = post.get(name, "").strip()
+        if not value:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"{name} must be chosen from the list") from None
+
+    return {
+        "model_name": post.get("name", "").strip(),
+        "dataset_id": number("dataset"),
+        "base_model": post.get("base", "").strip(),
+        "training": training,
+        "benchmark_dataset_id": number("benchmark"),
+    }
+
+
+@require_POST
+@researcher_required
+def model_promote(request, model_id: int):
+    model = get_object_or_404(RewardModel, pk=model_id)
+    if model.status != RewardModel.Status.READY:
+        messages.error(
+            request, f"{model.name} is {model.status}: only a ready model can be promoted."
+        )
+    else:
+        model.promote()
+        messages.success(request, f"{model.name} is now the default reward model.")
+    return redirect("rewardmodel:list")

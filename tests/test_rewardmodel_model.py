@@ -1,0 +1,312 @@
+"""EditScore on the tiny random Qwen2.5-VL: load, score, batch, Avg@K, LoRA adapters.
+
+The tiny model is built once (``rewardmodel.ml.tiny``) and loaded through the same
+``from_pretrained`` path a real checkpoint takes. A random model writes garbage, so its items are
+unscored with the raw answers kept: the tests check exactly that, never a score.
+"""
+
+import io
+import json
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from PIL import Image  # noqa: E402
+
+from rewardmodel.ml import model as model_module  # noqa: E402
+from rewardmodel.ml.model import EditScore, ScoreItem, cap_pixels  # noqa: E402
+from rewardmodel.ml.scoring import SCORE_KEYS  # noqa: E402
+from rewardmodel.ml.tiny import build_tiny_editscore, load_processor  # noqa: E402
+
+RESULT_KEYS = {*SCORE_KEYS, "raw", "error", "passes"}
+FAST = dict(max_new_tokens=12)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # Tiny matrices: a second OpenMP thread only adds contention (10x slower on a busy box).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, _one_thread):
+    return build_tiny_editscore(tmp_path_factory.mktemp("tiny") / "editscore", seed=0)
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_dir):
+    return EditScore.from_pretrained(tiny_dir)
+
+
+@pytest.fixture(scope="module")
+def sensitive_scorer(tiny_dir):
+    """The tiny model with its weights jolted: its answers then depend on the inputs (the
+    freshly initialised one writes nearly the same text whatever it is shown)."""
+    loaded = EditScore.from_pretrained(tiny_dir)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for param in loaded.model.parameters():
+            param.add_(torch.randn(param.shape, generator=gen) * 0.3)
+    return loaded
+
+
+def png(size, seed=0) -> bytes:
+    image = Image.effect_noise(size, 40 + seed).convert("RGB")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def items():
+    return [
+        ScoreItem("make the sky red", png((64, 48)), png((64, 48), 1)),
+        ScoreItem("add a small dog on the left of the road", png((120, 90), 2), png((60, 80), 3)),
+        ScoreItem("remove the car", png((300, 300), 4), Image.new("RGB", (33, 200), "blue")),
+    ]
+
+
+def answer(scores, reasoning="ok") -> str:
+    return json.dumps({"reasoning": reasoning, "score": scores})
+
+
+# ---------------------------------------------------------------- building and loading
+
+
+def test_tiny_folder_loads_like_a_checkpoint(tiny_dir, scorer):
+    names = {p.name for p in tiny_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"} <= (
+        names
+    )
+    assert type(scorer.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert scorer.model.dtype == torch.float32 and scorer.device.type == "cpu"
+    processor = load_processor(tiny_dir)
+    tokenizer = processor.tokenizer
+    assert tokenizer.tokenize("a<|image_pad|>b") == ["a", "<|image_pad|>", "b"]
+    assert tokenizer.padding_side == "left"
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
+    text = scorer._chat_text("Judge.", 2)
+    assert text == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "<img1>: <|vision_start|><|image_pad|><|vision_end|>"
+        "<img2>: <|vision_start|><|image_pad|><|vision_end|>Judge.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_tiny_build_is_deterministic(tiny_dir, tmp_path):
+    again = build_tiny_editscore(tmp_path / "again", seed=0)
+    for name in ("model.safetensors", "tokenizer.json"):
+        assert (again / name).read_bytes() == (tiny_dir / name).read_bytes()
+
+
+def test_images_are_capped_and_the_edit_matches_the_source_size(scorer):
+    big = Image.new("RGB", (2000, 1000))
+    capped = cap_pixels(big, 512 * 512)
+    assert capped.width * capped.height <= 512 * 512
+    assert abs(capped.width / capped.height - 2) < 0.01
+    assert cap_pixels(Image.new("RGB", (10, 10)), 512 * 512).size == (10, 10)
+    item = ScoreItem("x", png((1200, 800)), png((50, 70)))
+    (_, sc_images), (_, pq_images) = scorer._requests(item)
+    assert sc_images[0].width * sc_images[0].height <= scorer.max_pixels
+    assert sc_images[1].size == sc_images[0].size
+    assert pq_images[0].size == (50, 70)
+
+
+# ---------------------------------------------------------------- scoring the random model
+
+
+def test_random_model_leaves_items_unscored_with_raw_answers(scorer, items):
+    results = scorer.score(items, retries=1, **FAST)
+    assert len(results) == 3
+    for result in results:
+        assert set(result) == RESULT_KEYS
+        assert all(result[key] is None for key in SCORE_KEYS)
+        assert result["passes"] == 0
+        assert result["error"].startswith("1 of 1 passes failed: pass 1: SC answer unreadable")
+        # SC and PQ answers, each generated once and retried once: all kept.
+        assert len(result["raw"]) == 4
+        assert all(isinstance(text, str) for text in result["raw"])
+
+
+def test_unreadable_image_is_unscored_without_sinking_the_batch(scorer, items):
+    results = scorer.score([ScoreItem("x", b"not an image", png((20, 20))), items[0]], **FAST)
+    assert results[0]["error"].startswith("bad input: not a readable image")
+    assert results[0]["raw"] == [] and results[0]["passes"] == 0
+    assert results[1]["error"].startswith("1 of 1 passes failed")
+
+
+def test_batched_and_one_at_a_time_greedy_answers_are_identical(sensitive_scorer, items):
+    batched = sensitive_scorer.score(items, retries=0, batch_size=16, max_new_tokens=16)
+    alone = [sensitive_scorer.score([it], retries=0, max_new_tokens=16)[0] for it in items]
+    assert [r["raw"] for r in batched] == [r["raw"] for r in alone]
+    # The answers really depend on the inputs (so the padding really had to be right).
+    assert len({r["raw"][0] for r in batched}) == 3
+
+
+def test_sampling_passes_are_seeded_42_plus_i(scorer, items, monkeypatch):
+    seeds = []
+    real_seed = torch.manual_seed
+    monkeypatch.setattr(torch, "manual_seed", lambda s: seeds.append(s) or real_seed(s))
+    first = scorer.score(items[:2], k=2, retries=0, **FAST)
+    assert seeds == [42, 42, 43, 43]  # pass i: SC generate, then PQ generate, each seeded
+    second = scorer.score(items[:2], k=2, retries=0, **FAST)
+    assert [r["raw"] for r in first] == [r["raw"] for r in second]
+    assert first[0]["error"].startswith("2 of 2 passes failed")
+    assert len(first[0]["raw"]) == 4  # 2 passes x (SC, PQ)
+    seeds.clear()
+    scorer.score(items[:1], k=1, retries=0, **FAST)
+    assert seeds == []  # greedy: no seed needed
+
+
+# ---------------------------------------------------------------- Avg@K with scripted answers
+
+
+def scripted(scorer, monkeypatch, script):
+    """Replace generation by ``script(kind, instruction_or_None, sample, seed) -> text``."""
+    calls = []
+
+    def fake_generate(requests, *, sample, seed, **options):
+        calls.append((len(requests), sample, seed))
+        texts = []
+        for text, images in requests:
+            kind = "SC" if len(images) == 2 else "PQ"
+            instruction = text.split("Editing instruction: ")[-1].split("<|im_end|>")[0]
+            texts.append(script(kind, instruction if kind == "SC" else None, sample, seed))
+        return texts
+
+    monkeypatch.setattr(scorer, "_generate", fake_generate)
+    return calls
+
+
+def test_avg_at_k_averages_the_passes(scorer, items, monkeypatch):
+    answers = {
+        ("SC", 42): [20, 10],
+        ("PQ", 42): [25, 15],
+        ("SC", 43): [10, 20],
+        ("PQ", 43): [5, 25],
+    }
+    calls = scripted(scorer, monkeypatch, lambda kind, _, s, seed: answer(answers[kind, seed]))
+    results = scorer.score(items[:2], k=2, batch_size=16)
+    # One SC and one PQ generate call per pass, both items in each, sampled with seed 42 + i.
+    assert calls == [(2, True, 42), (2, True, 42), (2, True, 43), (2, True, 43)]
+    # Pass 1: PF 8, C 4, PQ 6, O sqrt(24); pass 2: PF 4, C 8, PQ 2, O sqrt(8).
+    for result in results:
+        assert result["error"] is None and result["passes"] == 2
+        assert result["prompt_following"] == pytest.approx(6.0)
+        assert result["consistency"] == pytest.approx(6.0)
+        assert result["perceptual_quality"] == pytest.approx(4.0)
+        assert result["overall"] == pytest.approx((math.sqrt(24) + math.sqrt(8)) / 2)
+        assert len(result["raw"]) == 4
+
+
+def test_k1_is_greedy_and_batches_split_by_batch_size(scorer, items, monkeypatch):
+    calls = scripted(scorer, monkeypatch, lambda *_: answer([25, 25]))
+    results = scorer.score(items, k=1, batch_size=2)
+    assert calls == [(2, False, None), (2, False, None), (1, False, None), (1, False, None)]
+    assert [r["overall"] for r in results] == [10.0, 10.0, 10.0]
+    assert all(r["passes"] == 1 and r["error"] is None for r in results)
+
+
+def test_unreadable_answer_is_retried_by_sampling_then_scored(scorer, items, monkeypatch):
+    def script(kind, instruction, sample, seed):
+        if kind == "SC" and instruction == "remove the car" and seed == 43:
+            return "I cannot tell."  # pass 2's first answer for item 3
+        return answer([15, 15])
+
+    calls = scripted(scorer, monkeypatch, script)
+    results = scorer.score(items, k=2, retries=2)
+    # The retry of pass i (0-based) r-th time is seeded 42 + r * K + i: here 42 + 2 + 1.
+    assert (1, True, 45) in calls
+    assert results[2]["error"] is None and results[2]["passes"] == 2
+    assert results[2]["raw"].count("I cannot tell.") == 1 and len(results[2]["raw"]) == 5
+
+
+def test_item_with_a_failed_pass_is_unscored(scorer, items, monkeypatch):
+    def script(kind, instruction, sample, seed):
+        if kind == "PQ" and seed in (43, 45, 47):  # pass 2 and both of its retries
+            return '{"reasoning": "bad", "score": [30, 2]}'  # out of range: never clipped
+        return answer([15, 15])
+
+    calls = scripted(scorer, monkeypatch, script)
+    results = scorer.score(items[:1], k=2, retries=2)
+    assert [c[2] for c in calls] == [42, 42, 43, 43, 45, 47]
+    result = results[0]
+    assert all(result[key] is None for key in SCORE_KEYS)
+    assert result["passes"] == 1
+    assert result["error"].startswith("1 of 2 passes failed: pass 2: PQ answer unreadable")
+    assert len(result["raw"]) == 2 + 4  # pass 1: SC, PQ; pass 2: SC, PQ x 3
+
+
+# ---------------------------------------------------------------- adapters and arguments
+
+
+def test_lora_adapter_changes_the_answers(tiny_dir, scorer, items, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    base = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_dir)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"])
+    peft_model = get_peft_model(base, config)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:  # zero at init: the adapter would change nothing
+                param.copy_(torch.randn(param.shape, generator=gen))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+
+    adapted = EditScore.from_pretrained(tiny_dir, adapter=tmp_path / "adapter")
+    assert not hasattr(adapted.model, "peft_config")  # merged into the base once
+    with_adapter = adapted.score(items[:2], retries=0, **FAST)
+    without = scorer.score(items[:2], retries=0, **FAST)
+    assert [r["raw"] for r in with_adapter] != [r["raw"] for r in without]
+    unmerged = EditScore.from_pretrained(
+        tiny_dir, adapter=tmp_path / "adapter", merge_adapter=False
+    )
+    assert hasattr(unmerged.model, "peft_config")
+
+
+def test_arguments_are_checked_before_loading(tiny_dir):
+    with pytest.raises(ValueError, match="dtype"):
+        EditScore.from_pretrained(tiny_dir, dtype="int8")
+    with pytest.raises(ValueError, match="device"):
+        EditScore.from_pretrained(tiny_dir, device="tpu")
+    with pytest.raises(ValueError, match="device"):
+        EditScore.from_pretrained(tiny_dir, device="not a device")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            EditScore.from_pretrained(tiny_dir, device="cuda")
+    with pytest.raises(NotImplementedError, match="vLLM"):
+        EditScore.from_pretrained(tiny_dir, backend="vllm")
+    with pytest.raises(ValueError, match="backend"):
+        EditScore.from_pretrained(tiny_dir, backend="onnx")
+    with pytest.raises(ValueError, match="score_range"):
+        EditScore.from_pretrained(tiny_dir, score_range=0)
+
+
+def test_dtype_argument_is_applied(tiny_dir, items):
+    loaded = EditScore.from_pretrained(tiny_dir, dtype="bf16", score_range=10)
+    assert loaded.model.dtype == torch.bfloat16
+    assert "from 0 to 10" in loaded._chat_text(model_module.prompts.pq_prompt(10), 1)
+    assert loaded.score(items[:1], retries=0, max_new_tokens=4)[0]["passes"] == 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"k": 0}, {"batch_size": 0}, {"retries": -1}, {"temperature": 0}, {"top_p": 1.5},
+     {"max_new_tokens": 0}, {"seed": "42"}],
+)  # fmt: skip
+def test_score_arguments_are_checked(scorer, items, options):
+    with pytest.raises(ValueError):
+        scorer.score(items[:1], **options)
+
+
+def test_no_items_no_work(scorer):
+    assert scorer.score([]) == []
