@@ -76,7 +76,6 @@ def run_finetune(ctx) -> dict:
     from annotation.models import Dataset
     from benchmark.models import BenchmarkDataset
     from benchmark.runs import run_enqueue
-    from benchmark.scorers import resize_to_source
     from rewardmodel.ml.finetune import FinetuneConfig, examples_for_candidate, finetune
     from rewardmodel.models import RewardModel
     from rewardmodel.training import training_targets
@@ -90,10 +89,10 @@ def run_finetune(ctx) -> dict:
         for target in training_targets(
             dataset, score_range=cfg.score_range, min_votes=cfg.min_votes
         ):
-            source = _read(target.source)
+            # The original images: the SC example resizes the edited one to the source's
+            # size itself (as scoring does), the PQ example keeps it as it is.
             examples += examples_for_candidate(
-                # as at scoring time: the edited image at the source's size
-                target.instruction, source, resize_to_source(source, _read(target.image)),
+                target.instruction, _read(target.source), _read(target.image),
                 sc_scores=target.sc, pq_scores=target.pq, score_range=cfg.score_range,
             )  # fmt: skip
         if not examples:

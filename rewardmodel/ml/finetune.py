@@ -6,73 +6,85 @@ Training data
     :func:`examples_for_candidate` makes the two conversations of one candidate (SC on
     [source, edited], PQ on [edited]) from its target scores; where the targets come from
     (human tiers, a teacher judge's reasoning kept only when it agrees with the humans) is the
-    caller's business.
+    caller's business. ``examples`` may be any sequence (``len`` and indexing): a lazy one that
+    reads images on access, like :class:`ExampleFile`, keeps a large set out of memory.
 
 What :func:`finetune` does
-    * loads the base model (any Qwen-VL checkpoint ``AutoModelForImageTextToText`` accepts) and
-      wraps it with a peft LoRA adapter, or continues a given adapter (``adapter_init``; its own
-      rank, alpha and target modules are then kept, and ``lora_*`` / ``target_modules`` are
-      ignored);
+    * loads the base model (any Qwen-VL checkpoint ``AutoModelForImageTextToText`` accepts; the
+      processor through :func:`rewardmodel.ml.tiny.load_processor`, as scoring does) and wraps
+      it with a new peft LoRA adapter, or continues a given one (``adapter_init``: its own rank,
+      alpha, dropout and target modules are kept, the ``lora_*`` / ``target_modules`` fields
+      are ignored, and the optimizer and schedule start afresh);
     * ``target_modules="all-linear"`` means every ``nn.Linear`` of the *language model*: the
       attention and MLP projections of each decoder layer. The vision tower and its merger
-      (projector) stay frozen and unadapted, and so does the output head (``lm_head``). This is
-      the usual setting for Qwen-VL LoRA (LLaMA-Factory's default freezes the vision tower), it
-      keeps the adapter compatible with a vLLM merge, and the judging skill lives in the
-      language model. Pass an explicit list of module names (or a peft regex string) to adapt
-      other layers, the vision ones included;
-    * builds each input with the processor's chat template exactly as scoring does: system
-      "You are a helpful assistant.", a user turn with the labelled images followed by the
-      prompt (:func:`rewardmodel.ml.prompts.qwen_messages`), then the generation prompt. The
-      answer tokens (the target, then ``<|im_end|>``) are appended *after* the tokenised
-      prompt, so training sees the very token boundary generation starts from, and the loss is
-      computed on those answer tokens only (labels are -100 on the system turn, the images, the
-      prompt and the padding);
-    * images are decoded, converted to RGB and shrunk (aspect kept) to at most ``max_pixels``
-      pixels before the processor sees them;
-    * AdamW on the adapter parameters, gradient accumulation, the loss of one optimizer step is
-      the mean over *all* answer tokens of its ``grad_accum x batch_size`` conversations,
-      gradient clipping (``max_grad_norm``), a linear warmup over ``warmup_ratio`` of the steps
-      followed by a cosine (or linear, or constant) schedule down to 0;
-    * bfloat16 weights on CUDA, float32 on CPU (``dtype="auto"``); the adapter itself is kept
-      in float32 (peft's default upcast);
-    * every ``checkpoint_every`` optimizer steps, and when ``should_stop()`` says so, writes
-      ``output_dir/checkpoint-N`` (adapter, optimizer, scheduler, step, RNG states) and keeps
-      the newest ``keep_checkpoints`` of them; called again with the same ``output_dir``,
-      examples and config it resumes from the newest checkpoint (the data order is a function
-      of the seed and the epoch, so the run continues as if never stopped); a different config
-      or example count for an existing ``output_dir`` is refused;
-    * reports each optimizer step through ``on_step(step, {"loss", "lr", "grad_norm",
-      "epoch"})`` (``step`` counts from 1, ``lr`` is the rate that step used and ``grad_norm``
-      the norm before clipping);
+      (projector) stay frozen and unadapted, and so does the output head (``lm_head``; peft's
+      own "all-linear" leaves it out too, but would adapt the vision tower). That is the usual
+      Qwen-VL LoRA recipe (LLaMA-Factory freezes the vision tower by default), the judging
+      skill is in the language model, and the adapter stays small and mergeable. A list may
+      add names to it (``["all-linear", "lm_head"]``); any other string (a regex) or list
+      goes to peft as it is, vision layers included if named;
+    * builds each input as :class:`rewardmodel.ml.model.EditScore` does at scoring time: the
+      same image preparation (RGB, shrunk to ``max_pixels`` with the aspect kept; in the SC
+      conversation the edited image resized to the source's size), the chat text of
+      :func:`rewardmodel.ml.prompts.qwen_messages` (system "You are a helpful assistant.", a
+      user turn with the labelled images then the prompt) through the processor's chat
+      template up to the generation prompt. The answer tokens (the target, then
+      ``<|im_end|>``) are appended *after* the tokenised prompt, so training sees the very
+      token boundary generation starts from, and the loss is computed on those answer tokens
+      only: labels are -100 on the system turn, the images, the prompt and the padding;
+    * AdamW on the adapter parameters with gradient accumulation: the loss of one optimizer
+      step is the mean over *all* answer tokens of its ``grad_accum x batch_size``
+      conversations; gradient clipping (``max_grad_norm``); a linear warmup over
+      ``ceil(warmup_ratio x steps)`` steps followed by a cosine (or linear, or constant)
+      schedule towards 0;
+    * bfloat16 weights on CUDA, float32 on CPU (``dtype="auto"``); the adapter weights
+      themselves stay float32 (peft's upcast) and the loss is computed in float32;
+    * every ``checkpoint_every`` optimizer steps, and when ``should_stop()`` returns true (or
+      raises: a cancelled job), writes ``output_dir/checkpoint-N`` (adapter, optimizer,
+      scheduler, step, RNG states; safetensors and JSON, nothing pickled) and keeps the newest
+      ``keep_checkpoints``. Called again with the same ``output_dir``, examples and config, it
+      resumes from the newest checkpoint and ends as the uninterrupted run would have (the
+      data order is a function of the seed and the epoch; the RNG states come back); a
+      finished ``output_dir`` returns its stored result at once; a different config (but for
+      ``checkpoint_every``, ``keep_checkpoints``, ``gradient_checkpointing`` and the folder's
+      own path) or example count for an existing ``output_dir`` is refused with ValueError;
+    * reports each optimizer step through ``on_step(step, {"loss", "lr", "grad_norm", "epoch",
+      "total_steps"})`` (``step`` counts from 1, ``loss`` is the step's mean answer-token
+      loss, ``lr`` the rate that step used, ``grad_norm`` the norm before clipping, ``epoch``
+      a float);
     * saves the final adapter with ``save_pretrained`` into ``output_dir/adapter`` (load it with
-      ``EditScore.from_pretrained(base, adapter=...)``) and ``output_dir/result.json``.
-
-Nothing is pickled: optimizer states are loaded with ``torch.load(weights_only=True)``, the rest
-is JSON and safetensors.
+      ``EditScore.from_pretrained(base, adapter=...)``) and the result in
+      ``output_dir/result.json``.
 
 Several GPUs
-    The same function runs under ``torchrun`` or ``accelerate launch``: one process per GPU, each
-    on ``cuda:LOCAL_RANK``. The micro-batches of an optimizer step are dealt round-robin to the
-    processes and the adapter gradients summed over them, so the effective batch stays
+    The same code runs under ``torchrun`` or ``accelerate launch``: one process per GPU, each
+    holding a full copy of the base model on ``cuda:LOCAL_RANK`` (so the model must fit one GPU:
+    a 7B in bf16 does; the paper's 72B needs sharding, FSDP or DeepSpeed, which this module does
+    not do). The micro-batches of an optimizer step are dealt round-robin to the processes and
+    the adapter gradients summed over them, so the effective batch stays
     ``batch_size x grad_accum`` whatever the number of GPUs (make ``grad_accum`` a multiple of
-    it); only rank 0 calls ``on_step``, writes checkpoints and the adapter, and its
-    ``should_stop()`` stops every rank. From a shell::
+    it): more GPUs make each step faster, not larger. Only rank 0 calls ``on_step`` and
+    ``should_stop`` (whose answer stops every rank) and writes the adapter and checkpoints;
+    ``output_dir`` must be on a file system all processes share. From a shell::
 
-        python -m rewardmodel.ml.finetune --write-config cfg.json --base-model BASE --output-dir OUT
-        torchrun --nproc_per_node 8 -m rewardmodel.ml.finetune --config cfg.json \\
-            --examples examples.jsonl
-        accelerate launch --num_processes 8 -m rewardmodel.ml.finetune --config cfg.json \\
-            --examples examples.jsonl
+        python -c "from rewardmodel.ml.finetune import FinetuneConfig; import json; print(json.dumps(
+            FinetuneConfig(base_model='/models/Qwen2.5-VL-7B-Instruct', output_dir='/runs/rm1',
+                           grad_accum=16).to_dict()))" > cfg.json
+        torchrun --nproc_per_node 8 -m rewardmodel.ml.finetune \\
+            --config cfg.json --examples examples.jsonl
+        accelerate launch --multi_gpu --num_processes 8 -m rewardmodel.ml.finetune \\
+            --config cfg.json --examples examples.jsonl
 
     ``examples.jsonl`` is what :func:`save_examples` writes (one JSON object per line with
-    ``prompt``, ``target`` and ``images``: file paths, relative ones resolved against the JSONL
-    folder). Only the single-process path is covered by the tests.
+    ``prompt``, ``target``, ``resize_to_first`` and ``images``: file paths, relative ones
+    resolved against the JSONL folder). Steps and the result are printed as JSON lines. Only
+    the single-process path is covered by the tests.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
+import functools
 import json
 import logging
 import math
@@ -90,10 +102,12 @@ from rewardmodel.ml import prompts
 
 logger = logging.getLogger(__name__)
 
-SYSTEM_PROMPT = "You are a helpful assistant."
 IGNORE_INDEX = -100
 # Targets without a teacher's reasoning get a short sentence that says nothing about the image.
-NEUTRAL_REASONING_SC = "The scores rate how well the edit follows the instruction and how much of the original it keeps."
+NEUTRAL_REASONING_SC = (
+    "The scores rate how well the edit follows the instruction and how much of the original it "
+    "keeps."
+)
 NEUTRAL_REASONING_PQ = (
     "The scores rate how natural the edited image looks and how free of artifacts it is."
 )
@@ -102,17 +116,25 @@ SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("auto", "float32", "bfloat16")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Fields that may change between a run and its resumption without changing what is trained.
-_RESUME_FREE = frozenset({"checkpoint_every", "keep_checkpoints", "gradient_checkpointing"})
+_RESUME_FREE = frozenset(
+    {"output_dir", "checkpoint_every", "keep_checkpoints", "gradient_checkpointing"}
+)
 
 
 @dataclass
 class Example:
     """One training conversation: the images (encoded PNG/JPEG/... bytes, in prompt order), the
-    prompt text that follows them in the user turn, and the answer text to learn."""
+    prompt text that follows them in the user turn, and the answer text to learn.
+
+    Images are prepared as :class:`rewardmodel.ml.model.EditScore` prepares them: RGB, shrunk to
+    ``max_pixels``; with ``resize_to_first`` (the SC conversation) the later images are resized
+    to the first one's (shrunk) size instead, as scoring does with the edited image.
+    """
 
     images: list[bytes]
     prompt: str
     target: str
+    resize_to_first: bool = False
 
     def __post_init__(self):
         if not isinstance(self.images, list | tuple) or not all(
@@ -124,6 +146,8 @@ class Example:
         if not isinstance(self.target, str) or not self.target.strip():
             raise ValueError("Example.target must be a non-empty string")
         self.images = [bytes(b) for b in self.images]
+        if not isinstance(self.resize_to_first, bool):
+            raise ValueError("Example.resize_to_first must be true or false")
 
 
 @dataclass
@@ -290,6 +314,7 @@ def examples_for_candidate(
         images=[source, edited],
         prompt=prompts.sc_prompt(instruction, score_range=score_range),
         target=target_json((reasoning_sc or NEUTRAL_REASONING_SC).strip(), sc_scores),
+        resize_to_first=True,
     )
     pq = Example(
         images=[edited],
@@ -315,6 +340,8 @@ def save_examples(examples: Sequence[Example], path: str | os.PathLike) -> Path:
                 (image_dir / name).write_bytes(data)
                 names.append(f"{image_dir.name}/{name}")
             row = {"images": names, "prompt": example.prompt, "target": example.target}
+            if example.resize_to_first:
+                row["resize_to_first"] = True
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path
 
@@ -342,7 +369,12 @@ class ExampleFile(Sequence):
             return [self[i] for i in range(*index.indices(len(self)))]
         row = self._rows[index]
         images = [(self.path.parent / name).read_bytes() for name in row["images"]]
-        return Example(images=images, prompt=row["prompt"], target=row["target"])
+        return Example(
+            images=images,
+            prompt=row["prompt"],
+            target=row["target"],
+            resize_to_first=bool(row.get("resize_to_first", False)),
+        )
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -374,10 +406,11 @@ def lr_factor(step: int, total: int, config: FinetuneConfig) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _epoch_order(n_examples: int, seed: int, epoch: int) -> list[int]:
+@functools.lru_cache(maxsize=2)
+def _epoch_order(n_examples: int, seed: int, epoch: int) -> tuple[int, ...]:
     order = list(range(n_examples))
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    return order
+    return tuple(order)
 
 
 def step_batches(step: int, n_examples: int, config: FinetuneConfig) -> list[list[int]]:
@@ -391,34 +424,17 @@ def step_batches(step: int, n_examples: int, config: FinetuneConfig) -> list[lis
     return micro[within * config.grad_accum : (within + 1) * config.grad_accum]
 
 
-def cap_image(image, max_pixels: int):
-    """Shrink a PIL image (aspect kept) to at most ``max_pixels`` pixels."""
-    from PIL import Image
+def prepare_images(example: Example, max_pixels: int) -> list:
+    """The example's images as scoring feeds them to the processor (see :class:`Example`)."""
+    from rewardmodel.ml.model import cap_pixels, open_image
 
-    width, height = image.size
-    if width * height <= max_pixels:
-        return image
-    scale = math.sqrt(max_pixels / (width * height))
-    size = (max(1, math.floor(width * scale)), max(1, math.floor(height * scale)))
-    while size[0] * size[1] > max_pixels:  # floating-point slack
-        size = (max(1, size[0] - 1), max(1, size[1] - 1))
-    return image.resize(size, Image.Resampling.BICUBIC)
-
-
-def _decode_image(data: bytes, max_pixels: int):
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        return cap_image(image.convert("RGB"), max_pixels)
-
-
-def chat_messages(prompt: str, n_images: int) -> list[dict]:
-    """System turn + user turn (labelled images, then the prompt), as scoring builds them."""
-    messages = list(prompts.qwen_messages(prompt, n_images))
-    if not messages or messages[0].get("role") != "system":
-        messages.insert(0, {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]})
-    return messages
+    opened = [open_image(data) for data in example.images]
+    if not opened:
+        return []
+    if not example.resize_to_first:
+        return [cap_pixels(image, max_pixels) for image in opened]
+    first = cap_pixels(opened[0], max_pixels)
+    return [first] + [im if im.size == first.size else im.resize(first.size) for im in opened[1:]]
 
 
 class Encoder:
@@ -436,7 +452,8 @@ class Encoder:
         self.pad_id = pad if pad is not None else self.end_id
 
     def prompt_text(self, example: Example) -> str:
-        messages = chat_messages(example.prompt, len(example.images))
+        """The chat text up to the generation prompt, as ``EditScore`` builds it."""
+        messages = prompts.qwen_messages(example.prompt, len(example.images))
         return self.processor.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )
@@ -446,9 +463,13 @@ class Encoder:
         return list(ids) + [self.end_id]
 
     def encode(self, example: Example) -> dict:
+        """Input ids (prompt then answer), labels (-100 but on the answer) and the processor's
+        other outputs: per-token ones (``mm_token_type_ids``, which the model needs to place
+        the images' 3-D rotary positions) extended over the answer with 0, per-image ones
+        (``pixel_values``, ``image_grid_thw``) as they are."""
         import torch
 
-        images = [_decode_image(b, self.max_pixels) for b in example.images]
+        images = prepare_images(example, self.max_pixels)
         encoded = self.processor(
             text=[self.prompt_text(example)], images=images or None, return_tensors="pt"
         )
@@ -464,31 +485,44 @@ class Encoder:
         item = {
             "input_ids": torch.tensor(prompt_ids + answer, dtype=torch.long),
             "labels": torch.tensor([IGNORE_INDEX] * len(prompt_ids) + answer, dtype=torch.long),
+            "per_token": {},
+            "per_image": {},
             "truncated": truncated,
         }
-        for key in ("pixel_values", "image_grid_thw"):
-            if key in encoded and images:
-                item[key] = encoded[key]
+        for key, value in encoded.items():
+            if key in ("input_ids", "attention_mask") or not isinstance(value, torch.Tensor):
+                continue
+            if value.dim() == 2 and value.shape == (1, len(prompt_ids)):
+                tail = torch.zeros(len(answer), dtype=value.dtype)
+                item["per_token"][key] = torch.cat([value[0], tail])
+            elif images:
+                item["per_image"][key] = value
         return item
 
     def collate(self, items: list[dict]) -> dict:
-        """Right-pads a micro-batch; image tensors are concatenated in order."""
+        """Right-pads a micro-batch (per-token extras with 0); per-image tensors are concatenated
+        in order."""
         import torch
 
         length = max(len(item["input_ids"]) for item in items)
         input_ids = torch.full((len(items), length), self.pad_id, dtype=torch.long)
         labels = torch.full((len(items), length), IGNORE_INDEX, dtype=torch.long)
         attention = torch.zeros((len(items), length), dtype=torch.long)
+        per_token = {}
+        for key in {k for item in items for k in item["per_token"]}:
+            dtype = next(i["per_token"][key].dtype for i in items if key in i["per_token"])
+            per_token[key] = torch.zeros((len(items), length), dtype=dtype)
         for row, item in enumerate(items):
             n = len(item["input_ids"])
             input_ids[row, :n] = item["input_ids"]
             labels[row, :n] = item["labels"]
             attention[row, :n] = 1
+            for key, value in item["per_token"].items():
+                per_token[key][row, :n] = value
         batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
-        for key in ("pixel_values", "image_grid_thw"):
-            parts = [item[key] for item in items if key in item]
-            if parts:
-                batch[key] = torch.cat(parts, dim=0)
+        batch.update(per_token)
+        for key in {k for item in items for k in item["per_image"]}:
+            batch[key] = torch.cat([i["per_image"][key] for i in items if key in i["per_image"]])
         return batch
 
 
@@ -557,10 +591,13 @@ def _load_processor(path: str):
     return tiny.load_processor(path)
 
 
-def _load_base(path: str, dtype):
+def _load_base(path: str, dtype, device):
+    """The base VLM, straight onto its GPU (eight processes each staging a 7B model in host
+    memory first would need 8 x 16 GB of RAM)."""
     from transformers import AutoModelForImageTextToText
 
-    return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+    device_map = {"": str(device)} if device.type == "cuda" else None
+    return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, device_map=device_map)
 
 
 class _Dist:
@@ -653,6 +690,41 @@ def checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _save_optimizer(optimizer, folder: Path) -> None:
+    """The optimizer state as safetensors (tensors) + JSON (the rest): no pickle."""
+    from safetensors.torch import save_file
+
+    state = optimizer.state_dict()
+    tensors, plain = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            name = f"{index}.{key}"
+            if hasattr(value, "contiguous"):
+                tensors[name] = value.detach().contiguous().cpu()
+            else:
+                plain[name] = value
+    save_file(tensors, folder / "optimizer.safetensors")
+    meta = {"param_groups": state["param_groups"], "plain": plain}
+    (folder / "optimizer.json").write_text(json.dumps(meta))
+
+
+def _load_optimizer(optimizer, folder: Path, device) -> None:
+    from safetensors.torch import load_file
+
+    meta = json.loads((folder / "optimizer.json").read_text())
+    state: dict[int, dict] = {}
+    for name, value in load_file(folder / "optimizer.safetensors", device=str(device)).items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    for name, value in meta["plain"].items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    for group in meta["param_groups"]:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
 def _rng_state() -> tuple[dict, dict]:
     import numpy as np
     import torch
@@ -684,25 +756,45 @@ def _set_rng_state(tensors: dict, plain: dict) -> None:
     np.random.set_state((name, np.array(keys, dtype=np.uint32), int(pos), int(has_gauss), cached))
 
 
-def _save_checkpoint(root: Path, step: int, model, optimizer, scheduler, state: dict, keep: int):
-    import torch
+def _save_rng(folder: Path, rank: int) -> None:
     from safetensors.torch import save_file
 
+    tensors, plain = _rng_state()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, folder / f"rng-{rank}.safetensors")
+    (folder / f"rng-{rank}.json").write_text(json.dumps(plain))
+
+
+def _load_rng(folder: Path, rank: int) -> None:
+    from safetensors.torch import load_file
+
+    if not (folder / f"rng-{rank}.json").is_file():  # resumed on more processes than saved
+        rank = 0
+    plain = json.loads((folder / f"rng-{rank}.json").read_text())
+    _set_rng_state(load_file(folder / f"rng-{rank}.safetensors"), plain)
+
+
+def _save_checkpoint(root: Path, step: int, model, optimizer, scheduler, state: dict, dist, keep):
+    """``root/checkpoint-{step}``, written under a temporary name then renamed (a checkpoint
+    folder without state.json is ignored); every rank adds its RNG state."""
     final = root / f"checkpoint-{step}"
     tmp = root / f".checkpoint-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    tensors, plain = _rng_state()
-    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp / "rng.safetensors")
-    state = {**state, "step": step, "scheduler": scheduler.state_dict(), "rng": plain}
-    (tmp / "state.json").write_text(json.dumps(state, indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    if keep:
-        for _, old in checkpoints(root)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+    if dist.main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    _save_rng(tmp, dist.rank)
+    dist.barrier()
+    if dist.main:
+        model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
+        _save_optimizer(optimizer, tmp)
+        state = {**state, "step": step, "scheduler": scheduler.state_dict()}
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        if keep:
+            for _, old in checkpoints(root)[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
     return final
 
 
@@ -781,10 +873,9 @@ def _train(config, examples, on_step, should_stop, dist, root, resume, fingerpri
     dtype = _torch_dtype(config, dist.device)
     processor = _load_processor(config.base_model)
     encoder = Encoder(processor, max_pixels=config.max_pixels, max_length=config.max_length)
-    base = _load_base(config.base_model, dtype)
+    base = _load_base(config.base_model, dtype, dist.device)
     if config.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    base.config.use_cache = False
     if resume is not None:
         model = PeftModel.from_pretrained(base, str(resume / "adapter"), is_trainable=True)
     elif config.adapter_init:
@@ -802,6 +893,8 @@ def _train(config, examples, on_step, should_stop, dist, root, resume, fingerpri
         model = get_peft_model(base, lora)
     model.to(dist.device)
     model.train()
+    if dist.world > 1:  # same LoRA init on every rank (seeded above), then distinct dropout
+        torch.manual_seed(config.seed + 1_000_003 * dist.rank)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the adapter has no trainable parameter")
@@ -812,43 +905,44 @@ def _train(config, examples, on_step, should_stop, dist, root, resume, fingerpri
     step = 0
     last_loss = None
     if resume is not None:
-        from safetensors.torch import load_file
-
         state = json.loads((resume / "state.json").read_text())
-        optimizer.load_state_dict(
-            torch.load(resume / "optimizer.pt", map_location=dist.device, weights_only=True)
-        )
+        _load_optimizer(optimizer, resume, dist.device)
         scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(load_file(resume / "rng.safetensors"), state["rng"])
+        _load_rng(resume, dist.rank)
         step = int(state["step"])
         last_loss = state.get("last_loss")
     resumed_from = step
     if dist.main:
         logger.info(
             "fine-tuning %s on %d examples: %d steps (%d per epoch) from step %d, %s on %s",
-            config.base_model, n_examples, total, per_epoch, step, dtype, dist.device,
-        )  # fmt: skip
+            *(config.base_model, n_examples, total, per_epoch, step, dtype, dist.device),
+        )
 
     truncated = 0
     last_saved = step if resume is not None else None
     stopped = False
 
-    def save(at: int) -> Path | None:
+    def save(at: int) -> Path:
         nonlocal last_saved
-        path = None
-        if dist.main:
-            state = {"fingerprint": fingerprint, "last_loss": last_loss, "total_steps": total}
-            path = _save_checkpoint(
-                root, at, model, optimizer, scheduler, state, config.keep_checkpoints
-            )
-        dist.barrier()
+        state = {"fingerprint": fingerprint, "last_loss": last_loss, "total_steps": total}
+        path = _save_checkpoint(
+            root, at, model, optimizer, scheduler, state, dist, config.keep_checkpoints
+        )
         last_saved = at
-        return path or root / f"checkpoint-{at}"
+        return path
 
     while step < total:
-        if should_stop is not None and dist.decide(bool(should_stop())):
-            stopped = True
-            break
+        if should_stop is not None:
+            try:
+                flag = bool(should_stop()) if dist.main else False
+            except BaseException:
+                # A cancelled job (say): keep what this call trained, then let it propagate.
+                if dist.world == 1 and step > 0 and last_saved != step:
+                    save(step)
+                raise
+            if dist.decide(flag):
+                stopped = True
+                break
         batches = step_batches(step, n_examples, config)
         mine = batches[dist.rank :: dist.world]
         encoded = []
@@ -878,10 +972,8 @@ def _train(config, examples, on_step, should_stop, dist, root, resume, fingerpri
         step += 1
         last_loss = loss_sum / tokens
         if dist.main and on_step is not None:
-            on_step(
-                step,
-                {"loss": last_loss, "lr": lr, "grad_norm": grad_norm, "epoch": step / per_epoch},
-            )
+            metrics = {"loss": last_loss, "lr": lr, "grad_norm": grad_norm}
+            on_step(step, {**metrics, "epoch": step / per_epoch, "total_steps": total})
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
             save(step)
 
