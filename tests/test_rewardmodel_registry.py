@@ -117,3 +117,37 @@ def test_training_targets_average_the_annotators():
     assert targets[c1].sc == (11, 11)
     assert targets[c2].sc == (4, 4)
     assert json.dumps(targets[c0].image)
+
+
+def test_finetune_job_trains_registers_and_queues_a_benchmark(tmp_path, settings):
+    """The job path end to end on the tiny model: targets from rankings, a few LoRA
+    steps, the adapter registered, a benchmark run of the new model queued."""
+    pytest.importorskip("torch")
+    from benchmark.models import BenchmarkDataset, BenchmarkRun
+    from jobs.runner import run_job
+    from rewardmodel.jobs import finetune_enqueue
+    from rewardmodel.ml.tiny import build_tiny_editscore
+
+    base = build_tiny_editscore(tmp_path / "tiny")
+    users = [UserFactory(username=f"f{i}") for i in range(2)]
+    dataset = make_dataset(groups=2, candidates=2, overlap=2, annotators=users)
+    for group in Group.objects.filter(dataset=dataset):
+        c0, c1 = (f"{group.external_id}-c{i}" for i in range(2))
+        for user in users:
+            ranking_submit(group=group, annotator=user, submission_id=uuid.uuid4(), tiers=dict.fromkeys(DIMS, [[c0], [c1]]))  # fmt: skip
+    bench = BenchmarkDataset.objects.create(name="b", layout="jsonl", source_path="-")
+    model = finetune_enqueue(config={
+        "model_name": "tiny-es", "dataset_id": dataset.pk, "base_model": str(base),
+        "training": {"max_steps": 2, "grad_accum": 1, "lora_r": 4, "lora_alpha": 8, "max_pixels": 28 * 28 * 16},
+        "benchmark_dataset_id": bench.pk,
+    })  # fmt: skip
+    assert run_job(model.job_id, worker="test") == "succeeded", model.job.error
+    model.refresh_from_db()
+    assert model.status == "ready" and (tmp_path / "models" / "tiny-es" / "adapter").is_dir()
+    assert model.adapter.endswith("adapter")
+    job = model.job
+    job.refresh_from_db()
+    assert job.result["steps"] == 2 and job.result["examples"] == 2 * 2 * 2  # 4 candidates x SC/PQ
+    assert job.metrics.filter(name="loss").count() == 2
+    run = BenchmarkRun.objects.get(dataset=bench)
+    assert run.scorer == model.scorer_spec(1) and run.job.queue == "gpu"
