@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from django.core.management.base import CommandError
+from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Dataset
 from annotation.stats.consensus import DEFAULT_MAJORITY_TIE_FRACTION, POLICIES, Policy
@@ -52,3 +54,36 @@ def policy_from(options) -> Policy:
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+
+
+class SnapshotCommand(BaseCommand):
+    """A command that writes one kind of consensus snapshot: `export` is the
+    annotation.exports function that writes it (dataset, policy, out, name=)."""
+
+    export = None
+
+    def add_arguments(self, parser):
+        add_dataset_argument(parser)
+        add_policy_arguments(parser)
+        parser.add_argument("--out", required=True, type=Path, metavar="DIR")
+        parser.add_argument("--name", help="snapshot name (default: the folder name)")
+
+    def handle(self, *args, **options):
+        dataset = dataset_named(options["dataset"])
+        policy = policy_from(options)
+        try:
+            snapshot = self.export(dataset, policy, options["out"], name=options["name"])
+        except FileExistsError as exc:
+            raise CommandError(f"{exc}; nothing written") from None
+        self.stdout.write(
+            json.dumps(
+                {
+                    "snapshot": snapshot.name,
+                    "path": snapshot.path,
+                    "rows": snapshot.rows,
+                    "sha256": snapshot.sha256,
+                    "counts": snapshot.counts,
+                },
+                indent=2,
+            )  # fmt: skip
+        )
