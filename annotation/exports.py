@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 
 from annotation.models import Dataset
 from annotation.quality import ConsensusPair, consensus_pairs
 from annotation.stats.consensus import Policy
 from benchmark.models import Snapshot
 from benchmark.snapshot import ImageRef, PairRow, write_snapshot
+from config.storage import read_stored
 
 
 def snapshots_dir() -> Path:
@@ -31,11 +31,7 @@ def snapshots_dir() -> Path:
 
 def _image(name: str) -> ImageRef:
     # Stored names are content hashes already; the file name alone is unique.
-    def read() -> bytes:
-        with default_storage.open(name, "rb") as f:
-            return f.read()
-
-    return ImageRef(name=PurePosixPath(name).name, read=read)
+    return ImageRef(name=PurePosixPath(name).name, read=lambda: read_stored(name))
 
 
 def strict_pairs(dataset: Dataset, policy: Policy) -> Iterator[ConsensusPair]:

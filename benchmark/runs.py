@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import transaction
 
 from benchmark.metric import evaluate, pairs_from_rows
@@ -26,6 +25,7 @@ from benchmark.models import (
     ScoreCache,
 )
 from benchmark.scorers import Candidate, make_scorer
+from config.storage import read_stored
 from jobs.services import job_enqueue
 
 GPU_SCORERS = ("editscore",)
@@ -93,11 +93,6 @@ def spec_label(spec: dict) -> str:
     return label if len(label) <= 200 else label[:199] + "…"
 
 
-def _read(name: str) -> bytes:
-    with default_storage.open(name, "rb") as f:
-        return f.read()
-
-
 def _chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -130,7 +125,7 @@ def run_benchmark(ctx) -> dict:
     for batch in _chunks(todo, cfg.batch_size):
         ctx.heartbeat()  # raises JobCancelled when a researcher cancels
         items = [
-            Candidate(k, instruction, _read(source), _read(image))
+            Candidate(k, instruction, read_stored(source), read_stored(image))
             for k, instruction, source, image, _ in (first_of[h] for h in batch)
         ]
         scores = scorer.score(items)

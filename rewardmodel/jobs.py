@@ -76,6 +76,7 @@ def run_finetune(ctx) -> dict:
     from annotation.models import Dataset
     from benchmark.models import BenchmarkDataset
     from benchmark.runs import run_enqueue
+    from config.storage import read_stored
     from rewardmodel.ml.finetune import FinetuneConfig, examples_for_candidate, finetune
     from rewardmodel.models import RewardModel
     from rewardmodel.training import training_targets
@@ -92,7 +93,7 @@ def run_finetune(ctx) -> dict:
             # The original images: the SC example resizes the edited one to the source's
             # size itself (as scoring does), the PQ example keeps it as it is.
             examples += examples_for_candidate(
-                target.instruction, _read(target.source), _read(target.image),
+                target.instruction, read_stored(target.source), read_stored(target.image),
                 sc_scores=target.sc, pq_scores=target.pq, score_range=cfg.score_range,
             )  # fmt: skip
         if not examples:
@@ -131,13 +132,6 @@ def run_finetune(ctx) -> dict:
         )  # fmt: skip
         summary["benchmark_run"] = run.pk
     return summary
-
-
-def _read(name: str) -> bytes:
-    from django.core.files.storage import default_storage
-
-    with default_storage.open(name, "rb") as f:
-        return f.read()
 
 
 def finetune_enqueue(*, config: dict, user=None):
