@@ -99,3 +99,25 @@ def worker_factory(tmp_path):
     yield start
     for worker in started:
         worker.stop()
+
+
+# --- the tiny EditScore model (torch is imported only by the tests that ask for it)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny matrices: a second OpenMP thread only adds contention (10x slower on a busy box)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """An offline tiny Qwen2.5-VL saved like a real checkpoint (read-only for tests)."""
+    from rewardmodel.ml.tiny import build_tiny_editscore
+
+    return build_tiny_editscore(tmp_path_factory.mktemp("tiny") / "editscore", seed=0)

@@ -271,19 +271,15 @@ def test_file_scores_follow_candidate_ids_even_for_identical_images(tmp_path, se
     assert run.metric["overall"] == dict.fromkeys(DIMS, 1.0)
 
 
-def test_editscore_scorer_runs_a_benchmark_on_the_tiny_model(bench, tmp_path):
+def test_editscore_scorer_runs_a_benchmark_on_the_tiny_model(bench, tiny_dir):
     """The editscore path for real: the run's worker loads the tiny Qwen2.5-VL through
     EditScore.from_pretrained and generates; an untrained model writes no valid JSON, so
     every candidate is unscored (raw text kept on the run), nothing is cached, nothing
     invented, and every pair counts as wrong."""
-    pytest.importorskip("torch")
-    from rewardmodel.ml.tiny import build_tiny_editscore
-
     dataset, rank = bench
-    base = build_tiny_editscore(tmp_path / "tiny")
     spec = {
         "kind": "editscore",
-        "base": str(base),
+        "base": str(tiny_dir),
         "max_new_tokens": 8,
         "retries": 0,
         "device": "cpu",

@@ -13,33 +13,18 @@ import time
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-pytest.importorskip("peft")
+from rewardmodel.ml import finetune as ft
+from rewardmodel.ml import prompts
+from rewardmodel.ml.finetune import Example, FinetuneConfig, examples_for_candidate
+from rewardmodel.ml.parsing import parse_score_output
+from rewardmodel.ml.scoring import aggregate
+from rewardmodel.ml.tiny import load_processor
 
-from PIL import Image  # noqa: E402
-
-from rewardmodel.ml import finetune as ft  # noqa: E402
-from rewardmodel.ml import prompts  # noqa: E402
-from rewardmodel.ml.finetune import Example, FinetuneConfig, examples_for_candidate  # noqa: E402
-from rewardmodel.ml.parsing import parse_score_output  # noqa: E402
-from rewardmodel.ml.scoring import aggregate  # noqa: E402
-from rewardmodel.ml.tiny import build_tiny_editscore, load_processor  # noqa: E402
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny matrices: a second OpenMP thread only adds contention (10x slower on a busy box).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return build_tiny_editscore(tmp_path_factory.mktemp("tiny") / "editscore", seed=0)
+# torch on one thread and the tiny model: shared fixtures in tests/conftest.py
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

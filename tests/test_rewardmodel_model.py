@@ -10,33 +10,20 @@ import json
 import math
 
 import pytest
+import torch
+from PIL import Image
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-from PIL import Image  # noqa: E402
-
-from rewardmodel.ml import model as model_module  # noqa: E402
-from rewardmodel.ml.model import EditScore, ScoreItem, cap_pixels  # noqa: E402
-from rewardmodel.ml.scoring import SCORE_KEYS  # noqa: E402
-from rewardmodel.ml.tiny import build_tiny_editscore, load_processor  # noqa: E402
+from rewardmodel.ml import model as model_module
+from rewardmodel.ml.model import EditScore, ScoreItem, cap_pixels
+from rewardmodel.ml.scoring import SCORE_KEYS
+from rewardmodel.ml.tiny import build_tiny_editscore, load_processor
 
 RESULT_KEYS = {*SCORE_KEYS, "raw", "error", "passes"}
 FAST = dict(max_new_tokens=12)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny matrices: a second OpenMP thread only adds contention (10x slower on a busy box).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, _one_thread):
-    return build_tiny_editscore(tmp_path_factory.mktemp("tiny") / "editscore", seed=0)
+# torch on one thread and the tiny model: shared fixtures in tests/conftest.py
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -119,16 +119,14 @@ def test_training_targets_average_the_annotators():
     assert json.dumps(targets[c0].image)
 
 
-def test_finetune_job_trains_registers_and_queues_a_benchmark(tmp_path, settings):
+def test_finetune_job_trains_registers_and_queues_a_benchmark(tmp_path, tiny_dir):
     """The job path end to end on the tiny model: targets from rankings, a few LoRA
     steps, the adapter registered, a benchmark run of the new model queued."""
-    pytest.importorskip("torch")
     from benchmark.models import BenchmarkDataset, BenchmarkRun
     from jobs.runner import run_job
     from rewardmodel.jobs import finetune_enqueue
-    from rewardmodel.ml.tiny import build_tiny_editscore
 
-    base = build_tiny_editscore(tmp_path / "tiny")
+    base = tiny_dir
     users = [UserFactory(username=f"f{i}") for i in range(2)]
     dataset = make_dataset(groups=2, candidates=2, overlap=2, annotators=users)
     for group in Group.objects.filter(dataset=dataset):
