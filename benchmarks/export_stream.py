@@ -21,7 +21,13 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from harness import REPO, Gunicorn, fresh_database_url, proc_kib  # benchmarks/harness.py
+from harness import (  # benchmarks/harness.py
+    REPO,
+    Gunicorn,
+    bulk_groups,
+    fresh_database_url,
+    proc_kib,
+)
 
 sys.path.insert(0, str(REPO))
 
@@ -47,25 +53,13 @@ def main() -> None:
 
     from accounts.models import Role
     from accounts.services import user_api_token, user_create_or_update
-    from annotation.models import Candidate, Dataset, Group, Ranking
+    from annotation.models import Dataset, Ranking
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
     dataset = Dataset.objects.create(name="export", overlap=args.annotators)
     n_groups = -(-args.rankings // args.annotators)
-    groups = Group.objects.bulk_create(
-        [
-            Group(dataset=dataset, external_id=f"g{i}", instruction=f"instruction {i}",
-                  task_type="color_alter", source=f"images/{i}.png", source_thumb=f"thumbs/{i}.jpg")
-            for i in range(n_groups)
-        ],
-        batch_size=5000,
-    )  # fmt: skip
-    Candidate.objects.bulk_create(
-        [Candidate(group=g, external_id=f"{g.external_id}-{c}", editor=f"e{c}", image="x", thumb="x")
-         for g in groups for c in range(4)],
-        batch_size=10000,
-    )  # fmt: skip
+    groups = bulk_groups(dataset, n_groups)
     users = [
         user_create_or_update(username=f"a{i}", role=Role.ANNOTATOR)[0]
         for i in range(args.annotators)

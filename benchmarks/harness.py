@@ -81,3 +81,32 @@ class Gunicorn:
     def __exit__(self, *exc) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
+
+
+def bulk_groups(
+    dataset,
+    n_groups: int,
+    *,
+    candidates: int = 4,
+    task_type=lambda i: "color_alter",
+    ranking_count: int = 0,
+):
+    """n_groups groups of `candidates` candidates (editor-0, editor-1, ...) written in bulk,
+    without images: for benchmarks that read rankings, not pixels. Call after django.setup()."""
+    from annotation.models import Candidate, Group
+
+    groups = Group.objects.bulk_create(
+        [
+            Group(dataset=dataset, external_id=f"g{i}", instruction=f"instruction {i}",
+                  task_type=task_type(i), source=f"images/{i}.png", source_thumb=f"thumbs/{i}.jpg",
+                  ranking_count=ranking_count)
+            for i in range(n_groups)
+        ],
+        batch_size=5000,
+    )  # fmt: skip
+    Candidate.objects.bulk_create(
+        [Candidate(group=g, external_id=f"{g.external_id}-{c}", editor=f"editor-{c}", image="x", thumb="x")
+         for g in groups for c in range(candidates)],
+        batch_size=10000,
+    )  # fmt: skip
+    return groups

@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from harness import REPO, fresh_database_url, proc_kib  # benchmarks/harness.py
+from harness import REPO, bulk_groups, fresh_database_url, proc_kib  # benchmarks/harness.py
 
 sys.path.insert(0, str(REPO))
 
@@ -72,7 +72,7 @@ def main() -> None:
 
     from accounts.models import Role
     from accounts.services import user_create_or_update
-    from annotation.models import Candidate, Dataset, Group, Ranking
+    from annotation.models import Dataset, Ranking
     from annotation.quality import consensus_pairs, report_refresh
     from annotation.stats.codes import ranking_code
     from annotation.stats.consensus import Policy
@@ -83,20 +83,9 @@ def main() -> None:
     k = args.annotators_per_group
     dataset = Dataset.objects.create(name="quality", overlap=k)
     n_groups = -(-args.rankings // k)
-    groups = Group.objects.bulk_create(
-        [
-            Group(dataset=dataset, external_id=f"g{i}", instruction=f"instruction {i}",
-                  task_type=TASK_TYPES[i % len(TASK_TYPES)], source=f"images/{i}.png",
-                  source_thumb=f"thumbs/{i}.jpg", ranking_count=k)
-            for i in range(n_groups)
-        ],
-        batch_size=5000,
-    )  # fmt: skip
-    Candidate.objects.bulk_create(
-        [Candidate(group=g, external_id=f"{g.external_id}-{c}", editor=f"editor-{c}", image="x", thumb="x")
-         for g in groups for c in range(4)],
-        batch_size=10000,
-    )  # fmt: skip
+    groups = bulk_groups(
+        dataset, n_groups, task_type=lambda i: TASK_TYPES[i % len(TASK_TYPES)], ranking_count=k
+    )
     users = [
         user_create_or_update(username=f"a{i}", role=Role.ANNOTATOR)[0]
         for i in range(args.annotators)
