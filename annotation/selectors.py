@@ -205,11 +205,11 @@ def adjudication_queue(dataset: Dataset, limit: int = 200) -> list[dict]:
 
 
 def adjudication_queue_entries(groups: list[Group], dataset: Dataset) -> list[dict]:
-    usernames = dict(User.objects.values_list("pk", "username"))
     rankings: dict[int, list] = {}
-    for ranking in Ranking.objects.filter(group__in=groups, repeat=False).order_by("pk"):
+    votes = Ranking.objects.filter(group__in=groups, repeat=False).select_related("annotator")
+    for ranking in votes.order_by("pk"):
         rankings.setdefault(ranking.group_id, []).append({
-            "annotator": usernames.get(ranking.annotator_id),
+            "annotator": ranking.annotator.username,
             "tiers": {dim: ranking.full_tiers(dim) for dim in dataset.dimension_keys},
         })  # fmt: skip
     return [
