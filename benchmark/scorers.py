@@ -79,6 +79,9 @@ class Score:
     overall: float | None = None
     raw: list[str] = field(default_factory=list)  # raw model outputs, kept for inspection
     error: str | None = None
+    # A judge's reasoning of its first pass, {"SC": ..., "PQ": ...}, where it wrote one:
+    # a teacher for fine-tuning keeps it when its scores order candidates as humans do.
+    reasoning: dict[str, str] | None = None
 
     @property
     def scored(self) -> bool:
@@ -341,6 +344,7 @@ class _Answer:
     scores: list[float] | None
     raw: list[str]
     error: str | None = None
+    reasoning: str | None = None
 
 
 class OpenAIScorer(Scorer):
@@ -479,7 +483,8 @@ class OpenAIScorer(Scorer):
                 return _Answer(None, raw, f"{label}: {exc}")
             raw.append(text)
             try:
-                return _Answer(parsing.parse_scores(text, 2, self.score_range), raw)
+                reasoning, scores = parsing.parse_score_output(text, 2, self.score_range)
+                return _Answer(scores, raw, reasoning=reasoning)
             except parsing.ScoreParseError as exc:
                 error = f"{label}: unparseable answer ({exc})"
         return _Answer(None, raw, f"{error}, {len(raw)} answers")
@@ -541,7 +546,10 @@ class OpenAIScorer(Scorer):
             missing = f"{self.k - len(passes)} of {self.k} passes failed"
             return Score(raw=raw, error="; ".join([missing, *reasons]))
         mean = scoring.average_passes(passes)
-        return Score(**{name: mean[name] for name in SCORE_FIELDS}, raw=raw)
+        first = {q: answers[0, q].reasoning for q in ("SC", "PQ")}
+        reasoning = {q: text for q, text in first.items() if text}
+        return Score(**{name: mean[name] for name in SCORE_FIELDS}, raw=raw,
+                     reasoning=reasoning or None)  # fmt: skip
 
 
 # ---------------------------------------------------------------- EditScore (a local VLM)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 
 from django.conf import settings
@@ -44,6 +46,9 @@ class FinetuneJobConfig:
     min_votes: int = 1
     benchmark_dataset_id: int | None = None  # benchmarked when training succeeds
     benchmark_k: int = 1
+    # An `openai` scorer spec: the teacher whose reasoning is kept where it agrees
+    # with the humans (rewardmodel.training.curated_reasoning).
+    teacher: dict | None = None
 
     def __post_init__(self):
         if not isinstance(self.model_name, str) or not MODEL_NAME.fullmatch(self.model_name):
@@ -55,6 +60,12 @@ class FinetuneJobConfig:
             raise ValueError("benchmark_dataset_id must be an integer or null")
         if not isinstance(self.base_model, str) or not self.base_model:
             raise ValueError("base_model must be a path to a Qwen2.5-VL checkpoint folder")
+        if self.teacher is not None:
+            from benchmark.scorers import make_scorer
+
+            if not isinstance(self.teacher, dict) or self.teacher.get("kind") != "openai":
+                raise ValueError("teacher must be an openai scorer spec (a judge that reasons)")
+            make_scorer(self.teacher)  # names a bad option
         if not isinstance(self.training, dict):
             raise ValueError("training must be an object of FinetuneConfig overrides")
         unknown = sorted(set(self.training) - set(TUNABLE))
@@ -75,27 +86,42 @@ class FinetuneJobConfig:
 def run_finetune(ctx) -> dict:
     from annotation.models import Dataset
     from benchmark.models import BenchmarkDataset
-    from benchmark.runs import run_enqueue
+    from benchmark.runs import build_scorer, run_enqueue
+    from benchmark.scorers import Candidate
     from config.storage import read_stored
     from rewardmodel.ml.finetune import FinetuneConfig, examples_for_candidate, finetune
     from rewardmodel.models import RewardModel
-    from rewardmodel.training import training_targets
+    from rewardmodel.training import curated_reasoning, training_targets
 
     cfg = FinetuneJobConfig(**ctx.config)
     model = RewardModel.objects.get(job_id=ctx.job_id)
     try:
         dataset = Dataset.objects.get(pk=cfg.dataset_id)
         ctx.progress(0.01, "building the training conversations")
-        examples = []
-        for target in training_targets(
-            dataset, score_range=cfg.score_range, min_votes=cfg.min_votes
-        ):
-            # The original images: the SC example resizes the edited one to the source's
-            # size itself (as scoring does), the PQ example keeps it as it is.
-            examples += examples_for_candidate(
-                target.instruction, read_stored(target.source), read_stored(target.image),
-                sc_scores=target.sc, pq_scores=target.pq, score_range=cfg.score_range,
-            )  # fmt: skip
+        teacher = build_scorer(cfg.teacher) if cfg.teacher else None
+        examples, kept = [], {"groups": 0, "sc": 0, "pq": 0}
+        targets = training_targets(dataset, score_range=cfg.score_range, min_votes=cfg.min_votes)
+        for _, group in groupby(targets, key=attrgetter("group")):
+            group = list(group)
+            images = {t.candidate: (read_stored(t.source), read_stored(t.image)) for t in group}
+            reasoning = [(None, None)] * len(group)
+            if teacher is not None:
+                ctx.heartbeat()
+                scores = teacher.score([
+                    Candidate(t.candidate, t.instruction, *images[t.candidate]) for t in group
+                ])  # fmt: skip
+                reasoning = curated_reasoning(group, scores)
+                kept["groups"] += 1
+                kept["sc"] += reasoning[0][0] is not None
+                kept["pq"] += reasoning[0][1] is not None
+            for target, (why_sc, why_pq) in zip(group, reasoning, strict=True):
+                # The original images: the SC example resizes the edited one to the source's
+                # size itself (as scoring does), the PQ example keeps it as it is.
+                examples += examples_for_candidate(
+                    target.instruction, *images[target.candidate], sc_scores=target.sc,
+                    pq_scores=target.pq, reasoning_sc=why_sc, reasoning_pq=why_pq,
+                    score_range=cfg.score_range,
+                )  # fmt: skip
         if not examples:
             raise ValueError(f"dataset {dataset.name!r} has no ranked group to train on")
         config = FinetuneConfig(
@@ -124,6 +150,8 @@ def run_finetune(ctx) -> dict:
     )
     model.refresh_from_db()
     summary = {**result, "model": model.name, "examples": len(examples)}
+    if teacher is not None:
+        summary["teacher_reasoning_kept"] = kept  # groups judged; groups whose SC/PQ kept
     if cfg.benchmark_dataset_id is not None:
         bench = BenchmarkDataset.objects.get(pk=cfg.benchmark_dataset_id)
         run = run_enqueue(

@@ -13,12 +13,23 @@ The SC answer is [prompt following, consistency]; the PQ answer (naturalness,
 artifacts) takes the overall dimension's score twice: our annotators judge the
 edit's overall quality, not naturalness and artifacts apart. Gold groups and
 repeats are left out (they are quality checks).
+
+Reasoning (the paper's "curation by agreement"): a teacher judge (an
+OpenAI-compatible VLM, the benchmark's `openai` scorer) scores every candidate
+of a group; its SC reasoning is kept for the group only when its prompt-following
+and consistency scores order the candidates as the human targets do, its PQ
+reasoning only when its perceptual-quality scores order them as the humans'
+overall scores do (`curated_reasoning`). Pairs the humans tie constrain nothing;
+a pair the humans separate must be separated the same way (a teacher tie or an
+unscored candidate is a disagreement). Elsewhere the target's reasoning is a
+neutral sentence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 
 from annotation.models import Adjudication, Dataset, Group, Ranking
 
@@ -93,3 +104,40 @@ def training_targets(
                 sc=(score["prompt_following"], score["consistency"]),
                 pq=(score["overall"], score["overall"]),
             )
+
+
+def orders_agree(human: Sequence[float], teacher: Sequence[float | None]) -> bool:
+    """True when every pair the humans separate is separated the same way by the teacher."""
+    for i, j in combinations(range(len(human)), 2):
+        if human[i] == human[j]:
+            continue
+        if teacher[i] is None or teacher[j] is None:
+            return False
+        if (human[i] - human[j]) * (teacher[i] - teacher[j]) <= 0:
+            return False
+    return True
+
+
+def curated_reasoning(group: Sequence[Target], teacher: Sequence) -> list[tuple]:
+    """(SC reasoning, PQ reasoning) per candidate of one group, None where the
+    teacher's reasoning is not kept. `teacher` holds the teacher's score for each
+    target, in order (objects with prompt_following, consistency,
+    perceptual_quality, error and reasoning = {"SC": ..., "PQ": ...})."""
+    if len(group) != len(teacher):
+        raise ValueError("one teacher score per target")
+    scored = all(s.error is None for s in teacher)
+
+    def agree(index: int, field: str, pair: str) -> bool:
+        return orders_agree(
+            [getattr(t, pair)[index] for t in group], [getattr(s, field) for s in teacher]
+        )
+
+    keep_sc = scored and agree(0, "prompt_following", "sc") and agree(1, "consistency", "sc")
+    keep_pq = scored and agree(0, "perceptual_quality", "pq")
+    return [
+        (
+            (s.reasoning or {}).get("SC") if keep_sc else None,
+            (s.reasoning or {}).get("PQ") if keep_pq else None,
+        )
+        for s in teacher
+    ]

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.permissions import researcher_required
 from annotation.models import Dataset
 from benchmark.models import BenchmarkDataset
+from benchmark.scorers import parse_spec
 from jobs.registry import InvalidJobConfig
 from rewardmodel.jobs import PAPER_DEFAULTS, TUNABLE, finetune_enqueue
 from rewardmodel.models import RewardModel
@@ -69,7 +70,9 @@ def _finetune_config(post) -> dict:
         except ValueError:
             raise ValueError(f"{name} must be chosen from the list") from None
 
+    teacher = post.get("teacher", "").strip()
     return {
+        "teacher": parse_spec(teacher) if teacher else None,
         "model_name": post.get("name", "").strip(),
         "dataset_id": number("dataset"),
         "base_model": post.get("base", "").strip(),

@@ -149,3 +149,111 @@ def test_finetune_job_trains_registers_and_queues_a_benchmark(tmp_path, tiny_dir
     assert job.metrics.filter(name="loss").count() == 2
     run = BenchmarkRun.objects.get(dataset=bench)
     assert run.scorer == model.scorer_spec(1) and run.job.queue == "gpu"
+
+
+def test_curated_reasoning_keeps_a_teacher_only_where_it_orders_like_the_humans():
+    from types import SimpleNamespace as NS
+
+    from rewardmodel.training import Target, curated_reasoning, orders_agree
+
+    assert orders_agree([3, 2, 1], [9.0, 5.0, 1.0])
+    assert orders_agree([3, 3, 1], [4.0, 5.0, 1.0])  # a human tie constrains nothing
+    assert not orders_agree([3, 2, 1], [9.0, 9.0, 1.0])  # a teacher tie where humans differ
+    assert not orders_agree([3, 2], [1.0, 2.0])
+    assert not orders_agree([3, 2], [None, 2.0])
+    assert orders_agree([5], [None])  # one candidate: nothing to order
+
+    def target(sc, pq):
+        return Target("g", f"c{sc}", "i", "s", "e", sc=sc, pq=pq)
+
+    group = [target((20, 10), (20, 20)), target((10, 20), (10, 10))]
+
+    def teacher(pf, c, pq, error=None):
+        return NS(prompt_following=pf, consistency=c, perceptual_quality=pq, error=error,
+                  reasoning={"SC": f"sc {pf}", "PQ": f"pq {pq}"})  # fmt: skip
+
+    assert curated_reasoning(group, [teacher(8, 2, 9), teacher(3, 7, 1)]) == [
+        ("sc 8", "pq 9"), ("sc 3", "pq 1"),
+    ]  # fmt: skip
+    # consistency ordered the other way: the SC reasoning goes, the PQ stays
+    assert curated_reasoning(group, [teacher(8, 7, 9), teacher(3, 2, 1)]) == [
+        (None, "pq 9"), (None, "pq 1"),
+    ]  # fmt: skip
+    # an unscored candidate: nothing of the group is kept
+    unscored = teacher(None, None, None, error="HTTP 500")
+    assert curated_reasoning(group, [teacher(8, 2, 9), unscored]) == [(None, None)] * 2
+    with pytest.raises(ValueError, match="one teacher score per target"):
+        curated_reasoning(group, [teacher(8, 2, 9)])
+
+
+def test_finetune_job_keeps_the_teachers_reasoning_where_it_agrees(tmp_path, tiny_dir, monkeypatch):
+    """A teacher judge over real HTTP: group 0 is ordered as the humans did on every
+    dimension, group 1 only on perceptual quality. The training targets carry the
+    teacher's SC reasoning for group 0 only, its PQ reasoning for both."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    import rewardmodel.ml.finetune as ft
+    from jobs.runner import run_job
+    from rewardmodel.jobs import finetune_enqueue
+    from tests.test_scorers import Judge
+
+    def reply(request):
+        content = request["body"]["messages"][1]["content"]
+        url = [p["image_url"]["url"] for p in content if p["type"] == "image_url"][-1]
+        png = base64.b64decode(url.split(",", 1)[1])
+        red, green, _ = Image.open(io.BytesIO(png)).convert("RGB").getpixel((0, 0))
+        g, c = red // 20, (green - 40) // 40
+        if len(content) == 5:  # SC: two labelled images and the prompt
+            pf = 20 - 10 * c if g == 0 else 5 + 10 * c
+            scores, why = [pf, 20 - 10 * c], f"SC says g{g}c{c}"
+        else:
+            scores, why = [20 - 10 * c, 20 - 10 * c], f"PQ says g{g}c{c}"
+        return 200, json.dumps({"reasoning": why, "score": scores}), 0
+
+    judge = Judge(reply)
+    seen = []
+    real = ft.finetune
+    monkeypatch.setattr(ft, "finetune", lambda config, examples, **kw: (
+        seen.extend(examples), real(config, examples, **kw))[1])  # fmt: skip
+    try:
+        users = [UserFactory(username=f"r{i}") for i in range(2)]
+        dataset = make_dataset(groups=2, candidates=2, overlap=1, annotators=users)
+        for group in Group.objects.filter(dataset=dataset):
+            c0, c1 = (f"{group.external_id}-c{i}" for i in range(2))
+            ranking_submit(group=group, annotator=users[0], submission_id=uuid.uuid4(),
+                           tiers=dict.fromkeys(DIMS, [[c0], [c1]]))  # fmt: skip
+        model = finetune_enqueue(config={
+            "model_name": "taught", "dataset_id": dataset.pk, "base_model": str(tiny_dir),
+            "training": {"max_steps": 1, "grad_accum": 1, "lora_r": 2, "lora_alpha": 4,
+                         "max_pixels": 28 * 28 * 16},
+            "teacher": {"kind": "openai", "model": "judge", "base_url": judge.url},
+        })  # fmt: skip
+        assert run_job(model.job_id, worker="test") == "succeeded", model.job.error
+    finally:
+        judge.close()
+    model.job.refresh_from_db()
+    assert model.job.result["teacher_reasoning_kept"] == {"groups": 2, "sc": 1, "pq": 2}
+    reasons = sorted(json.loads(e.target)["reasoning"] for e in seen)
+    assert reasons == sorted([
+        "SC says g0c0", "SC says g0c1", ft.NEUTRAL_REASONING_SC, ft.NEUTRAL_REASONING_SC,
+        "PQ says g0c0", "PQ says g0c1", "PQ says g1c0", "PQ says g1c1",
+    ])  # fmt: skip
+    assert all(re.search(r'"score": \[\d+, \d+\]', e.target) for e in seen)
+    assert len(judge.requests) == 2 * 2 * 2  # 4 candidates x SC/PQ, one pass
+
+
+def test_a_teacher_must_be_an_openai_judge():
+    from jobs.registry import InvalidJobConfig
+    from rewardmodel.jobs import finetune_enqueue
+
+    dataset = make_dataset(groups=1, candidates=2)
+    base = {"model_name": "m", "dataset_id": dataset.pk, "base_model": "/x"}
+    with pytest.raises(InvalidJobConfig, match="teacher must be an openai scorer"):
+        finetune_enqueue(config={**base, "teacher": {"kind": "random"}})
+    with pytest.raises(InvalidJobConfig, match="unknown option"):
+        finetune_enqueue(config={**base, "teacher": {"kind": "openai", "model": "m", "x": 1}})
+    assert not RewardModel.objects.exists()

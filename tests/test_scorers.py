@@ -94,6 +94,7 @@ def test_score_as_dict():
         "overall": 2.0,
         "raw": ["x"],
         "error": None,
+        "reasoning": None,
     }
     assert score.scored and not Score(error="why").scored
 
@@ -534,7 +535,8 @@ def test_openai_avg_at_k(judge, source):
     def reply(request):
         if _question(request) == "PQ":
             return 200, _answer([25, 10]), 0
-        return 200, _answer([20, 15] if request["body"]["seed"] == 42 else [10, 25]), 0
+        seed = request["body"]["seed"]
+        return 200, _answer([20, 15] if seed == 42 else [10, 25], f"seed {seed}"), 0
 
     server = judge(reply)
     [score] = _scorer(server, k=2, top_k=20).score([_candidate("c", source, source)])
@@ -547,6 +549,7 @@ def test_openai_avg_at_k(judge, source):
     assert score.perceptual_quality == pytest.approx(4.0)
     assert score.overall == pytest.approx((math.sqrt(24) + 4) / 2)
     assert len(score.raw) == 4
+    assert score.reasoning == {"SC": "seed 42", "PQ": "fine"}  # the first pass's
 
 
 def test_openai_avg_at_k_needs_every_pass(judge, source):

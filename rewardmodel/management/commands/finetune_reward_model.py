@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Dataset
 from benchmark.models import BenchmarkDataset
+from benchmark.scorers import parse_spec
 from jobs.registry import InvalidJobConfig
 from jobs.runner import run_job
 from rewardmodel.jobs import TUNABLE, finetune_enqueue
@@ -35,6 +36,11 @@ class Command(BaseCommand):
         parser.add_argument("--base", required=True, help="Qwen2.5-VL checkpoint folder")
         parser.add_argument("--adapter-init", default=None, help="continue from this adapter")
         parser.add_argument("--benchmark", default=None, metavar="NAME", help="benchmark dataset")
+        parser.add_argument(
+            "--teacher", default=None, metavar="SPEC",
+            help="openai judge (e.g. openai:model=gpt-4.1) whose reasoning is kept where its "
+            "scores order a group's candidates as the annotators did",
+        )  # fmt: skip
         parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
         parser.add_argument("--inline", action="store_true", help="train in this process")
 
@@ -53,8 +59,10 @@ class Command(BaseCommand):
             "benchmark_dataset_id": bench.pk if bench else None,
         }  # fmt: skip
         try:
+            if o["teacher"]:
+                config["teacher"] = parse_spec(o["teacher"])
             model = finetune_enqueue(config=config)
-        except InvalidJobConfig as exc:
+        except (InvalidJobConfig, ValueError) as exc:
             raise CommandError(str(exc)) from None
         if not o["inline"]:
             self.stdout.write(
