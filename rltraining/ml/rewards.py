@@ -1,0 +1,291 @@
+"""Reward functions for RL: plain callables ``(sources, instructions, images) -> list[float]``,
+one reward per edited image (``sources[i]`` and ``instructions[i]`` are what ``images[i]`` was
+made from).
+
+Two families:
+
+* toy rewards (:func:`brightness_reward`, :func:`colour_reward`, :func:`weighted_sum`) that need no
+  model, so the whole RL loop can be tested, and demonstrated on a CPU, with a reward whose
+  optimum is known;
+* :func:`editscore_reward`, the method's reward (EditScore overall / 10, ``docs/method.md``
+  section 4), around an in-process :class:`rewardmodel.ml.model.EditScore` or a
+  :class:`rewardmodel.ml.client.RewardClient` talking to reward servers.
+
+:func:`build_reward` makes any of them from a JSON-able spec, the form a training job stores.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+RewardFn = Callable[[list[Image.Image], list[str], list[Image.Image]], list[float]]
+
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as PIL's "L" conversion
+_MAX_RGB_DISTANCE = 255.0 * math.sqrt(3.0)
+
+
+def _check_batch(sources: Sequence, instructions: Sequence, images: Sequence) -> None:
+    if not len(sources) == len(instructions) == len(images):
+        raise ValueError(
+            f"{len(sources)} sources, {len(instructions)} instructions and {len(images)} images: "
+            "one of each per edited image is needed"
+        )
+
+
+def _rgb(image: Image.Image) -> np.ndarray:
+    """(H, W, 3) float64 array in 0..255; alpha is dropped, not composited."""
+    return np.asarray(image.convert("RGB"), dtype=np.float64)
+
+
+def brightness_reward(
+    sources: list[Image.Image], instructions: list[str], images: list[Image.Image]
+) -> list[float]:
+    """Mean luminance (0.299 R + 0.587 G + 0.114 B) of each image, in [0, 1]: black 0, white 1."""
+    _check_batch(sources, instructions, images)
+    return [float((_rgb(img) @ _LUMA).mean() / 255.0) for img in images]
+
+
+def colour_reward(target: Sequence[int] = (255, 0, 0)) -> RewardFn:
+    """A reward for being close to the colour ``target`` (r, g, b in 0..255): ``1 − d / d_max``
+    with ``d`` the mean over pixels of the Euclidean RGB distance to the target and
+    ``d_max = 255·√3`` (the cube's diagonal), so it lies in [0, 1] and is 1 for a flat image of
+    exactly the target colour."""
+    colour = np.array(_check_colour(target), dtype=np.float64)
+
+    def reward(
+        sources: list[Image.Image], instructions: list[str], images: list[Image.Image]
+    ) -> list[float]:
+        _check_batch(sources, instructions, images)
+        out = []
+        for img in images:
+            distance = np.linalg.norm(_rgb(img) - colour, axis=-1).mean()
+            out.append(float(1.0 - distance / _MAX_RGB_DISTANCE))
+        return out
+
+    reward.__name__ = f"colour_reward{tuple(int(c) for c in colour)}"
+    return reward
+
+
+def _check_colour(target: Any) -> list[int]:
+    if (
+        isinstance(target, str | bytes)
+        or not isinstance(target, Sequence)
+        or len(target) != 3
+        or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in target)
+    ):
+        raise ValueError(f"a colour is three integers in 0..255 (r, g, b), got {target!r}")
+    return list(target)
+
+
+def weighted_sum(terms: Sequence[tuple[RewardFn, float]]) -> RewardFn:
+    """``Σ w·fn(...)`` over ``terms`` (pairs of reward function and weight, weights may be
+    negative to penalise)."""
+    terms = [(fn, float(w)) for fn, w in terms]
+    if not terms:
+        raise ValueError("weighted_sum needs at least one (function, weight) term")
+    for fn, w in terms:
+        if not callable(fn) or not math.isfinite(w):
+            raise ValueError(f"each term must be (callable, finite weight), got ({fn!r}, {w!r})")
+
+    def reward(
+        sources: list[Image.Image], instructions: list[str], images: list[Image.Image]
+    ) -> list[float]:
+        _check_batch(sources, instructions, images)
+        total = [0.0] * len(images)
+        for fn, w in terms:
+            values = fn(sources, instructions, images)
+            if len(values) != len(images):
+                raise ValueError(f"{fn!r} returned {len(values)} rewards for {len(images)} images")
+            total = [t + w * float(v) for t, v in zip(total, values, strict=True)]
+        return total
+
+    return reward
+
+
+def _check_options(k: Any, unscored: Any) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    if unscored is not None and (
+        isinstance(unscored, bool)
+        or not isinstance(unscored, int | float)
+        or not math.isfinite(unscored)
+    ):
+        raise ValueError(f"unscored must be a finite number or None (raise), got {unscored!r}")
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """The image as RGB PNG bytes (lossless, so the scorer sees exactly the policy's pixels)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+class EditScoreReward:
+    """EditScore's overall score / ``scale`` for each edit (0..1 with the default 0-10 scale).
+
+    ``scorer`` is anything with ``score(items, k=...)`` returning EditScore's result dicts: an
+    in-process :class:`rewardmodel.ml.model.EditScore` or a
+    :class:`rewardmodel.ml.client.RewardClient`. Items are
+    :class:`rewardmodel.ml.model.ScoreItem` with PNG bytes, which both accept. ``k`` is Avg@K.
+
+    An item left unscored (``overall`` None or not finite: the reward model's answers could not
+    be read after its retries) gets the reward ``unscored`` (default 0.0, the bottom of the scale: an edit the
+    judge cannot rate earns nothing), or, with ``unscored=None``, raises RuntimeError. Either
+    way it is counted in ``unscored_count`` (over the object's life) and its error is kept in
+    ``last_errors`` (for the latest call), so the trainer can log it.
+    """
+
+    def __init__(
+        self, scorer: Any, k: int = 1, *, unscored: float | None = 0.0, scale: float = 10.0
+    ):
+        if not callable(getattr(scorer, "score", None)):
+            raise ValueError(f"{scorer!r} has no score(items, k=...) method")
+        _check_options(k, unscored)
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale!r}")
+        self.scorer = scorer
+        self.k = k
+        self.unscored = None if unscored is None else float(unscored)
+        self.scale = float(scale)
+        self.unscored_count = 0
+        self.last_errors: list[str] = []
+
+    def __call__(
+        self, sources: list[Image.Image], instructions: list[str], images: list[Image.Image]
+    ) -> list[float]:
+        from rewardmodel.ml.model import ScoreItem
+
+        _check_batch(sources, instructions, images)
+        encoded: dict[int, bytes] = {}  # a group's samples share one source image
+
+        def source_png(image: Image.Image) -> bytes:
+            if id(image) not in encoded:
+                encoded[id(image)] = png_bytes(image)
+            return encoded[id(image)]
+
+        items = [
+            ScoreItem(instruction=text, source=source_png(src), edited=png_bytes(img))
+            for src, text, img in zip(sources, instructions, images, strict=True)
+        ]
+        results = self.scorer.score(items, k=self.k) if items else []
+        if len(results) != len(items):
+            raise RuntimeError(f"the scorer returned {len(results)} results for {len(items)} items")
+        rewards, self.last_errors = [], []
+        for n, result in enumerate(results):
+            overall = result.get("overall")
+            if overall is None or not math.isfinite(float(overall)):
+                error = f"item {n}: {result.get('error') or 'unscored'}"
+                self.unscored_count += 1
+                self.last_errors.append(error)
+                if self.unscored is None:
+                    raise RuntimeError(f"the reward model left an edit unscored: {error}")
+                rewards.append(self.unscored)
+            else:
+                rewards.append(float(overall) / self.scale)
+        return rewards
+
+
+def editscore_reward(
+    scorer_like: Any, k: int = 1, *, unscored: float | None = 0.0, scale: float = 10.0
+) -> EditScoreReward:
+    """The method's reward, EditScore overall / 10; see :class:`EditScoreReward`."""
+    return EditScoreReward(scorer_like, k, unscored=unscored, scale=scale)
+
+
+# ---------------------------------------------------------------------- specs
+
+_KEYS = {
+    "brightness": set(),
+    "colour": {"target"},
+    "weighted": {"terms"},
+    "editscore": {"base", "adapter", "k", "device", "dtype", "unscored"},
+    "reward_server": {"urls", "token", "token_env", "k", "timeout", "unscored"},
+}
+_REQUIRED = {
+    "colour": {"target"},
+    "weighted": {"terms"},
+    "editscore": {"base"},
+    "reward_server": {"urls"},
+}
+
+
+def build_reward(spec: Mapping[str, Any]) -> RewardFn:
+    """A reward function from a JSON-able spec::
+
+        {"kind": "brightness"}
+        {"kind": "colour", "target": [255, 0, 0]}                 # "color" is accepted too
+        {"kind": "weighted", "terms": [[{"kind": "brightness"}, 0.5], [spec, weight], ...]}
+        {"kind": "editscore", "base": path, "adapter": path | None, "k": 1, "device": "cpu",
+         "dtype": None, "unscored": 0.0}
+        {"kind": "reward_server", "urls": [...], "token": "...", "k": 1, "timeout": 120,
+         "unscored": 0.0}
+
+    ``reward_server`` may name an environment variable with ``"token_env"`` instead of putting
+    the token in the spec (specs are stored with jobs). ``editscore`` loads the model now.
+    Unknown kinds and unknown or missing keys raise ValueError (a typo must not silently train
+    against a default).
+    """
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"a reward spec is a JSON object, got {type(spec).__name__}")
+    kind = spec.get("kind")
+    kind = "colour" if kind == "color" else kind
+    if kind not in _KEYS:
+        raise ValueError(f"unknown reward kind {kind!r}: one of {sorted(_KEYS)}")
+    keys = set(spec) - {"kind"}
+    if keys - _KEYS[kind]:
+        raise ValueError(f"unknown keys for reward kind {kind!r}: {sorted(keys - _KEYS[kind])}")
+    if _REQUIRED.get(kind, set()) - keys:
+        raise ValueError(f"reward kind {kind!r} needs {sorted(_REQUIRED[kind] - keys)}")
+    unscored, k = spec.get("unscored", 0.0), spec.get("k", 1)
+    if kind in ("editscore", "reward_server"):
+        _check_options(k, unscored)  # before a model is loaded
+
+    if kind == "brightness":
+        return brightness_reward
+    if kind == "colour":
+        return colour_reward(spec["target"])
+    if kind == "weighted":
+        terms = spec["terms"]
+        if not isinstance(terms, list) or not all(
+            isinstance(t, list | tuple) and len(t) == 2 for t in terms
+        ):
+            raise ValueError(
+                f"weighted terms must be a list of [spec, weight] pairs, got {terms!r}"
+            )
+        for _, weight in terms:
+            if isinstance(weight, bool) or not isinstance(weight, int | float):
+                raise ValueError(f"a term's weight must be a number, got {weight!r}")
+        return weighted_sum([(build_reward(sub), weight) for sub, weight in terms])
+    if kind == "editscore":
+        from rewardmodel.ml.model import EditScore
+
+        scorer = EditScore.from_pretrained(
+            spec["base"],
+            spec.get("adapter"),
+            device=spec.get("device", "cpu"),
+            dtype=spec.get("dtype"),
+        )
+        return editscore_reward(scorer, k, unscored=unscored)
+    # reward_server
+    from rewardmodel.ml.client import RewardClient
+
+    if "token" in spec and "token_env" in spec:
+        raise ValueError("give either token or token_env, not both")
+    if "token_env" in spec:
+        token = os.environ.get(spec["token_env"])
+        if not token:
+            raise ValueError(f"environment variable {spec['token_env']!r} is unset or empty")
+    else:
+        token = spec.get("token", "")
+    urls = spec["urls"]
+    if isinstance(urls, str) or not isinstance(urls, list) or not urls:
+        raise ValueError(f"urls must be a non-empty list of server URLs, got {urls!r}")
+    client = RewardClient(urls, token, timeout=spec.get("timeout", 120))
+    return editscore_reward(client, k, unscored=unscored)
