@@ -10,14 +10,16 @@ Training data
     reads images on access, like :class:`ExampleFile`, keeps a large set out of memory.
 
 What :func:`finetune` does
-    * loads the base model (any Qwen-VL checkpoint ``AutoModelForImageTextToText`` accepts; the
-      processor through :func:`rewardmodel.ml.tiny.load_processor`, as scoring does) and wraps
+    * loads the base model (any Qwen-VL checkpoint ``AutoModelForImageTextToText`` accepts,
+      Qwen2.5-VL and Qwen3-VL tested; the processor through
+      :func:`rewardmodel.ml.tiny.load_processor`, as scoring does) and wraps
       it with a new peft LoRA adapter, or continues a given one (``adapter_init``: its own rank,
       alpha, dropout and target modules are kept, the ``lora_*`` / ``target_modules`` fields
       are ignored, and the optimizer and schedule start afresh);
     * ``target_modules="all-linear"`` means every ``nn.Linear`` of the *language model*: the
       attention and MLP projections of each decoder layer. The vision tower and its merger
-      (projector) stay frozen and unadapted, and so does the output head (``lm_head``; peft's
+      (projector; in Qwen3-VL also the DeepStack mergers, see :data:`VISION_MODULE_PARTS`)
+      stay frozen and unadapted, and so does the output head (``lm_head``; peft's
       own "all-linear" leaves it out too, but would adapt the vision tower). That is the usual
       Qwen-VL LoRA recipe (LLaMA-Factory freezes the vision tower by default), the judging
       skill is in the language model, and the adapter stays small and mergeable. A list may
@@ -538,9 +540,22 @@ def answer_loss_sum(model, batch: dict):
     return F.cross_entropy(picked, labels[mask], reduction="sum")
 
 
+# Module-name parts that mark the vision side of a Qwen-VL (and of LLaVA-style VLMs): the tower
+# (``model.visual`` in Qwen2.5-VL and Qwen3-VL), its merger (projector) and Qwen3-VL's DeepStack
+# mergers (``model.visual.deepstack_merger_list.N``). Both Qwen families name the language model's
+# linear layers alike (``model.language_model.layers.N.{self_attn,mlp}.*_proj``).
+VISION_MODULE_PARTS = (
+    "visual",
+    "vision_tower",
+    "multi_modal_projector",
+    "merger",
+    "deepstack_merger_list",
+)
+
+
 def language_linear_modules(model) -> str:
     """The peft ``target_modules`` regex for "all-linear": every ``nn.Linear`` outside the vision
-    tower (``visual``), its merger and the output head."""
+    side (:data:`VISION_MODULE_PARTS`) and the output head."""
     import torch.nn as nn
 
     leaves = set()
@@ -548,15 +563,14 @@ def language_linear_modules(model) -> str:
         if not isinstance(module, nn.Linear):
             continue
         parts = name.split(".")
-        if "visual" in parts or "vision_tower" in parts or "lm_head" in parts:
-            continue
-        if "multi_modal_projector" in parts or "merger" in parts:
+        if "lm_head" in parts or any(part in parts for part in VISION_MODULE_PARTS):
             continue
         leaves.add(parts[-1])
     if not leaves:
         raise ValueError("no linear layer found in the language model")
     alternatives = "|".join(sorted(re.escape(leaf) for leaf in leaves))
-    return rf"^(?!.*\b(?:visual|vision_tower|multi_modal_projector)\b).*\.(?:{alternatives})$"
+    vision = "|".join(re.escape(part) for part in VISION_MODULE_PARTS)
+    return rf"^(?!.*(?:^|\.)(?:{vision})(?:\.|$)).*\.(?:{alternatives})$"
 
 
 def resolve_target_modules(targets: str | list[str], model) -> str | list[str]:

@@ -8,19 +8,21 @@ Loading::
                                        device="cuda", dtype="bfloat16")
     scorer = EditScore.from_pretrained("/models/editscore-7b-merged")        # merged checkpoint
 
-``base`` is anything ``AutoModelForImageTextToText.from_pretrained`` accepts (a Qwen2.5-VL
-checkpoint folder, a hub id when the machine is online, a merged EditScore checkpoint, or a
-:func:`rewardmodel.ml.tiny.build_tiny_editscore` folder); the processor is loaded from the same
-place by :func:`rewardmodel.ml.tiny.load_processor` (``AutoProcessor``, or a torchvision-free
-equivalent). ``adapter`` is a peft LoRA folder (the released EditScore adapters, or one written
+``base`` is anything ``AutoModelForImageTextToText.from_pretrained`` accepts (a Qwen2.5-VL or
+Qwen3-VL checkpoint folder, a hub id when the machine is online, a merged EditScore checkpoint,
+or a :func:`rewardmodel.ml.tiny.build_tiny_editscore` folder of either family); the processor is
+loaded from the same place by :func:`rewardmodel.ml.tiny.load_processor` (``AutoProcessor``, or
+the family's processor class made torchvision-free). Nothing here depends on the family: the
+chat text always comes from the processor's own chat template, so each family gets its own
+layout (what differs is tabled in :data:`rewardmodel.ml.tiny.FAMILIES`). ``adapter`` is a peft LoRA folder (the released EditScore adapters, or one written
 by :mod:`rewardmodel.ml.finetune`): it is loaded with ``PeftModel.from_pretrained`` and merged
 into the base once (``merge_adapter=False`` keeps it separate).
 
 Scoring (:meth:`EditScore.score`), for every item and pass:
 
 * the SC prompt with images [source, edited resized to the source's size] and the PQ prompt
-  with [edited], laid out by :func:`rewardmodel.ml.prompts.qwen_messages` and the processor's
-  chat template; every image is converted to RGB and shrunk (aspect kept) to at most
+  with [edited], laid out by :func:`rewardmodel.ml.prompts.qwen_messages` (the system turn,
+  then the labelled images before the prompt text) and the processor's chat template; every image is converted to RGB and shrunk (aspect kept) to at most
   ``max_pixels`` pixels before the processor sees it;
 * batched generation: left padding, the SC requests of up to ``batch_size`` items in one
   ``generate`` call, their PQ requests in another;
