@@ -101,6 +101,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardmodel.ml import prompts
+from rewardmodel.ml.distributed import Dist, load_optimizer, save_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -614,78 +615,6 @@ def _load_base(path: str, dtype, device):
     return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, device_map=device_map)
 
 
-class _Dist:
-    """Rank, world size and the collectives finetune needs; trivial in a single process."""
-
-    def __init__(self):
-        import torch
-
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if torch.cuda.is_available():
-            self.device = torch.device("cuda", self.local_rank)
-            torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
-        self.owns_group = False
-        if self.world > 1:
-            import torch.distributed as dist
-
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-                self.owns_group = True
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, values: list[float]) -> list[float]:
-        if self.world == 1:
-            return values
-        import torch
-        import torch.distributed as dist
-
-        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return tensor.tolist()
-
-    def sum_grads(self, params) -> None:
-        if self.world == 1:
-            return
-        import torch
-        import torch.distributed as dist
-
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1).float() for p in params])
-        dist.all_reduce(flat)
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
-            offset += n
-
-    def decide(self, flag: bool) -> bool:
-        """Rank 0's decision, on every rank."""
-        if self.world == 1:
-            return flag
-        return bool(self.sum([1.0 if (flag and self.main) else 0.0])[0])
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.owns_group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
 def _fingerprint(config: FinetuneConfig, n_examples: int) -> dict:
     data = {k: v for k, v in config.to_dict().items() if k not in _RESUME_FREE}
     return {"config": data, "examples": n_examples}
@@ -702,41 +631,6 @@ def checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
         if match and (child / "state.json").is_file():
             found.append((int(match.group(1)), child))
     return sorted(found)
-
-
-def _save_optimizer(optimizer, folder: Path) -> None:
-    """The optimizer state as safetensors (tensors) + JSON (the rest): no pickle."""
-    from safetensors.torch import save_file
-
-    state = optimizer.state_dict()
-    tensors, plain = {}, {}
-    for index, values in state["state"].items():
-        for key, value in values.items():
-            name = f"{index}.{key}"
-            if hasattr(value, "contiguous"):
-                tensors[name] = value.detach().contiguous().cpu()
-            else:
-                plain[name] = value
-    save_file(tensors, folder / "optimizer.safetensors")
-    meta = {"param_groups": state["param_groups"], "plain": plain}
-    (folder / "optimizer.json").write_text(json.dumps(meta))
-
-
-def _load_optimizer(optimizer, folder: Path, device) -> None:
-    from safetensors.torch import load_file
-
-    meta = json.loads((folder / "optimizer.json").read_text())
-    state: dict[int, dict] = {}
-    for name, value in load_file(folder / "optimizer.safetensors", device=str(device)).items():
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = value
-    for name, value in meta["plain"].items():
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = value
-    for group in meta["param_groups"]:
-        if "betas" in group:
-            group["betas"] = tuple(group["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 def _rng_state() -> tuple[dict, dict]:
@@ -800,7 +694,7 @@ def _save_checkpoint(root: Path, step: int, model, optimizer, scheduler, state: 
     dist.barrier()
     if dist.main:
         model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
-        _save_optimizer(optimizer, tmp)
+        save_optimizer(optimizer, tmp)
         state = {**state, "step": step, "scheduler": scheduler.state_dict()}
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
         shutil.rmtree(final, ignore_errors=True)
@@ -865,7 +759,7 @@ def finetune(
                 "output_dir (or the original config) to resume"
             )
 
-    dist = _Dist()
+    dist = Dist()
     try:
         return _train(
             config, examples, on_step, should_stop, dist, root, resume, fingerprint, started
@@ -920,7 +814,7 @@ def _train(config, examples, on_step, should_stop, dist, root, resume, fingerpri
     last_loss = None
     if resume is not None:
         state = json.loads((resume / "state.json").read_text())
-        _load_optimizer(optimizer, resume, dist.device)
+        load_optimizer(optimizer, resume, dist.device)
         scheduler.load_state_dict(state["scheduler"])
         _load_rng(resume, dist.rank)
         step = int(state["step"])
