@@ -1,0 +1,218 @@
+"""The Flow-GRPO trainer on tiny diffusers pipelines built offline: ratio exactly 1 before the
+first update, one full iteration on both pipelines, learning on a programmatic reward, exact
+resume from a checkpoint, and two torchrun processes (gloo) equal to one."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from rltraining.ml.policies import FluxKontextPolicy, QwenImageEditPolicy
+from rltraining.ml.rewards import brightness_reward
+from rltraining.ml.tiny import build_tiny_flux_kontext, build_tiny_qwen_image_edit
+from rltraining.ml.trainer import Prompt, RLConfig, latest_checkpoint, load_prompts, train
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+REPO = Path(__file__).resolve().parents[1]
+KONTEXT = dict(auto_resize=False, max_sequence_length=64, height=32, width=32)
+# A short schedule and small groups: the mechanics are the paper's, the sizes are a CPU's.
+SMALL = dict(num_steps=4, group_size=4, prompts_per_round=2, micro_batch=2, train_steps=2,
+             eval_every=100)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def kontext_dir(tmp_path_factory):
+    return build_tiny_flux_kontext(tmp_path_factory.mktemp("rl") / "kontext", seed=0)
+
+
+def kontext(path, seed=0, **kw):
+    torch.manual_seed(seed)  # the LoRA A matrices
+    return FluxKontextPolicy.from_pretrained(path, lora_r=4, **{**KONTEXT, **kw})
+
+
+def prompts(n=4, size=32):
+    return [
+        Prompt(
+            f"make picture {i} brighter",
+            Image.new("RGB", (size, size), (30 * i, 80, 120)),
+            str(i),
+            "tone" if i % 2 else "colour",
+        )  # fmt: skip
+        for i in range(n)
+    ]
+
+
+def adapter(policy):
+    return {k: v.detach().clone() for k, v in policy.adapter_state_dict().items()}
+
+
+def test_paper_defaults_and_validation():
+    config = RLConfig()
+    assert (config.num_steps, config.noise_level, config.group_size) == (20, 0.7, 12)
+    assert (config.clip_low, config.clip_high, config.beta) == (1e-4, 5e-4, 0.04)
+    assert (config.learning_rate, config.adam_betas, config.weight_decay) == (
+        4e-4,
+        (0.9, 0.95),
+        0.01,
+    )
+    assert (config.max_grad_norm, config.train_steps, config.updates_per_round) == (1.0, 12, 2)
+    with pytest.raises(ValueError, match="train_steps must be at most num_steps - 1 = 19"):
+        RLConfig(train_steps=20)
+    with pytest.raises(ValueError, match="noise_level must be a number > 0"):
+        RLConfig(noise_level=0)
+    with pytest.raises(ValueError, match="group_size must be at least 2"):
+        RLConfig(group_size=1)
+    with pytest.raises(ValueError, match="unknown RL option"):
+        RLConfig.from_dict({"lr": 1})
+
+
+def test_ratio_is_exactly_one_before_the_first_update(kontext_dir):
+    policy = kontext(kontext_dir)
+    seen = []
+    config = RLConfig(rounds=1, updates_per_round=1, **SMALL)
+    train(config, policy, brightness_reward, prompts(), on_step=lambda r, m: seen.append(m))
+    [metrics] = seen
+    assert metrics["ratio_min"] == 1.0 and metrics["ratio_max"] == 1.0
+    assert metrics["clip_fraction"] == 0.0
+    assert metrics["kl"] == 0.0  # zero-initialised LoRA: the policy is the reference
+    assert metrics["grad_norm"] > 0 and metrics["updates"] == 1.0
+    assert {"reward_mean/tone", "reward_mean/colour", "reward_std", "seconds"} <= set(metrics)
+
+
+@pytest.mark.parametrize("which", ["kontext", "qwen"])
+def test_one_iteration_through_the_real_diffusers_components(which, kontext_dir, tmp_path,
+                                                             monkeypatch):  # fmt: skip
+    if which == "kontext":
+        policy = kontext(kontext_dir)
+        size = 32
+    else:
+        from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit
+
+        original = pipeline_qwenimage_edit.calculate_dimensions
+        monkeypatch.setattr(pipeline_qwenimage_edit, "calculate_dimensions",
+                            lambda area, ratio: original(64 * 64, ratio))  # fmt: skip
+        torch.manual_seed(0)
+        policy = QwenImageEditPolicy.from_pretrained(
+            build_tiny_qwen_image_edit(tmp_path / "qwen"), lora_r=4, height=64, width=64,
+            condition_area=64 * 64,
+        )  # fmt: skip
+        size = 64
+    before = adapter(policy)
+    evals = []
+    result = train(
+        RLConfig(rounds=1, **SMALL), policy, brightness_reward, prompts(size=size),
+        eval_prompts=prompts(2, size), on_eval=lambda r, images, rewards: evals.append(
+            (r, [i.size for i in images], rewards)),
+    )  # fmt: skip
+    [metrics] = [h for h in result["history"] if h["round"] == 1]
+    assert metrics["updates"] == 2.0 and 0 < metrics["reward_mean"] < 1
+    after = adapter(policy)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    # the ODE evaluation before training (round 0) and after the last round
+    assert [(r, sizes) for r, sizes, _ in evals] == [
+        (0, [(size, size)] * 2),
+        (1, [(size, size)] * 2),
+    ]
+
+
+def test_mean_reward_rises_on_a_programmatic_reward(kontext_dir):
+    """A short CPU run (tiny Kontext, brightness reward): the sampled mean reward and the ODE
+    evaluation reward both rise well beyond the sampling noise."""
+    policy = kontext(kontext_dir)
+    curve = []
+    config = RLConfig(rounds=10, num_steps=6, group_size=4, prompts_per_round=2, micro_batch=4,
+                      train_steps=5, learning_rate=0.1, beta=0.0, clip_low=1.0, clip_high=1.0,
+                      eval_every=10)  # fmt: skip
+    result = train(config, policy, brightness_reward, prompts(), eval_prompts=prompts(2),
+                   on_step=lambda r, m: curve.append((r, m)))  # fmt: skip
+    history = {h["round"]: h for h in result["history"]}
+    first, last = history[1], history[10]
+    evals = [m["eval_reward_mean"] for _, m in curve if "eval_reward_mean" in m]
+    print("reward_mean per round:", [round(history[r]["reward_mean"], 5) for r in sorted(history)])
+    print("eval reward (ODE) before/after:", evals)
+    assert last["reward_mean"] > first["reward_mean"] + 3 * first["reward_std"]
+    assert evals[-1] > evals[0]
+
+
+def test_resume_takes_exactly_the_uninterrupted_step(kontext_dir, tmp_path):
+    config = RLConfig(rounds=2, checkpoint_every=1, ema_decay=0.9, **SMALL)
+    whole = kontext(kontext_dir)
+    straight = train(config, whole, brightness_reward, prompts(), checkpoint_dir=tmp_path / "a")
+
+    first = kontext(kontext_dir)
+    stopped = train(config, first, brightness_reward, prompts(), checkpoint_dir=tmp_path / "b",
+                    should_stop=lambda: True)  # fmt: skip
+    assert stopped["final_round"] == 1 and latest_checkpoint(tmp_path / "b").name == "checkpoint-1"
+    second = kontext(kontext_dir, seed=123)  # another LoRA init: the checkpoint must win
+    resumed = train(config, second, brightness_reward, prompts(), checkpoint_dir=tmp_path / "b")
+
+    def same(h):
+        return {k: v for k, v in h.items() if k != "seconds"}
+
+    assert [same(h) for h in resumed["history"]] == [same(h) for h in straight["history"]]
+    a, b = adapter(whole), adapter(second)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="another config"):
+        train(RLConfig(rounds=3, checkpoint_every=1, **SMALL), kontext(kontext_dir),
+              brightness_reward, prompts(), checkpoint_dir=tmp_path / "b")  # fmt: skip
+
+
+def _write_prompts(folder: Path, items) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for p in items:
+        p.source.save(folder / f"{p.key}.png")
+        lines.append(json.dumps({"instruction": p.instruction, "source": f"{p.key}.png",
+                                 "key": p.key, "task_type": p.task_type}))  # fmt: skip
+    (folder / "prompts.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "prompts.jsonl"
+
+
+def _cli(args, nproc, out):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    launcher = [sys.executable, "-m", "rltraining.ml.trainer"]
+    if nproc > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    f"--nproc_per_node={nproc}", "-m", "rltraining.ml.trainer"]  # fmt: skip
+    done = subprocess.run([*launcher, *args, "--out", str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+    return [x["metrics"] for x in lines if "round" in x]
+
+
+@pytest.mark.slow
+def test_two_torchrun_processes_give_the_single_process_update(kontext_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(RLConfig(rounds=1, updates_per_round=1, **SMALL).to_dict()))
+    args = ["--config", str(config), "--policy", str(kontext_dir),
+            "--policy-options", json.dumps({**KONTEXT, "lora_r": 4}),
+            "--reward", json.dumps({"kind": "brightness"}),
+            "--prompts", str(_write_prompts(tmp_path / "prompts", prompts()))]  # fmt: skip
+    one = _cli(args, 1, tmp_path / "one")
+    two = _cli(args, 2, tmp_path / "two")
+    assert two[0]["reward_mean"] == pytest.approx(one[0]["reward_mean"], abs=1e-7)
+    assert two[0]["kept_fraction"] == one[0]["kept_fraction"] == 1.0
+    a = load_file(tmp_path / "one" / "adapter" / "pytorch_lora_weights.safetensors")
+    b = load_file(tmp_path / "two" / "adapter" / "pytorch_lora_weights.safetensors")
+    assert a.keys() == b.keys()
+    moved = [k for k in a if not torch.equal(a[k], torch.zeros_like(a[k]))]
+    assert moved  # the update did something
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+def test_prompt_files_name_the_bad_line(tmp_path):
+    good = _write_prompts(tmp_path, prompts(2))
+    assert [p.key for p in load_prompts(good)] == ["0", "1"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good.read_text() + '{"instruction": "x", "source": "missing.png"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:3: cannot read image 'missing.png'"):
+        load_prompts(bad)
