@@ -74,7 +74,16 @@ class _Store:
 
 
 def _store_image(bundle: Bundle, rel: str, store: _Store) -> StoredImage:
-    checked = check_image(bundle.read(rel), rel)
+    return _put_checked(check_image(bundle.read(rel), rel), store)
+
+
+def store_image(data: bytes, label: str) -> StoredImage:
+    """Check one image (BadImage names `label`) and store it with its thumbnail under its
+    content hash, as imports do: for images a job produces (RL samples)."""
+    return _put_checked(check_image(data, label), _Store())
+
+
+def _put_checked(checked, store: _Store) -> StoredImage:
     digest = checked.sha256
     name = store.put(f"images/{digest[:2]}/{digest}.{checked.extension}", checked.data)
     thumb = store.put(f"thumbs/{digest[:2]}/{digest}.jpg", checked.thumb_jpeg)

@@ -36,6 +36,8 @@ KNOWN_VARIABLES = {
     "BENCHMARK_PUBLIC_READ": "a boolean: 1/0, true/false, yes/no, on/off",
     "BENCHMARK_SCORES_DIR": "a folder",
     "REWARD_MODELS_DIR": "a folder",
+    "RL_RUNS_DIR": "a folder",
+    "RL_PROMPTS_MAX_BYTES": "a positive integer",
     "JOB_MAX_ATTEMPTS": "a positive integer",
     "WORKER_STALE_SECONDS": "a positive number of seconds",
 }

@@ -206,6 +206,14 @@ BENCHMARK_SCORES_DIR = env.parse_path(
 REWARD_MODELS_DIR = env.parse_path(
     "REWARD_MODELS_DIR", env.read("REWARD_MODELS_DIR", str(VAR_DIR / "reward_models")), BASE_DIR
 )
+# RL runs (checkpoints, adapters, torchrun files), on the GPU workers' shared volume.
+RL_RUNS_DIR = env.parse_path(
+    "RL_RUNS_DIR", env.read("RL_RUNS_DIR", str(VAR_DIR / "rl_runs")), BASE_DIR
+)
+# Uploaded RL prompt files (JSONL with base64 source images) are refused above this size.
+RL_PROMPTS_MAX_BYTES = env.parse_positive_int(
+    "RL_PROMPTS_MAX_BYTES", env.read("RL_PROMPTS_MAX_BYTES", str(64 * 1024 * 1024))
+)
 # Dataset quality reports (agreement, annotators, editor leaderboard) are
 # recomputed by beat this often, for datasets with new rankings.
 REPORT_REFRESH_SECONDS = env.parse_positive_float(

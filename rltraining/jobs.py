@@ -1,0 +1,362 @@
+"""The RL job (Flow-GRPO, `gpu` queue) and the Best-of-N job, around rltraining.ml.
+
+torch, diffusers and transformers are imported inside the handlers only: this module is
+imported by the web process (the job registry validates configs there)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+REWARD_KINDS = ("brightness", "colour", "color", "weighted", "editscore", "reward_server")
+# load_policy keyword arguments a run may set (guidance: a mode or a Guidance object's fields;
+# the model-specific ones are the policies' own options).
+POLICY_OPTIONS = {"lora_r": int, "lora_alpha": int, "height": int, "width": int,
+                  "guidance": (str, dict), "auto_resize": bool, "max_sequence_length": int,
+                  "condition_area": int}  # fmt: skip
+
+
+def _check_reward(spec) -> None:
+    if not isinstance(spec, dict) or spec.get("kind") not in REWARD_KINDS:
+        raise ValueError(f"reward must be an object whose kind is one of {', '.join(REWARD_KINDS)}")
+    if spec["kind"] in ("brightness", "colour", "color", "weighted"):
+        from rltraining.ml.rewards import build_reward  # numpy and Pillow only
+
+        build_reward(spec)  # names a bad option
+    elif spec["kind"] == "editscore" and not isinstance(spec.get("base"), str):
+        raise ValueError("an editscore reward needs 'base' (a checkpoint folder)")
+
+
+@dataclass
+class RLJobConfig:
+    run_name: str
+    policy: str
+    reward: dict
+    dataset_id: int | None = None
+    prompts_file: str = ""  # storage name of an uploaded JSONL
+    eval_prompts: int = 4  # held out for the evaluation gallery
+    policy_options: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)  # RLConfig overrides
+    gpus: int = 1
+
+    def __post_init__(self):
+        from rltraining.ml.trainer import RLConfig  # Pillow only at import time
+
+        if not isinstance(self.run_name, str) or not RUN_NAME.fullmatch(self.run_name):
+            raise ValueError("run_name must be 1-100 letters, digits, '.', '_' or '-'")
+        if not isinstance(self.policy, str) or not self.policy:
+            raise ValueError("policy must be a diffusers pipeline folder")
+        _check_reward(self.reward)
+        if (self.dataset_id is None) == (not self.prompts_file):
+            raise ValueError("give the prompts as exactly one of a dataset or an uploaded file")
+        for name in ("eval_prompts", "gpus"):
+            value = getattr(self, name)
+            if type(value) is not int or value < (1 if name == "gpus" else 0):
+                raise ValueError(f"{name} must be an integer >= {1 if name == 'gpus' else 0}")
+        if not isinstance(self.policy_options, dict):
+            raise ValueError("policy_options must be an object")
+        for key, value in self.policy_options.items():
+            kind = POLICY_OPTIONS.get(key)
+            if kind is None:
+                raise ValueError(
+                    f"unknown policy option {key!r}; known: {', '.join(POLICY_OPTIONS)}"
+                )
+            if kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+            else:
+                ok = isinstance(value, kind)
+            if not ok:
+                raise ValueError(f"policy option {key} has a wrong type or value: {value!r}")
+        if not isinstance(self.training, dict):
+            raise ValueError("training must be an object of RL hyperparameters")
+        try:
+            RLConfig.from_dict(self.training)
+        except TypeError as exc:
+            raise ValueError(f"training: {exc}") from None
+
+
+def _png(image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _as_prompts(rows):
+    from PIL import Image
+
+    from rltraining.ml.trainer import Prompt
+
+    prompts = []
+    for row in rows:
+        with Image.open(io.BytesIO(row.source)) as img:
+            prompts.append(Prompt(row.instruction, img.convert("RGB"), row.key, row.task_type))
+    return prompts
+
+
+def run_prompt_rows(run, cfg: RLJobConfig, seed: int):
+    """(training rows, held-out rows) of a run."""
+    from config.storage import read_stored
+    from rltraining.prompts import dataset_prompt_rows, parse_prompt_file, split_held_out
+
+    if cfg.dataset_id is not None:
+        from annotation.models import Dataset
+
+        rows = dataset_prompt_rows(Dataset.objects.get(pk=cfg.dataset_id))
+    else:
+        rows = parse_prompt_file(read_stored(cfg.prompts_file), Path(cfg.prompts_file).name)
+    return split_held_out(rows, cfg.eval_prompts, seed)
+
+
+class _Samples:
+    """Evaluation samples into storage and RLSample rows (idempotent: a resumed run that
+    evaluates a round again overwrites its rows)."""
+
+    def __init__(self, run, held_out):
+        from annotation.importer import store_image
+
+        self.run, self.held_out = run, held_out
+        self.sources = [store_image(row.source, f"prompt {row.key}") for row in held_out]
+
+    def save(self, round_index, images, rewards, kind="eval", slots=None, best=None):
+        """`slots`: (prompt index, sample index) of each image; by default image i is
+        prompt i's only sample. `best`: {prompt index: the sample index picked}."""
+        from annotation.importer import store_image
+        from rltraining.models import RLSample
+
+        slots = slots or [(i, 0) for i in range(len(images))]
+        for (prompt, sample), image, reward in zip(slots, images, rewards, strict=True):
+            row, source = self.held_out[prompt], self.sources[prompt]
+            stored = store_image(_png(image), f"sample {prompt}/{sample}")
+            RLSample.objects.update_or_create(
+                run=self.run, kind=kind, round=round_index, prompt_index=prompt,
+                sample_index=sample,
+                defaults={
+                    "prompt_key": row.key, "instruction": row.instruction,
+                    "source": source.name, "source_thumb": source.thumb,
+                    "image": stored.name, "thumb": stored.thumb, "reward": float(reward),
+                    "best": bool(best and best.get(prompt) == sample),
+                },
+            )  # fmt: skip
+
+
+def run_rl(ctx) -> dict:
+    from rltraining.ml.trainer import RLConfig
+    from rltraining.models import RLRun
+
+    cfg = RLJobConfig(**ctx.config)
+    run = RLRun.objects.get(job_id=ctx.job_id)
+    config = RLConfig.from_dict(cfg.training)
+    ctx.progress(0.0, "loading prompts")
+    train_rows, held_out = run_prompt_rows(run, cfg, config.seed)
+    samples = _Samples(run, held_out)
+    out = run.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+
+    def on_step(round_index, metrics):
+        ctx.log_metrics(round_index, {k: float(v) for k, v in metrics.items()})
+        ctx.progress(
+            min(1.0, round_index / config.rounds), f"round {round_index} of {config.rounds}"
+        )
+
+    def should_stop():
+        ctx.heartbeat()  # raises JobCancelled: the trainer checkpoints, then stops
+        return False
+
+    if cfg.gpus == 1:
+        result = _train_in_process(cfg, config, train_rows, held_out, samples, out, on_step,
+                                   should_stop)  # fmt: skip
+    else:
+        result = _train_torchrun(cfg, config, train_rows, held_out, samples, out, on_step, ctx)
+    history = result.get("history", [])
+    evals = [h["eval_reward_mean"] for h in history if "eval_reward_mean" in h]
+    rewards = [h["reward_mean"] for h in history if "reward_mean" in h]
+    return {
+        "rounds": result["final_round"],
+        "adapter": str(out / "adapter"),
+        "train_prompts": len(train_rows),
+        "eval_prompts": len(held_out),
+        "reward_first": rewards[0] if rewards else None,
+        "reward_last": rewards[-1] if rewards else None,
+        "eval_reward_last": evals[-1] if evals else None,
+    }
+
+
+def _train_in_process(cfg, config, train_rows, held_out, samples, out, on_step, should_stop):
+    from rltraining.ml.policies import load_policy
+    from rltraining.ml.rewards import build_reward
+    from rltraining.ml.trainer import train
+
+    policy = load_policy(cfg.policy, **cfg.policy_options)
+    reward = build_reward(cfg.reward)
+    result = train(
+        config, policy, reward, _as_prompts(train_rows), on_step, out / "checkpoints",
+        eval_prompts=_as_prompts(held_out), on_eval=samples.save, should_stop=should_stop,
+    )  # fmt: skip
+    policy.save_adapter(out / "adapter")
+    return result
+
+
+def _write_prompts(rows, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, row in enumerate(rows):
+        (folder / f"{i}.img").write_bytes(row.source)
+        lines.append(json.dumps({"instruction": row.instruction, "source": f"{i}.img",
+                                 "key": row.key, "task_type": row.task_type}))  # fmt: skip
+    (folder / "prompts.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "prompts.jsonl"
+
+
+def _train_torchrun(cfg, config, train_rows, held_out, samples, out, on_step, ctx):
+    """One process per GPU through torchrun; rank 0's JSON lines are the metrics."""
+    from PIL import Image
+
+    (out / "config.json").write_text(json.dumps(config.to_dict()))
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={cfg.gpus}", "-m", "rltraining.ml.trainer",
+        "--config", str(out / "config.json"), "--policy", cfg.policy,
+        "--policy-options", json.dumps(cfg.policy_options), "--reward", json.dumps(cfg.reward),
+        "--prompts", str(_write_prompts(train_rows, out / "prompts" / "train")), "--out", str(out),
+    ]  # fmt: skip
+    if held_out:
+        cmd += ["--eval-prompts", str(_write_prompts(held_out, out / "prompts" / "eval"))]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    history, final = [], None
+    try:
+        for line in proc.stdout:
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a library's own output
+            if "round" in message:
+                history.append({"round": message["round"], **message["metrics"]})
+                on_step(message["round"], message["metrics"])
+                ctx.heartbeat()
+            elif "eval" in message:
+                folder = out / "eval" / f"round-{message['eval']}"
+                images = [Image.open(folder / f"p{i}.png") for i in range(len(held_out))]
+                samples.save(message["eval"], images, message["rewards"])
+            elif "result" in message:
+                final = message["result"]
+    except BaseException:
+        proc.terminate()  # cancelled: the last checkpoint stays for a resume
+        proc.wait()
+        raise
+    if proc.wait() != 0 or final is None:
+        raise RuntimeError(f"torchrun exited with status {proc.returncode}")
+    return {**final, "history": history}
+
+
+def rl_enqueue(*, config: dict, user=None):
+    """Reserve the run name and queue the job; InvalidJobConfig names the problem."""
+    from django.db import transaction
+
+    from jobs.registry import InvalidJobConfig
+    from jobs.services import job_enqueue
+    from rltraining.models import RLRun
+
+    if not isinstance(config, dict):
+        raise InvalidJobConfig("send an object")
+    try:
+        clean = asdict(RLJobConfig(**config))
+    except (TypeError, ValueError) as exc:
+        raise InvalidJobConfig(str(exc)) from None
+    if RLRun.objects.filter(name=clean["run_name"]).exists():
+        raise InvalidJobConfig(f"an RL run named {clean['run_name']!r} exists already")
+    with transaction.atomic():
+        job = job_enqueue(kind="rltraining.train", config=clean, created_by=user)
+        return RLRun.objects.create(
+            name=clean["run_name"], job=job, policy=clean["policy"], reward=clean["reward"],
+            dataset_id=clean["dataset_id"], prompts_file=clean["prompts_file"], created_by=user,
+        )  # fmt: skip
+
+
+# ------------------------------------------------------------------ Best-of-N
+
+
+@dataclass
+class BestOfNConfig:
+    run_id: int
+    n: int = 16
+    trained: bool = True  # the run's trained adapter, or the base policy
+    noise_level: float | None = None  # None: the run's (SDE) noise level
+
+    def __post_init__(self):
+        if type(self.run_id) is not int:
+            raise ValueError("run_id must be an integer")
+        if type(self.n) is not int or not 2 <= self.n <= 64:
+            raise ValueError("n must be an integer in [2, 64]")
+        if not isinstance(self.trained, bool):
+            raise ValueError("trained must be true or false")
+        if self.noise_level is not None and (
+            isinstance(self.noise_level, bool) or not isinstance(self.noise_level, int | float)
+            or not self.noise_level > 0
+        ):  # fmt: skip
+            raise ValueError("noise_level must be a number > 0 (0 would give N equal samples)")
+
+
+def run_best_of_n(ctx) -> dict:
+    """N SDE samples per held-out prompt, all scored by the run's reward, the best kept
+    (the paper's Best-of-16 with EditScore). Reports what picking the best gains over a single
+    sample (its first sample)."""
+    from rltraining.ml.policies import load_policy
+    from rltraining.ml.rewards import build_reward
+    from rltraining.ml.trainer import RLConfig, sample_images
+    from rltraining.models import RLRun
+
+    cfg = BestOfNConfig(**ctx.config)
+    run = RLRun.objects.select_related("job").get(pk=cfg.run_id)
+    run_cfg = RLJobConfig(**run.job.config)
+    config = RLConfig.from_dict(run_cfg.training)
+    _, held_out = run_prompt_rows(run, run_cfg, config.seed)
+    if not held_out:
+        raise ValueError(f"run {run.name} holds no prompt out for evaluation")
+    options = {k: v for k, v in run_cfg.policy_options.items() if k not in ("lora_r", "lora_alpha")}
+    adapter = run.output_dir / "adapter"
+    if cfg.trained and not adapter.is_dir():
+        raise ValueError(f"run {run.name} has no trained adapter yet")
+    policy = load_policy(run_cfg.policy, adapter=adapter if cfg.trained else None, **options)
+    reward = build_reward(run_cfg.reward)
+    samples = _Samples(run, held_out)
+    round_index = (
+        run.job.result.get("rounds", config.rounds) if cfg.trained and run.job.result else 0
+    )
+    noise = cfg.noise_level if cfg.noise_level is not None else config.noise_level
+    best, firsts, all_rewards = [], [], []
+    for index, row in enumerate(_as_prompts(held_out)):
+        ctx.heartbeat()
+        ctx.progress(index / len(held_out), f"prompt {index + 1} of {len(held_out)}")
+        [images] = sample_images(policy, [row], num_steps=config.num_steps, noise_level=noise,
+                                 seed=config.seed + 1 + index, per_prompt=cfg.n)  # fmt: skip
+        rewards = [
+            float(r) for r in reward([row.source] * cfg.n, [row.instruction] * cfg.n, images)
+        ]
+        pick = max(range(cfg.n), key=rewards.__getitem__)
+        samples.save(round_index, images, rewards, kind="best_of_n",
+                     slots=[(index, j) for j in range(cfg.n)], best={index: pick})  # fmt: skip
+        best.append(rewards[pick])
+        firsts.append(rewards[0])
+        all_rewards += rewards
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    return {
+        "n": cfg.n, "prompts": len(held_out), "trained": cfg.trained, "round": round_index,
+        "best_reward_mean": mean(best), "single_sample_reward_mean": mean(firsts),
+        "all_samples_reward_mean": mean(all_rewards),
+    }  # fmt: skip
+
+
+def best_of_n_enqueue(*, run, n: int, trained: bool = True, user=None):
+    from jobs.services import job_enqueue
+
+    return job_enqueue(
+        kind="rltraining.best_of_n", config={"run_id": run.pk, "n": n, "trained": trained},
+        created_by=user,
+    )  # fmt: skip

@@ -1,0 +1,105 @@
+"""Where an RL run's prompts come from: an annotation dataset's groups, or an uploaded JSONL
+file. Web-safe (Pillow only): the upload is checked in the request, all or nothing.
+
+Upload format, one JSON object per line::
+
+    {"instruction": "make the sky pink", "source": "<base64 PNG/JPEG/WebP>",
+     "key": "optional id", "task_type": "optional, e.g. color_alter"}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+from dataclasses import dataclass
+
+from annotation.images import BadImage, check_image
+
+
+class BadPrompts(ValueError):
+    """The message names the line."""
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    instruction: str
+    source: bytes  # checked image bytes
+    key: str
+    task_type: str
+
+
+def parse_prompt_file(data: bytes, label: str = "prompts") -> list[PromptRow]:
+    """Every line checked (JSON, fields, a decodable image within the import limits); raises
+    BadPrompts naming the first bad line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadPrompts(f"{label}: not UTF-8 text") from None
+    rows, keys = [], set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{label}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadPrompts(f"{where}: not JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise BadPrompts(f"{where}: expected an object")
+        unknown = sorted(set(obj) - {"instruction", "source", "key", "task_type"})
+        if unknown:
+            raise BadPrompts(f"{where}: unknown field(s) {', '.join(unknown)}")
+        instruction = obj.get("instruction")
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise BadPrompts(f"{where}: 'instruction' must be a non-empty string")
+        source = obj.get("source")
+        if not isinstance(source, str) or not source:
+            raise BadPrompts(f"{where}: 'source' must be a base64-encoded image")
+        try:
+            raw = base64.b64decode(source, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadPrompts(f"{where}: 'source' is not valid base64") from None
+        try:
+            checked = check_image(raw, f"line {number}")
+        except BadImage as exc:
+            raise BadPrompts(f"{where}: {exc}") from None
+        key = obj.get("key", str(number))
+        if not isinstance(key, str | int) or str(key) in keys:
+            raise BadPrompts(f"{where}: 'key' must be a unique string")
+        keys.add(str(key))
+        task_type = obj.get("task_type", "")
+        if not isinstance(task_type, str):
+            raise BadPrompts(f"{where}: 'task_type' must be a string")
+        rows.append(PromptRow(instruction.strip(), checked.data, str(key), task_type))
+    if not rows:
+        raise BadPrompts(f"{label}: no prompts")
+    return rows
+
+
+def dataset_prompt_rows(dataset) -> list[PromptRow]:
+    """The (non-gold) groups of an annotation dataset as prompts, in a stable order."""
+    from annotation.models import Group
+    from config.storage import read_stored
+
+    groups = Group.objects.filter(dataset=dataset, is_gold=False).order_by("pk")
+    return [
+        PromptRow(g.instruction, read_stored(g.source), g.external_id, g.task_type)
+        for g in groups.only("instruction", "source", "external_id", "task_type")
+    ]
+
+
+def split_held_out(rows: list, held_out: int, seed: int) -> tuple[list, list]:
+    """(training prompts, held-out evaluation prompts): a seeded shuffle, the first `held_out`
+    kept for evaluation; training needs at least one prompt left."""
+    if held_out >= len(rows):
+        raise BadPrompts(
+            f"{len(rows)} prompt(s): not enough to hold {held_out} out for evaluation and train "
+            "on the rest"
+        )
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    held = sorted(order[:held_out])
+    rest = sorted(order[held_out:])
+    return [rows[i] for i in rest], [rows[i] for i in held]
