@@ -1,5 +1,6 @@
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -63,4 +64,10 @@ def job_cancel(request, job_id: int):
     status = services.job_cancel(job_id=job.pk)
     if status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
         messages.info(request, f"Job already {status}; nothing to cancel.")
+    # Back to the page the button was on (an RL run, a fine-tune...), never off-site.
+    after = request.POST.get("next", "")
+    if after and url_has_allowed_host_and_scheme(
+        after, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(after)
     return redirect("job-detail", job_id=job.pk)

@@ -243,6 +243,11 @@ def test_cancel_button(researcher_client):
     assert response.status_code == 302
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
     assert researcher_client.get("/jobs/999999/").status_code == 404
+    # back to the page the button was on, but never to another site
+    back = researcher_client.post(f"/jobs/{job.pk}/cancel/", {"next": "/rl/1/"})
+    assert back.url == "/rl/1/"
+    away = researcher_client.post(f"/jobs/{job.pk}/cancel/", {"next": "https://evil.example/"})
+    assert away.url == f"/jobs/{job.pk}/"
 
 
 # --- API

@@ -121,6 +121,8 @@ def test_resumed_job_continues_from_its_checkpoint(kontext_dir, monkeypatch):
         ({"prompts_file": "x.jsonl"}, "exactly one of a dataset or an uploaded file"),
         ({"reward": {"kind": "vibes"}}, "reward must be an object whose kind is one of"),
         ({"reward": {"kind": "colour", "target": [1, 2]}}, "a colour is three integers"),
+        ({"reward": {"kind": "editscore", "base": "/m", "k": 0}}, "k must be an integer >= 1"),
+        ({"reward": {"kind": "editscore", "base": "/m", "n": 1}}, "unknown keys for reward kind"),
         ({"policy_options": {"lora": 4}}, "unknown policy option 'lora'"),
         ({"policy_options": {"lora_r": "4"}}, "policy option lora_r has a wrong type"),
         ({"training": {"group_size": 1}}, "group_size must be at least 2"),

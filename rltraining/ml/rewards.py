@@ -216,7 +216,7 @@ _REQUIRED = {
 }
 
 
-def build_reward(spec: Mapping[str, Any]) -> RewardFn:
+def build_reward(spec: Mapping[str, Any], *, load: bool = True) -> RewardFn | None:
     """A reward function from a JSON-able spec::
 
         {"kind": "brightness"}
@@ -230,7 +230,8 @@ def build_reward(spec: Mapping[str, Any]) -> RewardFn:
     ``reward_server`` may name an environment variable with ``"token_env"`` instead of putting
     the token in the spec (specs are stored with jobs). ``editscore`` loads the model now.
     Unknown kinds and unknown or missing keys raise ValueError (a typo must not silently train
-    against a default).
+    against a default). ``load=False`` only checks the spec (what the web process does before
+    queueing a job) and returns None for the kinds that need a model or a server.
     """
     if not isinstance(spec, Mapping):
         raise ValueError(f"a reward spec is a JSON object, got {type(spec).__name__}")
@@ -262,7 +263,18 @@ def build_reward(spec: Mapping[str, Any]) -> RewardFn:
         for _, weight in terms:
             if isinstance(weight, bool) or not isinstance(weight, int | float):
                 raise ValueError(f"a term's weight must be a number, got {weight!r}")
-        return weighted_sum([(build_reward(sub), weight) for sub, weight in terms])
+        built = [(build_reward(sub, load=load), weight) for sub, weight in terms]
+        return weighted_sum(built) if load else None
+    if kind == "editscore" and not isinstance(spec["base"], str):
+        raise ValueError("an editscore reward's base must be a checkpoint folder path")
+    if kind == "reward_server":
+        if "token" in spec and "token_env" in spec:
+            raise ValueError("give either token or token_env, not both")
+        urls = spec["urls"]
+        if isinstance(urls, str) or not isinstance(urls, list) or not urls:
+            raise ValueError(f"urls must be a non-empty list of server URLs, got {urls!r}")
+    if not load:
+        return None
     if kind == "editscore":
         from rewardmodel.ml.model import EditScore
 
@@ -276,16 +288,11 @@ def build_reward(spec: Mapping[str, Any]) -> RewardFn:
     # reward_server
     from rewardmodel.ml.client import RewardClient
 
-    if "token" in spec and "token_env" in spec:
-        raise ValueError("give either token or token_env, not both")
     if "token_env" in spec:
         token = os.environ.get(spec["token_env"])
         if not token:
             raise ValueError(f"environment variable {spec['token_env']!r} is unset or empty")
     else:
         token = spec.get("token", "")
-    urls = spec["urls"]
-    if isinstance(urls, str) or not isinstance(urls, list) or not urls:
-        raise ValueError(f"urls must be a non-empty list of server URLs, got {urls!r}")
-    client = RewardClient(urls, token, timeout=spec.get("timeout", 120))
+    client = RewardClient(spec["urls"], token, timeout=spec.get("timeout", 120))
     return editscore_reward(client, k, unscored=unscored)

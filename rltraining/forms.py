@@ -1,0 +1,154 @@
+"""Reading the RL launch form into an RL job config (plain functions over request.POST, as the
+reward-model page does): every problem is a ValueError whose message the page shows.
+
+The prompts (a dataset or an uploaded JSONL) are read by the view: an upload needs its size
+checked before it is read."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+from rewardmodel.models import RewardModel
+from rltraining.ml.trainer import RLConfig
+
+SKIPPED = ("adam_betas",)  # not a scalar: the trainer's default stands
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameter:
+    name: str
+    kind: type  # int, float or bool; float with `optional` for ema_decay
+    default: object
+    optional: bool = False
+
+    @property
+    def default_text(self) -> str:
+        return "" if self.default is None else str(self.default)
+
+
+def hyperparameters() -> list[Hyperparameter]:
+    """The scalar fields of RLConfig with their defaults (the paper's values)."""
+    out = []
+    for f in dataclasses.fields(RLConfig):
+        if f.name in SKIPPED:
+            continue
+        default = f.default
+        if default is None:
+            out.append(Hyperparameter(f.name, float, None, optional=True))
+        elif isinstance(default, bool | int | float):
+            out.append(Hyperparameter(f.name, type(default), default))
+    return out
+
+
+def form_hyperparameters(post=None) -> list[dict]:
+    """Rows for the form: the posted value when re-rendering after an error, else the default."""
+    rows = []
+    for h in hyperparameters():
+        if h.kind is bool:
+            value = (h.name in post) if post is not None else h.default
+        else:
+            value = post.get(h.name, h.default_text) if post is not None else h.default_text
+        rows.append({"name": h.name, "kind": h.kind.__name__, "default": h.default_text,
+                     "optional": h.optional, "value": value})  # fmt: skip
+    return rows
+
+
+def _number(kind, name: str, text: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not a valid {kind.__name__}") from None
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"{name}: {text!r} is not a finite number")
+    return value
+
+
+def parse_training(post) -> dict:
+    """RLConfig overrides: every scalar field the form sent (blank: the default; a blank
+    optional field: null). RLConfig itself checks the ranges when the job is queued."""
+    training = {}
+    for h in hyperparameters():
+        if h.kind is bool:
+            training[h.name] = h.name in post
+            continue
+        text = post.get(h.name, "").strip()
+        if text:
+            training[h.name] = _number(h.kind, h.name, text)
+        elif h.optional and h.name in post:
+            training[h.name] = None
+    return training
+
+
+def parse_int(post, name: str, default: int | None = None, minimum: int | None = 0) -> int | None:
+    """The integer field `name` (blank: `default`); `minimum` None leaves the range to the job's
+    config."""
+    text = post.get(name, "").strip()
+    if not text:
+        return default
+    value = _number(int, name, text)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}")
+    return value
+
+
+def parse_policy_options(post) -> dict:
+    options = {
+        "lora_r": parse_int(post, "lora_r", 32, minimum=1),
+        "lora_alpha": parse_int(post, "lora_alpha", 64, minimum=1),
+    }
+    for name in ("height", "width"):
+        value = parse_int(post, name, None, minimum=1)
+        if value is not None:
+            options[name] = value
+    return options
+
+
+def reward_choices() -> tuple[list[RewardModel], str]:
+    """(the ready reward models, the form's default reward choice: the promoted model)."""
+    models = list(RewardModel.objects.filter(status=RewardModel.Status.READY))
+    promoted = next((m for m in models if m.promoted), None)
+    return models, (f"model:{promoted.pk}" if promoted else "brightness")
+
+
+def _colour(text: str) -> list[int]:
+    parts = [p for p in text.replace(",", " ").split() if p]
+    try:
+        rgb = [int(p) for p in parts]
+    except ValueError:
+        rgb = []
+    if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
+        raise ValueError(f"colour target: {text!r} is not three integers in 0..255 (r, g, b)")
+    return rgb
+
+
+def parse_reward(post) -> tuple[dict, RewardModel | None]:
+    """(the reward spec, the RewardModel it came from, if any)."""
+    choice = post.get("reward", "").strip()
+    if choice.startswith("model:"):
+        pk = choice.removeprefix("model:")
+        model = (
+            RewardModel.objects.filter(pk=int(pk), status=RewardModel.Status.READY).first()
+            if pk.isdigit()
+            else None
+        )
+        if model is None:
+            raise ValueError("unknown reward model: choose a ready one from the list")
+        k = parse_int(post, "k", 1, minimum=1)
+        spec = {"kind": "editscore", "base": model.base, "adapter": model.adapter or None, "k": k}
+        return spec, model
+    if choice == "brightness":
+        return {"kind": "brightness"}, None
+    if choice == "colour":
+        return {"kind": "colour", "target": _colour(post.get("colour_target", ""))}, None
+    if choice == "json":
+        text = post.get("reward_json", "").strip()
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"reward spec: not JSON ({exc.msg})") from None
+        if not isinstance(spec, dict):
+            raise ValueError('reward spec: a JSON object, e.g. {"kind": "brightness"}')
+        return spec, None
+    raise ValueError("choose a reward")
