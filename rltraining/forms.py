@@ -102,6 +102,17 @@ def parse_policy_options(post) -> dict:
         value = parse_int(post, name, None, minimum=1)
         if value is not None:
             options[name] = value
+    # The rest (guidance, auto_resize, max_sequence_length, condition_area) as JSON; the job
+    # config names an unknown or mistyped option.
+    text = post.get("policy_json", "").strip()
+    if text:
+        try:
+            extra = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"policy options: not JSON ({exc.msg})") from None
+        if not isinstance(extra, dict):
+            raise ValueError('policy options: a JSON object, e.g. {"guidance": "dual"}')
+        options.update(extra)
     return options
 
 

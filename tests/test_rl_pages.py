@@ -238,6 +238,8 @@ BAD_INPUTS = [
     ({"eval_prompts": "6"}, "not enough to hold 6 out"),
     ({"gpus": "0"}, "gpus must be an integer &gt;= 1"),
     ({"lora_r": "0"}, "lora_r must be an integer &gt;= 1"),
+    ({"policy_json": "[1]"}, "policy options: a JSON object"),
+    ({"policy_json": '{"guidence": "dual"}'}, "unknown policy option &#x27;guidence&#x27;"),
     ({"k": "0", "reward": "model:{model}"}, "k must be an integer &gt;= 1"),
 ]
 
