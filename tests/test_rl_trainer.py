@@ -216,3 +216,16 @@ def test_prompt_files_name_the_bad_line(tmp_path):
     bad.write_text(good.read_text() + '{"instruction": "x", "source": "missing.png"}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:3: cannot read image 'missing.png'"):
         load_prompts(bad)
+
+
+def test_std_weighting_changes_the_update_but_not_the_sampling(kontext_dir):
+    """v1.1: each trained transition's loss weighted by its noise std (mean 1)."""
+    results = {}
+    for weighted in (False, True):
+        policy = kontext(kontext_dir)
+        config = RLConfig(rounds=1, std_weighting=weighted, **SMALL)
+        history = train(config, policy, brightness_reward, prompts())["history"]
+        results[weighted] = (history[0]["reward_mean"], adapter(policy))
+    assert results[True][0] == results[False][0]  # the same samples and rewards
+    a, b = results[False][1], results[True][1]
+    assert any(not torch.equal(a[k], b[k]) for k in a)
