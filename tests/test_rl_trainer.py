@@ -229,3 +229,19 @@ def test_std_weighting_changes_the_update_but_not_the_sampling(kontext_dir):
     assert results[True][0] == results[False][0]  # the same samples and rewards
     a, b = results[False][1], results[True][1]
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_cancelled_run_keeps_its_last_round(kontext_dir, tmp_path):
+    """should_stop raising (a job cancelled at its heartbeat) still writes the checkpoint."""
+
+    def cancelled():
+        raise RuntimeError("cancelled by request")
+
+    config = RLConfig(rounds=3, checkpoint_every=10, **SMALL)
+    with pytest.raises(RuntimeError, match="cancelled by request"):
+        train(config, kontext(kontext_dir), brightness_reward, prompts(),
+              checkpoint_dir=tmp_path, should_stop=cancelled)  # fmt: skip
+    assert latest_checkpoint(tmp_path).name == "checkpoint-1"
+    resumed = train(config, kontext(kontext_dir), brightness_reward, prompts(),
+                    checkpoint_dir=tmp_path)  # fmt: skip
+    assert [h["round"] for h in resumed["history"]] == [1, 2, 3]

@@ -262,8 +262,9 @@ def train(
     reward_mean/<task type>, kept_fraction, policy_loss, kl, clip_fraction, ratio_min,
     ratio_max, grad_norm, lr, seconds (per round), and eval_reward_mean on evaluation rounds.
     ``on_eval(round, images, rewards)`` gets the ODE samples of ``eval_prompts`` (round 0 is
-    the policy before training). ``should_stop()`` is asked after each round; when true a
-    checkpoint is written and training stops (a cancelled job resumes later)."""
+    the policy before training). ``should_stop()`` is asked after each round (single-process
+    runs): when it returns true, or raises (a cancelled job), a checkpoint is written and
+    training stops; a later call with the same ``checkpoint_dir`` resumes."""
     import torch
 
     from rewardmodel.ml.distributed import Dist, load_optimizer
@@ -325,30 +326,44 @@ def train(
             on_step(0, {"eval_reward_mean": baseline})
 
     round_index = start
-    for round_index in range(start + 1, config.rounds + 1):
-        began = time.perf_counter()
-        chunks, metrics = _rollout(config, policy, reward_fn, prompts, sigmas, round_index, dist)
-        metrics.update(_update(config, policy, optimizer, params, chunks, sigmas, round_index,
-                               dist))  # fmt: skip
-        if ema is not None:
-            ema.update()
-        metrics["lr"] = config.learning_rate
-        metrics["seconds"] = time.perf_counter() - began
-        last = round_index == config.rounds
-        if round_index % config.eval_every == 0 or last:
-            value = evaluate(round_index)
-            if value is not None:
-                metrics["eval_reward_mean"] = value
-        history.append({"round": round_index, **metrics})
-        if on_step is not None and dist.main:
-            on_step(round_index, metrics)
-        stop = dist.decide(bool(should_stop and dist.main and should_stop()))
-        if root is not None and (round_index % config.checkpoint_every == 0 or last or stop):
-            _save(root, round_index, config, policy, optimizer, ema, history, dist)
-        if stop:
-            break
-    dist.close()
+    try:
+        for round_index in range(start + 1, config.rounds + 1):
+            metrics = _round(config, policy, reward_fn, prompts, sigmas, round_index, dist,
+                             optimizer, params, ema)  # fmt: skip
+            last = round_index == config.rounds
+            if round_index % config.eval_every == 0 or last:
+                value = evaluate(round_index)
+                if value is not None:
+                    metrics["eval_reward_mean"] = value
+            history.append({"round": round_index, **metrics})
+            if on_step is not None and dist.main:
+                on_step(round_index, metrics)
+            try:
+                asked = bool(should_stop and dist.main and should_stop())
+            except BaseException:  # a cancelled job: keep this round for a later resume
+                if root is not None:
+                    _save(root, round_index, config, policy, optimizer, ema, history, dist)
+                raise
+            stop = dist.decide(asked)
+            if root is not None and (round_index % config.checkpoint_every == 0 or last or stop):
+                _save(root, round_index, config, policy, optimizer, ema, history, dist)
+            if stop:
+                break
+    finally:
+        dist.close()
     return {"rounds": config.rounds, "final_round": round_index, "history": history}
+
+
+def _round(config, policy, reward_fn, prompts, sigmas, round_index, dist, optimizer, params, ema):
+    """One round's sample -> score -> advantages -> update; its metrics."""
+    began = time.perf_counter()
+    chunks, metrics = _rollout(config, policy, reward_fn, prompts, sigmas, round_index, dist)
+    metrics.update(_update(config, policy, optimizer, params, chunks, sigmas, round_index, dist))
+    if ema is not None:
+        ema.update()
+    metrics["lr"] = config.learning_rate
+    metrics["seconds"] = time.perf_counter() - began
+    return metrics
 
 
 def _rollout(config, policy, reward_fn, prompts, sigmas, round_index, dist):
@@ -366,10 +381,11 @@ def _rollout(config, policy, reward_fn, prompts, sigmas, round_index, dist):
             for start in range(0, config.group_size, config.micro_batch):
                 n = min(config.micro_batch, config.group_size - start)
                 generator = _generator(config.seed, "sample", round_index, g, start)
+                repeated = cond.repeat(n)
                 final, latents, log_probs, stds = _sample(
-                    policy, cond.repeat(n), n, sigmas, config.noise_level, generator
+                    policy, repeated, n, sigmas, config.noise_level, generator
                 )
-                chunks.append(Chunk(g, cond.repeat(n), latents, log_probs, stds))
+                chunks.append(Chunk(g, repeated, latents, log_probs, stds))
                 images.append(policy.decode(final))
     flat = [img for imgs in images for img in imgs]
     owners = [(c.group, picks[c.group]) for c in chunks for _ in range(c.latents.shape[0])]
