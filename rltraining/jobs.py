@@ -225,7 +225,10 @@ def _train_torchrun(cfg, config, train_rows, held_out, samples, out, on_step, ct
     ]  # fmt: skip
     if held_out:
         cmd += ["--eval-prompts", str(_write_prompts(held_out, out / "prompts" / "eval"))]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    from django.conf import settings
+
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=settings.BASE_DIR)
     history, final = [], None
     try:
         for line in proc.stdout:

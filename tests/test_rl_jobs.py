@@ -145,3 +145,19 @@ def test_too_few_prompts_fail_the_job_with_a_reason(kontext_dir):
     run = rl_enqueue(config=config(dataset, kontext_dir, eval_prompts=2))
     assert run_job(run.job_id, worker="test") == "failed"
     assert "not enough to hold 2 out for evaluation" in Job.objects.get(pk=run.job_id).error
+
+
+@pytest.mark.slow
+def test_a_two_gpu_run_goes_through_torchrun(kontext_dir, tmp_path):
+    """gpus=2: the job spawns torchrun (gloo on CPU) and reads rank 0's metrics and samples."""
+    from jobs.runner import run_job
+
+    dataset = make_dataset(groups=5, candidates=2)
+    run = rl_enqueue(config=config(dataset, kontext_dir, gpus=2))
+    assert run_job(run.job_id, worker="test") == "succeeded", Job.objects.get(pk=run.job_id).error
+    job = Job.objects.get(pk=run.job_id)
+    assert job.result["rounds"] == 2
+    assert sorted(job.metrics.filter(name="reward_mean").values_list("step", flat=True)) == [1, 2]
+    rounds = RLSample.objects.filter(run=run, kind="eval").values_list("round", flat=True)
+    assert sorted(set(rounds)) == [0, 1, 2]
+    assert (tmp_path / "rl_runs" / "tiny-run" / "adapter").is_dir()
