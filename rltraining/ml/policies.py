@@ -65,6 +65,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -209,6 +210,8 @@ class Condition:
 # --------------------------------------------------------------------------- registry
 
 POLICIES: dict[str, type[Policy]] = {}
+# Policies defined elsewhere, imported by load_policy on first use: name -> "module:Class".
+LAZY_POLICIES = {"EditWorldEditor": "editworld.editor:EditWorldEditorPolicy"}
 
 
 def register_policy(pipeline_class_name: str):
@@ -233,6 +236,9 @@ def load_policy(path: str | Path, **kwargs) -> Policy:
     """Load the policy for a pipeline folder, its class picked from ``model_index.json``'s
     ``_class_name``; ``kwargs`` go to that class's ``from_pretrained``."""
     name = pipeline_class_name(path)
+    if name not in POLICIES and name in LAZY_POLICIES:
+        module, _, attr = LAZY_POLICIES[name].partition(":")
+        POLICIES[name] = getattr(importlib.import_module(module), attr)
     if name not in POLICIES:
         raise ValueError(f"no policy for pipeline {name!r} (known: {sorted(POLICIES)})")
     return POLICIES[name].from_pretrained(path, **kwargs)
