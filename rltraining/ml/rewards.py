@@ -207,8 +207,11 @@ _KEYS = {
     "weighted": {"terms"},
     "editscore": {"base", "adapter", "k", "device", "dtype", "unscored"},
     "reward_server": {"urls", "token", "token_env", "k", "timeout", "unscored"},
+    # EditWorld's truth for the prompts editworld.dataset.prompts(n, size, seed) makes
+    "editworld_oracle": {"n", "size", "seed", "dimension"},
 }
 _REQUIRED = {
+    "editworld_oracle": {"n", "size", "seed"},
     "colour": {"target"},
     "weighted": {"terms"},
     "editscore": {"base"},
@@ -226,6 +229,7 @@ def build_reward(spec: Mapping[str, Any], *, load: bool = True) -> RewardFn | No
          "dtype": None, "unscored": 0.0}
         {"kind": "reward_server", "urls": [...], "token": "...", "k": 1, "timeout": 120,
          "unscored": 0.0}
+        {"kind": "editworld_oracle", "n": 96, "size": 32, "seed": 0, "dimension": "overall"}
 
     ``reward_server`` may name an environment variable with ``"token_env"`` instead of putting
     the token in the spec (specs are stored with jobs). ``editscore`` loads the model now.
@@ -273,8 +277,18 @@ def build_reward(spec: Mapping[str, Any], *, load: bool = True) -> RewardFn | No
         urls = spec["urls"]
         if isinstance(urls, str) or not isinstance(urls, list) or not urls:
             raise ValueError(f"urls must be a non-empty list of server URLs, got {urls!r}")
+    if kind == "editworld_oracle":
+        for key in ("n", "size", "seed"):
+            value = spec[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"editworld_oracle: {key} must be a non-negative integer")
     if not load:
         return None
+    if kind == "editworld_oracle":
+        from editworld.oracle import OracleReward
+
+        return OracleReward.generated(spec["n"], spec["size"], spec["seed"],
+                                      dimension=spec.get("dimension", "overall"))  # fmt: skip
     if kind == "editscore":
         from rewardmodel.ml.model import EditScore
 

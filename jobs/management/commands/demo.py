@@ -3,7 +3,10 @@
 Migrates, creates a demo annotator and researcher (passwords kept in
 var/demo-credentials.json and printed each time), then runs the web server
 (gunicorn), a Celery worker for both queues and Celery beat, and stops all
-three together on Ctrl-C or when one of them dies.
+three together on Ctrl-C or when one of them dies. Unless --no-loop,
+`manage.py demo_loop` runs once beside them: the EditWorld dataset, simulated
+annotators, agreement, a benchmark, a fine-tuned reward model and an RL run
+(jobs/demo.py); its exit does not stop the demo.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,11 +25,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import Role, User
+from accounts.models import Role
 from accounts.services import user_create_or_update
 
 DEMO_USERS = {"annotator": Role.ANNOTATOR, "researcher": Role.RESEARCHER}
-DEMO_DATASET = "demo-shapes"
 
 
 class Command(BaseCommand):
@@ -37,13 +38,15 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument(
+            "--no-loop", action="store_true", help="only the servers and the demo dataset"
+        )
 
-    def handle(self, *args, host: str, port: int, web_workers: int, **options):
+    def handle(self, *args, host: str, port: int, web_workers: int, no_loop: bool, **options):
         if not 0 < port < 65536:
             raise CommandError(f"--port {port} is not a TCP port")
         call_command("migrate", interactive=False, verbosity=0)
         credentials = self._demo_credentials()
-        self._demo_dataset()
         self._clear_broker_control_folder()
 
         bin_dir = Path(sys.executable).parent
@@ -63,12 +66,16 @@ class Command(BaseCommand):
             ],
         }  # fmt: skip
         url = f"http://{host}:{port}/"
+        oneshot = set()
+        if not no_loop:
+            commands["loop"] = [sys.executable, "manage.py", "demo_loop", "--url", url]
+            oneshot.add("loop")
         self.stdout.write(self.style.SUCCESS(f"EditLoop demo on {url}"))
         for username, password in credentials.items():
             self.stdout.write(f"  {DEMO_USERS[username].label:<10} {username} / {password}")
         self.stdout.write(f"  health: {url}healthz    Ctrl-C stops everything")
         self.stdout.flush()
-        sys.exit(_supervise(commands))
+        sys.exit(_supervise(commands, oneshot))
 
     def _demo_credentials(self) -> dict[str, str]:
         path = Path(settings.VAR_DIR) / "demo-credentials.json"
@@ -81,19 +88,6 @@ class Command(BaseCommand):
         path.chmod(0o600)
         return stored
 
-    def _demo_dataset(self) -> None:
-        """A small synthetic dataset the demo annotator can rank right away."""
-        from annotation.importer import import_groups
-        from annotation.models import Dataset
-        from annotation.synthetic import write_bundle
-
-        if not Dataset.objects.filter(name=DEMO_DATASET).exists():
-            with tempfile.TemporaryDirectory() as folder:
-                bundle = write_bundle(Path(folder), groups=12, candidates=4, size=320, seed=7)
-                import_groups(bundle, dataset_name=DEMO_DATASET, overlap=2)
-        dataset = Dataset.objects.get(name=DEMO_DATASET)
-        dataset.annotators.add(*User.objects.filter(username__in=DEMO_USERS))
-
     def _clear_broker_control_folder(self) -> None:
         # Remote-control broadcasts of earlier workers pile up here (platform notes).
         if settings.CELERY_BROKER_URL == "filesystem://":
@@ -102,8 +96,9 @@ class Command(BaseCommand):
             control.mkdir(parents=True, exist_ok=True)
 
 
-def _supervise(commands: dict[str, list[str]]) -> int:
-    """Start every process; when one exits or we are told to stop, stop them all."""
+def _supervise(commands: dict[str, list[str]], oneshot: set[str] = frozenset()) -> int:
+    """Start every process; when one exits or we are told to stop, stop them all. A `oneshot`
+    process may end (successfully or not) without stopping the others."""
     stopping = False
 
     def request_stop(signum, frame):
@@ -115,11 +110,16 @@ def _supervise(commands: dict[str, list[str]]) -> int:
     procs = {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()}
     exit_code = 0
     while not stopping:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                print(f"demo: {name} exited with {proc.returncode}; stopping", file=sys.stderr)
-                exit_code, stopping = 1, True
-                break
+        for name, proc in list(procs.items()):
+            if proc.poll() is None:
+                continue
+            if name in oneshot:
+                print(f"demo: {name} finished with status {proc.returncode}", file=sys.stderr)
+                del procs[name]
+                continue
+            print(f"demo: {name} exited with {proc.returncode}; stopping", file=sys.stderr)
+            exit_code, stopping = 1, True
+            break
         time.sleep(0.3)
     for proc in procs.values():
         if proc.poll() is None:

@@ -1,0 +1,273 @@
+"""The whole loop on EditWorld, step by step: what `make demo` does after the servers start,
+and what the end-to-end test does at a smaller scale.
+
+import an EditWorld dataset -> simulated annotators rank most of it over HTTP (some groups are
+left for the human) -> agreement report -> strict-consensus benchmark snapshot -> baselines, the
+oracle and a tiny EditScore scored on it -> the tiny EditScore fine-tuned on the rankings
+(benchmarked, promoted) -> a short RL run of the tiny EditWorld editor with that reward model.
+
+Each step is idempotent (a second `make demo` reuses what exists) and everything heavy runs as
+jobs on the worker, except the two cached builds (the tiny models are trained once into
+`var/demo/`). torch is imported only by those builds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+DATASET = "editworld-demo"
+BENCHMARK = "editworld-demo-bench"
+SIMULATED = "sim-annotator"
+# The tiny editor learns these task types well enough in a few CPU minutes (see issue 8 notes).
+EDITOR_TASKS = ("color_alter", "tone_transfer", "subject-remove")
+
+
+@dataclass(frozen=True)
+class Scale:
+    groups: int = 60
+    candidates: int = 4
+    image_size: int = 128
+    overlap: int = 3
+    simulated_annotators: int = 3
+    human_groups: int = 12  # left unranked for the demo user
+    noise: float = 0.1
+    seed: int = 7
+    editor_size: int = 32
+    editor_steps: int = 800
+    editor_pairs: int = 384
+    finetune_steps: int = 200
+    rl_rounds: int = 4
+    rl_group: int = 4
+    eval_prompts: int = 4
+    rl_prompts: int = 24
+
+
+def demo_dir() -> Path:
+    path = Path(settings.VAR_DIR) / "demo"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ------------------------------------------------------------------ annotation
+
+
+def import_dataset(scale: Scale, annotators=(), name: str = DATASET):
+    """The EditWorld bundle (written once under var/demo) imported as an annotation dataset."""
+    from annotation.importer import import_groups
+    from annotation.models import Dataset
+    from editworld.dataset import write_bundle
+
+    bundle = demo_dir() / f"bundle-{name}"
+    if not (bundle / "manifest.jsonl").is_file():
+        write_bundle(bundle, groups=scale.groups, candidates=scale.candidates,
+                     size=scale.image_size, seed=scale.seed)  # fmt: skip
+    if not Dataset.objects.filter(name=name).exists():
+        import_groups(bundle, dataset_name=name, overlap=scale.overlap)
+    dataset = Dataset.objects.get(name=name)
+    dataset.annotators.add(*annotators)
+    return dataset, bundle
+
+
+def simulated_annotators(dataset, scale: Scale):
+    """(user, API token, SimulatedAnnotator) for each simulated annotator of the dataset."""
+    from accounts.models import Role
+    from accounts.services import user_api_token, user_create_or_update
+    from editworld.simulate import SimulatedAnnotator
+
+    out = []
+    for i in range(scale.simulated_annotators):
+        user, _ = user_create_or_update(username=f"{SIMULATED}-{i + 1}", role=Role.ANNOTATOR)
+        dataset.annotators.add(user)
+        sim = SimulatedAnnotator(user.username, noise=scale.noise, seed=scale.seed + i)
+        out.append((user, user_api_token(user=user), sim))
+    return out
+
+
+def rank_over_http(base_url: str, dataset, bundle: Path, scale: Scale) -> int:
+    """The simulated annotators rank all but `human_groups` groups through the real API."""
+    from editworld.simulate import annotate_over_http, truth_by_image_hash
+
+    lookup = truth_by_image_hash(bundle)
+    budget = max(0, scale.groups - scale.human_groups)
+    return sum(
+        annotate_over_http(base_url, token, dataset.pk, sim, lookup, max_groups=budget)
+        for _, token, sim in simulated_annotators(dataset, scale)
+    )
+
+
+def refresh_report(dataset):
+    from annotation.quality import report_refresh
+
+    return report_refresh(dataset)
+
+
+# ------------------------------------------------------------------ benchmark
+
+
+def benchmark_dataset(dataset, name: str = BENCHMARK):
+    """Strict majority consensus of the dataset exported as a snapshot and imported."""
+    from annotation.exports import export_benchmark
+    from annotation.stats.consensus import Policy
+    from benchmark.importer import import_benchmark
+    from benchmark.models import BenchmarkDataset
+
+    existing = BenchmarkDataset.objects.filter(name=name).first()
+    if existing is not None:
+        return existing
+    out = demo_dir() / f"snapshot-{name}"
+    snapshot = export_benchmark(dataset, Policy.named("majority"), out, name=name)
+    import_benchmark(snapshot.path, name=name)
+    return BenchmarkDataset.objects.get(name=name)
+
+
+def oracle_scores(bundle: Path) -> str:
+    """The truth as a `file` scorer's scores file inside BENCHMARK_SCORES_DIR; its name."""
+    from editworld.dataset import truth_scores_file
+
+    folder = Path(settings.BENCHMARK_SCORES_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"editworld-oracle-{bundle.name}.jsonl"
+    truth_scores_file(bundle, path)
+    return str(path)
+
+
+def queue_benchmark_runs(bench, scorers: dict[str, dict], user=None) -> dict:
+    """{label: run}; a label already run on this benchmark is not queued again."""
+    from benchmark.models import BenchmarkRun
+    from benchmark.runs import run_enqueue
+
+    runs = {}
+    for label, spec in scorers.items():
+        run = BenchmarkRun.objects.filter(dataset=bench, label=label).first()
+        runs[label] = run or run_enqueue(dataset=bench, scorer=spec, label=label, user=user)
+    return runs
+
+
+def baseline_scorers(bundle: Path) -> dict[str, dict]:
+    """The baselines and the truth. (The fine-tuned tiny EditScore joins them when its job
+    ends; the untrained one would only write noise until max_new_tokens.)"""
+    return {
+        "random": {"kind": "random", "seed": 0},
+        "constant": {"kind": "constant"},
+        "pixel": {"kind": "pixel"},
+        "oracle (EditWorld truth)": {"kind": "file", "path": oracle_scores(bundle)},
+    }
+
+
+# ------------------------------------------------------------------ reward model and RL
+
+
+def tiny_editscore() -> Path:
+    """The offline tiny Qwen2.5-VL, built once."""
+    from rewardmodel.ml.tiny import build_tiny_editscore
+
+    folder = demo_dir() / "editscore-tiny"
+    if not (folder / "config.json").is_file():
+        build_tiny_editscore(folder, seed=0)
+    return folder
+
+
+def queue_finetune(dataset, bench, base: Path, scale: Scale, user=None, name="editscore-demo"):
+    from rewardmodel.jobs import finetune_enqueue
+    from rewardmodel.models import RewardModel
+
+    existing = RewardModel.objects.filter(name=name).first()
+    if existing is not None:
+        return existing
+    # The tiny model learns only with a high rate on every linear layer (see issue 6 notes).
+    training = {"max_steps": scale.finetune_steps, "grad_accum": 1, "learning_rate": 1e-2,
+                "lora_r": 8, "lora_alpha": 16, "max_pixels": 28 * 28 * 16}  # fmt: skip
+    return finetune_enqueue(config={
+        "model_name": name, "dataset_id": dataset.pk, "base_model": str(base),
+        "training": training, "benchmark_dataset_id": bench.pk,
+    }, user=user)  # fmt: skip
+
+
+def wait_for_job(job_id: int, timeout: float, poll: float = 1.0) -> str:
+    from jobs.models import Job
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Job.objects.values_list("status", flat=True).get(pk=job_id)
+        if status in ("succeeded", "failed", "cancelled"):
+            return status
+        time.sleep(poll)
+    return "timeout"
+
+
+def editor_pairs(scale: Scale):
+    from editworld.dataset import prompts
+
+    pool = prompts(scale.editor_pairs * 4, scale.editor_size, scale.seed + 100)
+    chosen = [p for p in pool if p[2] in EDITOR_TASKS][: scale.editor_pairs]
+    return [(instruction, source, target) for _, instruction, _, source, target in chosen]
+
+
+def tiny_editor(scale: Scale) -> Path:
+    """The tiny EditWorld editor, trained once (a few CPU minutes) and cached under var/demo."""
+    from editworld.editor import build_cached_editor
+
+    return build_cached_editor(
+        demo_dir() / "editors", lambda: editor_pairs(scale),
+        data_key=f"{EDITOR_TASKS}-{scale.editor_pairs}-{scale.editor_size}-{scale.seed}",
+        size=scale.editor_size, steps=scale.editor_steps, seed=scale.seed,
+    )  # fmt: skip
+
+
+def rl_prompts_file(scale: Scale) -> str:
+    """EditWorld prompts at the editor's size, of the task types it learned, as an RL prompts
+    JSONL in the media storage (what an upload on the RL page becomes); its storage name."""
+    import base64
+    import io
+    import json
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from editworld.dataset import prompts
+
+    name = f"rl_prompts/editworld-{scale.editor_size}-{scale.rl_prompts}-{scale.seed}.jsonl"
+    if default_storage.exists(name):
+        return name
+    pool = prompts(scale.rl_prompts * 4, scale.editor_size, scale.seed + 200)
+    lines = []
+    for key, instruction, task_type, source, _ in pool:
+        if task_type in EDITOR_TASKS and len(lines) < scale.rl_prompts:
+            png = io.BytesIO()
+            source.save(png, format="PNG")
+            lines.append(json.dumps({"instruction": instruction, "key": key,
+                                     "task_type": task_type,
+                                     "source": base64.b64encode(png.getvalue()).decode()}))  # fmt: skip
+    return default_storage.save(name, ContentFile("\n".join(lines).encode() + b"\n"))
+
+
+def queue_rl(policy: Path, reward_model, scale: Scale, user=None, name="editworld-rl"):
+    """A short RL run of the tiny editor with the reward model, on EditWorld prompts."""
+    from rltraining.jobs import rl_enqueue
+    from rltraining.models import RLRun
+
+    existing = RLRun.objects.filter(name=name).first()
+    if existing is not None:
+        return existing
+    reward = {"kind": "editscore", "base": reward_model.base, "k": 1}
+    if reward_model.adapter:
+        reward["adapter"] = reward_model.adapter
+    training = {"rounds": scale.rl_rounds, "num_steps": 8, "group_size": scale.rl_group,
+                "prompts_per_round": 2, "micro_batch": scale.rl_group, "train_steps": 4,
+                "eval_every": 1, "checkpoint_every": 1, "learning_rate": 1e-3}  # fmt: skip
+    with transaction.atomic():
+        run = rl_enqueue(config={
+            "run_name": name, "policy": str(policy), "reward": reward,
+            "prompts_file": rl_prompts_file(scale), "eval_prompts": scale.eval_prompts,
+            "policy_options": {"lora_r": 8}, "training": training,
+        }, user=user)  # fmt: skip
+        RLRun.objects.filter(pk=run.pk).update(reward_model=reward_model)
+    return run

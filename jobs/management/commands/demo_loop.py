@@ -1,0 +1,76 @@
+"""`python manage.py demo_loop --url http://127.0.0.1:8000`: the demo's loop on EditWorld, run
+by `manage.py demo` once its web server and worker are up (see jobs/demo.py for the steps).
+Prints one line per step with its wall time; safe to run again (every step reuses what
+exists)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+from django.core.management.base import BaseCommand, CommandError
+
+from jobs import demo
+
+
+class Command(BaseCommand):
+    help = "Run the EditWorld loop against a running EditLoop (the demo's second half)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--url", required=True, help="the running web server")
+        parser.add_argument("--groups", type=int, default=demo.Scale.groups)
+        parser.add_argument("--job-timeout", type=float, default=900, help="seconds per job")
+
+    def handle(self, *args, url: str, groups: int, job_timeout: float, **options):
+        from accounts.models import User
+        from rewardmodel.models import RewardModel
+
+        scale = demo.Scale(groups=groups, human_groups=min(demo.Scale.human_groups, groups // 4))
+        started = time.monotonic()
+
+        def step(message: str, **figures) -> None:
+            line = {"step": message, "seconds": round(time.monotonic() - started, 1), **figures}
+            self.stdout.write(json.dumps(line))
+            self.stdout.flush()
+
+        _wait_healthy(url)
+        researcher = User.objects.filter(username="researcher").first()
+        humans = User.objects.filter(username__in=["annotator", "researcher"])
+        dataset, bundle = demo.import_dataset(scale, annotators=humans)
+        step("imported", dataset=dataset.name, groups=dataset.groups.count())
+        rankings = demo.rank_over_http(url, dataset, bundle, scale)
+        step("simulated annotators ranked over HTTP", rankings=rankings)
+        report = demo.refresh_report(dataset)
+        step("agreement computed", report=bool(report))
+        bench = demo.benchmark_dataset(dataset)
+        step("benchmark snapshot exported and imported", pairs=bench.rows)
+        runs = demo.queue_benchmark_runs(bench, demo.baseline_scorers(bundle), researcher)
+        step("baseline and oracle benchmark runs queued", runs=sorted(runs))
+
+        base = demo.tiny_editscore()
+        model = demo.queue_finetune(dataset, bench, base, scale, researcher)
+        step("tiny EditScore fine-tune queued", model=model.name, job=model.job_id)
+        editor = demo.tiny_editor(scale)
+        step("tiny EditWorld editor trained (cached)", folder=str(editor))
+        outcome = demo.wait_for_job(model.job_id, job_timeout) if model.job_id else "succeeded"
+        model.refresh_from_db()
+        if outcome != "succeeded" or model.status != RewardModel.Status.READY:
+            raise CommandError(f"the reward-model fine-tune ended {outcome}; see /jobs/")
+        model.promote()
+        step("reward model fine-tuned, benchmarked and promoted", model=model.name)
+        run = demo.queue_rl(editor, model, scale, researcher)
+        step("RL run queued: watch it on the run page", run=f"{url.rstrip('/')}/rl/{run.pk}/")
+
+
+def _wait_healthy(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/healthz", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise CommandError(f"{url} did not answer /healthz within {timeout:.0f} s")
