@@ -13,7 +13,11 @@ from jobs.models import Job
 from jobs.runner import run_job
 from tests.brokers import api_call
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(1500),  # minutes of CPU training on a busy 2-core machine
+    pytest.mark.usefixtures("torch_one_thread"),
+]
 SCALE = demo.Scale(groups=12, candidates=4, image_size=64, overlap=3, simulated_annotators=3,
                    human_groups=2, noise=0.0, editor_steps=200, editor_pairs=96,
                    finetune_steps=60, rl_rounds=2, rl_group=4, eval_prompts=2,
