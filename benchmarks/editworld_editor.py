@@ -117,8 +117,10 @@ def main() -> None:
     if args.data == "colour":
         make = colour_pairs
     else:
+
         def make(n, size, seed):
             return editworld_pairs(n, size, seed, tasks)
+
     pairs = make(args.pairs, args.size, args.seed)
     held_out = make(args.held_out, args.size, args.seed + 1000)
     options = dict(size=args.size, steps=args.steps, batch_size=args.batch, lr=args.lr,
@@ -151,8 +153,10 @@ def main() -> None:
         "steps_per_second": round(args.steps / seconds, 2) if seconds else None,
         "loss_start": sum(losses[:k]) / k if losses else None,
         "loss_end": sum(losses[-k:]) / k if losses else None,
-        "loss_curve": [round(sum(losses[i : i + tenth]) / len(losses[i : i + tenth]), 4)
-                       for i in range(0, len(losses), tenth)],  # fmt: skip
+        "loss_curve": [
+            round(sum(losses[i : i + tenth]) / len(losses[i : i + tenth]), 4)
+            for i in range(0, len(losses), tenth)
+        ],  # fmt: skip
         "held_out_loss_untrained": loss_untrained,
         "held_out_loss": flow_matching_loss(model, held_out),
         "source_to_target": sum(distance(p[1], p[2]) for p in held_out) / len(held_out),

@@ -409,4 +409,3 @@ __all__ = [
     "cell_centre", "footprint", "move_to_cell", "random_background", "random_scene",
     "random_shape", "render", "render_array",
 ]  # fmt: skip
-

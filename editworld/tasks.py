@@ -408,7 +408,6 @@ def _edit_of_type(rng: random.Random, scene: Scene, task_type: str) -> Edit | No
     return None if op is None else make_edit(scene, task_type, (op,))
 
 
-
 def random_edit(rng: random.Random, scene: Scene, task_type: str | None = None) -> Edit:
     """A random edit of ``task_type`` (default: a random type that fits the scene). Raises
     ValueError when the scene allows no edit of the requested type (e.g. no shape can move)."""
@@ -475,8 +474,10 @@ def _wrong_op(rng: random.Random, scene: Scene, op: Op, avoid: set) -> Op | None
     if op.action == "recolour":
         return Op("recolour", j, colour=op.colour)
     if op.action == "retexture":
-        texture = op.texture if other.texture != op.texture else rng.choice(
-            [t for t in TEXTURES if t != other.texture]
+        texture = (
+            op.texture
+            if other.texture != op.texture
+            else rng.choice([t for t in TEXTURES if t != other.texture])
         )
         return Op("retexture", j, texture=texture)
     if op.action in ("remove", "extract"):
