@@ -188,6 +188,7 @@ def queue_finetune(dataset, bench, base: Path, scale: Scale, user=None, name="ed
     return finetune_enqueue(config={
         "model_name": name, "dataset_id": dataset.pk, "base_model": str(base),
         "training": training, "benchmark_dataset_id": bench.pk,
+        "target_modules": ["all-linear", "lm_head", "embed_tokens"],
     }, user=user)  # fmt: skip
 
 

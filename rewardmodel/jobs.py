@@ -49,6 +49,9 @@ class FinetuneJobConfig:
     # An `openai` scorer spec: the teacher whose reasoning is kept where it agrees
     # with the humans (rewardmodel.training.curated_reasoning).
     teacher: dict | None = None
+    # LoRA targets (FinetuneConfig.target_modules); None: "all-linear" of the language model.
+    # A tiny model also needs ["all-linear", "lm_head", "embed_tokens"] to learn at all.
+    target_modules: list[str] | None = None
 
     def __post_init__(self):
         if not isinstance(self.model_name, str) or not MODEL_NAME.fullmatch(self.model_name):
@@ -66,6 +69,11 @@ class FinetuneJobConfig:
             if not isinstance(self.teacher, dict) or self.teacher.get("kind") != "openai":
                 raise ValueError("teacher must be an openai scorer spec (a judge that reasons)")
             make_scorer(self.teacher)  # names a bad option
+        if self.target_modules is not None and (
+            not isinstance(self.target_modules, list) or not self.target_modules
+            or not all(isinstance(t, str) and t for t in self.target_modules)
+        ):  # fmt: skip
+            raise ValueError("target_modules must be a non-empty list of module names or null")
         if not isinstance(self.training, dict):
             raise ValueError("training must be an object of FinetuneConfig overrides")
         unknown = sorted(set(self.training) - set(TUNABLE))
@@ -129,6 +137,7 @@ def run_finetune(ctx) -> dict:
             output_dir=str(cfg.output_dir()),
             adapter_init=cfg.adapter_init,
             **{**PAPER_DEFAULTS, **cfg.training},
+            **({"target_modules": cfg.target_modules} if cfg.target_modules else {}),
         )
 
         def on_step(step: int, metrics: dict) -> None:

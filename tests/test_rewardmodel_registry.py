@@ -257,3 +257,16 @@ def test_a_teacher_must_be_an_openai_judge():
     with pytest.raises(InvalidJobConfig, match="unknown option"):
         finetune_enqueue(config={**base, "teacher": {"kind": "openai", "model": "m", "x": 1}})
     assert not RewardModel.objects.exists()
+
+
+def test_target_modules_are_checked():
+    from jobs.registry import InvalidJobConfig
+    from rewardmodel.jobs import finetune_enqueue
+
+    dataset = make_dataset(groups=1, candidates=2)
+    base = {"model_name": "m", "dataset_id": dataset.pk, "base_model": "/x"}
+    for bad in ("all-linear", [], [""], [3]):
+        with pytest.raises(InvalidJobConfig, match="target_modules must be a non-empty list"):
+            finetune_enqueue(config={**base, "target_modules": bad})
+    model = finetune_enqueue(config={**base, "target_modules": ["all-linear", "lm_head"]})
+    assert model.job.config["target_modules"] == ["all-linear", "lm_head"]
