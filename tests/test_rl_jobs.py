@@ -148,6 +148,7 @@ def test_too_few_prompts_fail_the_job_with_a_reason(kontext_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.django_db(transaction=True)  # the claim's heartbeat thread must see the job row
 def test_a_two_gpu_run_goes_through_torchrun(kontext_dir, tmp_path):
     """gpus=2: the job spawns torchrun (gloo on CPU) and reads rank 0's metrics and samples."""
     from jobs.runner import run_job
