@@ -50,6 +50,12 @@ class StoredImage:
     thumb: str
 
 
+# Writes of one stored name are serialised: two paths of a bundle with the same content (a
+# candidate identical to its source) hash to the same name, and the pool's threads would
+# otherwise check, delete and write it at once. Striped, so the set of locks stays bounded.
+_NAME_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
 class _Store:
     """Content-addressed writes that can be undone."""
 
@@ -58,12 +64,13 @@ class _Store:
         self._lock = threading.Lock()
 
     def put(self, name: str, data: bytes) -> str:
-        if default_storage.exists(name):
-            if default_storage.size(name) == len(data):
-                return name
-            # A worker killed mid-write left a truncated file under this hash.
-            default_storage.delete(name)
-        saved = default_storage.save(name, ContentFile(data))
+        with _NAME_LOCKS[hash(name) % len(_NAME_LOCKS)]:
+            if default_storage.exists(name):
+                if default_storage.size(name) == len(data):
+                    return name
+                # A worker killed mid-write left a truncated file under this hash.
+                default_storage.delete(name)
+            saved = default_storage.save(name, ContentFile(data))
         with self._lock:
             self.created.append(saved)
         return saved

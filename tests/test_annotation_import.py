@@ -79,6 +79,26 @@ def test_zip_import_and_content_addressed_dedup(db, tmp_path):
     assert Group.objects.filter(dataset__name="zipped").count() == 4
 
 
+def test_identical_images_under_many_paths_are_stored_once(db, tmp_path, media):
+    """A candidate byte-identical to its source (a no-op edit) hashes to the source's stored
+    name; the pool's threads must not race on writing it."""
+    import shutil
+
+    bundle = write_bundle(tmp_path / "b", groups=40, candidates=2, size=64)
+    manifest = [json.loads(line) for line in (bundle / "manifest.jsonl").read_text().splitlines()]
+    for g in manifest:
+        for c in g["candidates"]:
+            shutil.copyfile(bundle / g["source"], bundle / c["image"])
+    summary = _run(bundle, "same", "--workers", "8")
+    assert summary["groups"] == 40 and summary["images"] == 120
+    assert summary["images_stored"] == 40  # one per distinct picture
+    assert len(_media_files(media)) == 80
+    for cand in Candidate.objects.filter(group__dataset__name="same").select_related("group"):
+        assert cand.image == cand.group.source
+        with default_storage.open(cand.image) as f:
+            Image.open(f).verify()
+
+
 def _line(**overrides):
     base = {
         "id": "x1", "instruction": "do it", "task_type": "color_alter", "source": "img/g0.png",
