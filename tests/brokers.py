@@ -61,11 +61,14 @@ FAST_JOB_ENV = {
 
 
 class Worker:
-    """A real `celery worker` subprocess on the test database."""
+    """A real `celery worker` subprocess on the test database; with ``beat``, a `celery beat`
+    process beside it, as production runs them (an embedded ``--beat`` is a process forked
+    from the threaded worker, which can hang on a lock held at the fork)."""
 
     def __init__(self, *, broker_url: str, var_dir: Path, name: str, beat: bool = False):
         self.name = name
         self.log_path = var_dir / f"{name}.log"
+        self._logs = [open(self.log_path, "wb")]
         env = {
             **os.environ,
             **FAST_JOB_ENV,
@@ -73,16 +76,24 @@ class Worker:
             "CELERY_BROKER_URL": broker_url,
             "EDITLOOP_VAR_DIR": str(var_dir),
         }
-        cmd = [str(BIN / "celery"), "-A", "config", "worker", "-Q", "default,gpu",
-               "--pool", "solo", "--hostname", f"{name}@%h", "--loglevel", "INFO",
-               "--without-mingle", "--without-gossip"]  # fmt: skip
+        worker = [str(BIN / "celery"), "-A", "config", "worker", "-Q", "default,gpu",
+                  "--pool", "solo", "--hostname", f"{name}@%h", "--loglevel", "INFO",
+                  "--without-mingle", "--without-gossip"]  # fmt: skip
+        self.procs = [self._start(worker, env, self._logs[0])]
+        self.proc = self.procs[0]
         if beat:
-            cmd.append("--beat")
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+            self.beat_log_path = var_dir / f"{name}-beat.log"
+            self._logs.append(open(self.beat_log_path, "wb"))
+            schedule = var_dir / f"{name}-beat-schedule"  # its own: no state from other tests
+            beat_cmd = [str(BIN / "celery"), "-A", "config", "beat", "--loglevel", "INFO",
+                        "--schedule", str(schedule)]  # fmt: skip
+            self.procs.append(self._start(beat_cmd, env, self._logs[1]))
+
+    @staticmethod
+    def _start(cmd, env, log) -> subprocess.Popen:
+        return subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def wait_ready(self, timeout: float = 60) -> None:
         from jobs.models import WorkerHeartbeat
@@ -97,21 +108,30 @@ class Worker:
         raise AssertionError(f"worker {self.name} not ready:\n{self.log()}")
 
     def kill(self) -> None:
-        """SIGKILL the whole process group, like a machine that loses power."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        """SIGKILL the whole process group(s), like a machine that loses power."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
             try:
-                self.proc.wait(timeout=20)
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        for log in self._logs:
+            log.close()
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+        text = self.log_path.read_text(errors="replace")[-6000:]
+        if len(self._logs) > 1:
+            text += "\n--- beat ---\n" + self.beat_log_path.read_text(errors="replace")[-3000:]
+        return text
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
