@@ -493,10 +493,12 @@ def _wrong_op(rng: random.Random, scene: Scene, op: Op, avoid: set) -> Op | None
 def wrong_edit(rng: random.Random, scene: Scene, edit: Edit) -> Edit:
     """What a confused editor does: the same kind of change on another object (another shape, or
     another tone / style / background for edits without one); its instruction says what it did.
-    Falls back to a random edit of another task type when the scene has no other object."""
+    Falls back to another change of a shape the edit does not act on (or an added shape) when
+    the scene has no other object of the kind."""
+    acted_on = {op.index for op in edit.ops if op.index is not None}
+    correct = apply(scene, edit)
     for _ in range(20):
-        avoid = set(edit.touched(scene))
-        ops = []
+        avoid, ops = set(acted_on), []
         for op in edit.ops:
             wrong = _wrong_op(rng, scene, op, avoid)
             if wrong is None:
@@ -510,14 +512,14 @@ def wrong_edit(rng: random.Random, scene: Scene, edit: Edit) -> Edit:
                 result = apply(scene, candidate)
             except ValueError:
                 continue
-            if result != apply(scene, edit) and result != scene:
+            if result not in (correct, scene):
                 return candidate
-    others = [t for t in TASK_TYPES if t not in (edit.task_type, *GLOBAL_TASKS, "extract")]
-    rng.shuffle(others)
-    for kind in others:
-        fallback = _edit_of_type(rng, scene, kind)
-        if fallback is not None and apply(scene, fallback) != apply(scene, edit):
-            return make_edit(scene, edit.task_type, fallback.ops)
+    makers = list(COMPOSABLE.values())
+    rng.shuffle(makers)
+    for maker in makers:
+        op = maker(rng, scene, set(acted_on), set(), set())
+        if op is not None and apply(scene, Edit(edit.task_type, "", (op,))) != correct:
+            return make_edit(scene, edit.task_type, (op,))
     raise ValueError("no wrong edit fits this scene")
 
 
