@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from celery import Celery
+from celery.signals import worker_init
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -35,3 +36,15 @@ def _configure(sender: Celery, **kwargs) -> None:
         # The filesystem transport needs its folders before the first message.
         for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@worker_init.connect
+def _share_the_cores(sender, **kwargs) -> None:
+    """Give each pool process its share of the cores for torch and OpenMP (before any of them
+    imports torch; the children inherit the environment). Left alone, every process of a
+    prefork pool starts one thread per core, and N busy processes on N cores each spinning N
+    threads run many times slower than N processes of one thread. OMP_NUM_THREADS set by the
+    operator wins."""
+    solo = "solo" in str(getattr(sender, "pool_cls", "")).lower()
+    slots = sender.concurrency if isinstance(sender.concurrency, int) and not solo else 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, slots))))

@@ -6,6 +6,7 @@ exists)."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 
@@ -26,6 +27,9 @@ class Command(BaseCommand):
         from accounts.models import User
         from rewardmodel.models import RewardModel
 
+        # The tiny models it builds train beside the worker's jobs: one thread each, or the
+        # processes fight over the cores (set before torch is first imported).
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
         scale = demo.Scale(groups=groups, human_groups=min(demo.Scale.human_groups, groups // 4))
         started = time.monotonic()
 
