@@ -84,6 +84,27 @@ def test_ratio_is_exactly_one_before_the_first_update(kontext_dir):
     assert {"reward_mean/tone", "reward_mean/colour", "reward_std", "seconds"} <= set(metrics)
 
 
+def test_the_untrained_last_transition_draws_no_noise(kontext_dir):
+    """Every transition but the last is stochastic; the last (never trained) is the ODE step,
+    so no reward differences come from noise the policy cannot be credited for."""
+    from rltraining.ml.trainer import _sample
+
+    policy = kontext(kontext_dir)
+    prompt = prompts(1)[0]
+    cond = policy.encode([prompt.instruction], [prompt.source]).repeat(2)
+    sigmas = policy.sigmas(4)
+    with torch.no_grad():
+        final, latents, log_probs, stds = _sample(
+            policy, cond, 2, sigmas, 0.7, torch.Generator().manual_seed(0)
+        )
+        mean_last = latents[:, -2] + (sigmas[-1] - sigmas[-2]) * policy.velocity(
+            latents[:, -2], float(sigmas[-2]), cond, step_index=3, num_steps=4
+        )
+    assert (stds[:-1] > 0).all() and stds[-1] == 0
+    assert (log_probs[:, -1] == 0).all() and (log_probs[:, :-1] != 0).all()
+    torch.testing.assert_close(final, mean_last.to(final.dtype))
+
+
 @pytest.mark.parametrize("which", ["kontext", "qwen"])
 def test_one_iteration_through_the_real_diffusers_components(which, kontext_dir, tmp_path,
                                                              monkeypatch):  # fmt: skip

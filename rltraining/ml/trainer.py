@@ -183,8 +183,11 @@ def _sample(policy, cond, n, sigmas, noise_level, generator):
     sigma_max = float(sigmas[1])
     for j in range(steps):
         v = policy.velocity(x, float(sigmas[j]), cond, step_index=j, num_steps=steps)
+        # The last transition is never trained (docs/method.md): noise drawn there could not be
+        # credited to anything the policy does, and would only scatter the rewards of a group.
+        level = noise_level if j < steps - 1 else 0.0
         x, logp, _, std_t = sde_step_with_logprob(
-            v, float(sigmas[j]), float(sigmas[j + 1]), x, noise_level,
+            v, float(sigmas[j]), float(sigmas[j + 1]), x, level,
             generator=generator, sigma_max=sigma_max,
         )  # fmt: skip
         latents.append(x)
