@@ -38,12 +38,16 @@ class Scale:
     overlap: int = 3
     simulated_annotators: int = 3
     human_groups: int = 12  # left unranked for the demo user
-    noise: float = 0.1
+    # Annotators who see small differences wrongly now and then (noise) and tie candidates
+    # they cannot tell apart (tie_tendency), as the tier board lets them: without ties, their
+    # coin flips between equally consistent candidates would become "consensus" pairs.
+    noise: float = 0.05
+    tie_tendency: float = 0.1
     seed: int = 7
     editor_size: int = 32
     editor_steps: int = 800
     editor_pairs: int = 384
-    finetune_steps: int = 200
+    finetune_steps: int = 800
     rl_rounds: int = 4
     rl_group: int = 4
     eval_prompts: int = 4
@@ -86,7 +90,8 @@ def simulated_annotators(dataset, scale: Scale):
     for i in range(scale.simulated_annotators):
         user, _ = user_create_or_update(username=f"{SIMULATED}-{i + 1}", role=Role.ANNOTATOR)
         dataset.annotators.add(user)
-        sim = SimulatedAnnotator(user.username, noise=scale.noise, seed=scale.seed + i)
+        sim = SimulatedAnnotator(user.username, noise=scale.noise,
+                                 tie_tendency=scale.tie_tendency, seed=scale.seed + i)  # fmt: skip
         out.append((user, user_api_token(user=user), sim))
     return out
 
