@@ -24,3 +24,16 @@ def user_create_or_update(
 def user_api_token(*, user: User) -> str:
     token, _ = Token.objects.get_or_create(user=user)
     return token.key
+
+
+@transaction.atomic
+def user_api_token_regenerate(*, user: User) -> str:
+    """A new token; the old one stops working at once (DRF looks tokens up per request)."""
+    Token.objects.filter(user=user).delete()
+    return Token.objects.create(user=user).key
+
+
+def user_api_token_revoke(*, user: User) -> bool:
+    """Delete the user's token; False if there was none."""
+    deleted, _ = Token.objects.filter(user=user).delete()
+    return bool(deleted)

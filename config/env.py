@@ -26,7 +26,21 @@ KNOWN_VARIABLES = {
     "(rediss:// too)",
     "MEDIA_ROOT": "a folder path (relative paths are resolved against the project folder)",
     "EDITLOOP_VAR_DIR": "a folder path for local state (SQLite file, broker folders, secret key)",
-    "SECURE_COOKIES": "1/0: send cookies over HTTPS only (default 1 when DEBUG is off)",
+    "EDITLOOP_HTTPS": "1/0: the site is served over HTTPS only: redirect, HSTS, secure cookies "
+    "(default 1 when DEBUG is off, unless SECURE_COOKIES=0)",
+    "EDITLOOP_BEHIND_PROXY": "1/0: a reverse proxy sets X-Forwarded-Proto (https) and appends the "
+    "client's address to X-Forwarded-For (default 0)",
+    "SECURE_COOKIES": "1/0: send cookies over HTTPS only (default: EDITLOOP_HTTPS)",
+    "SECURE_SSL_REDIRECT": "1/0: redirect http to https (default: EDITLOOP_HTTPS)",
+    "SECURE_HSTS_SECONDS": "an integer >= 0: HSTS max-age, 0 for none (default 31536000 with "
+    "EDITLOOP_HTTPS, else 0)",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1/0: HSTS covers subdomains too (default 1)",
+    "SECURE_HSTS_PRELOAD": "1/0: ask to be on browsers' HSTS preload list (default 0)",
+    "CACHE_URL": "db:// (a table in the database, created by migrate), redis://host:port/db "
+    "(rediss:// too) or locmem:// (one process only)",
+    "LOGIN_FAILURE_LIMIT": "a positive integer: failed sign-ins per username and address "
+    "before further tries are refused",
+    "LOGIN_FAILURE_WINDOW_SECONDS": "a positive integer: the window those failures are counted in",
     "UPLOAD_MAX_BYTES": "a positive integer: the largest .zip accepted for import",
     "JOB_HEARTBEAT_SECONDS": "a positive number of seconds",
     "JOB_STALE_SECONDS": "a positive number of seconds",
@@ -41,6 +55,9 @@ KNOWN_VARIABLES = {
     "JOB_MAX_ATTEMPTS": "a positive integer",
     "WORKER_STALE_SECONDS": "a positive number of seconds",
 }
+
+# The db:// cache's table; accounts' migrations create it, so `migrate` is enough.
+CACHE_TABLE = "editloop_cache"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -83,6 +100,16 @@ def parse_positive_int(name: str, value: str) -> int:
         raise _bad(name, value) from None
     if number < 1:
         raise _bad(name, value, "must be >= 1")
+    return number
+
+
+def parse_non_negative_int(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise _bad(name, value) from None
+    if number < 0:
+        raise _bad(name, value, "must be >= 0")
     return number
 
 
@@ -159,6 +186,18 @@ def parse_broker_url(name: str, value: str) -> str:
             raise _bad(name, value, "database must be a number")
         return value
     raise _bad(name, value, f"unknown scheme {parts.scheme!r}")
+
+
+def parse_cache_url(name: str, value: str) -> dict:
+    """Turn a CACHE_URL into Django's default CACHES entry."""
+    if value == "db://":
+        return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": CACHE_TABLE}
+    if value == "locmem://":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if urlsplit(value).scheme in ("redis", "rediss"):
+        parse_broker_url(name, value)  # the same checks: host, port, numeric database
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": value}
+    raise _bad(name, value, f"unknown scheme {urlsplit(value).scheme!r}")
 
 
 def filesystem_broker_options(var_dir: Path) -> dict:

@@ -128,12 +128,45 @@ UPLOAD_MAX_BYTES = env.parse_positive_int(
     "UPLOAD_MAX_BYTES", env.read("UPLOAD_MAX_BYTES", str(2 * 1024**3))
 )
 
-if not DEBUG:
-    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.parse_bool(
-        "SECURE_COOKIES", env.read("SECURE_COOKIES", "1")
-    )
+# --- HTTPS: off with DEBUG (`make demo` is plain http on 127.0.0.1), on by default without
+# it. SECURE_COOKIES=0 was the switch for plain http before EDITLOOP_HTTPS (compose.yaml on
+# localhost), so it still turns the redirect and HSTS off unless EDITLOOP_HTTPS is set.
+_cookies = env.read("SECURE_COOKIES")
+_cookies = None if _cookies is None else env.parse_bool("SECURE_COOKIES", _cookies)
+HTTPS = env.parse_bool(
+    "EDITLOOP_HTTPS", env.read("EDITLOOP_HTTPS", "0" if DEBUG or _cookies is False else "1")
+)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS if _cookies is None else _cookies
+SECURE_SSL_REDIRECT = env.parse_bool(
+    "SECURE_SSL_REDIRECT", env.read("SECURE_SSL_REDIRECT", "1" if HTTPS else "0")
+)
+SECURE_HSTS_SECONDS = env.parse_non_negative_int(
+    "SECURE_HSTS_SECONDS", env.read("SECURE_HSTS_SECONDS", "31536000" if HTTPS else "0")
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.parse_bool(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS", env.read("SECURE_HSTS_INCLUDE_SUBDOMAINS", "1")
+)
+SECURE_HSTS_PRELOAD = env.parse_bool("SECURE_HSTS_PRELOAD", env.read("SECURE_HSTS_PRELOAD", "0"))
+if not SECURE_HSTS_PRELOAD:
+    # Preloading is a commitment made on hstspreload.org, not a default to nag about.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
+BEHIND_PROXY = env.parse_bool("EDITLOOP_BEHIND_PROXY", env.read("EDITLOOP_BEHIND_PROXY", "0"))
+if BEHIND_PROXY:
+    # Trusted only behind a proxy that sets the header itself; otherwise clients could forge it.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Shared by every web process (login failures are counted here), so not per-process locmem.
+CACHES = {"default": env.parse_cache_url("CACHE_URL", env.read("CACHE_URL", "db://"))}
+AUTHENTICATION_BACKENDS = ["accounts.backends.ThrottledModelBackend"]
+LOGIN_FAILURE_LIMIT = env.parse_positive_int(
+    "LOGIN_FAILURE_LIMIT", env.read("LOGIN_FAILURE_LIMIT", "5")
+)
+LOGIN_FAILURE_WINDOW_SECONDS = env.parse_positive_int(
+    "LOGIN_FAILURE_WINDOW_SECONDS", env.read("LOGIN_FAILURE_WINDOW_SECONDS", "900")
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
