@@ -98,15 +98,28 @@ class GroupRankingsApi(APIView):
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         except services.RankingConflict as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        # Stored with the import's candidate ids: answer with the tokens the annotator
+        # placed, or the reply would map each token to an id that may name its editor.
+        to_token = dict(group.candidates.values_list("external_id", "token"))
         return Response(
             {
                 "id": ranking.pk, "group": group.pk, "submission_id": str(ranking.submission_id),
-                "tiers": ranking.tiers, "unusable": ranking.unusable,
+                "tiers": _placements(ranking.tiers, to_token),
+                "unusable": _placements(ranking.unusable, to_token),
                 "seconds_spent": ranking.seconds_spent, "surplus": ranking.surplus,
                 "lease_expired": ranking.lease_expired,
             },
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )  # fmt: skip
+
+
+def _placements(placements: dict, names: dict[str, str]) -> dict:
+    """{dimension: tiers or a list} with every candidate id renamed through `names`."""
+
+    def rename(value):
+        return [rename(v) for v in value] if isinstance(value, list) else names.get(value, value)
+
+    return {dim: rename(value) for dim, value in placements.items()}
 
 
 class DatasetExportApi(APIView):

@@ -269,14 +269,26 @@ def _is_repeat(group: Group, annotator: User) -> bool:
 
 
 def ranking_clean(
-    *, dataset: Dataset, candidate_ids: set[str], tiers: object, unusable: object = None
+    *,
+    dataset: Dataset,
+    candidate_ids: set[str],
+    tiers: object,
+    unusable: object = None,
+    shown_as: dict[str, str] | None = None,
 ) -> tuple[dict, dict]:
     """Check that every dimension places every candidate exactly once.
 
     `tiers`: {dimension: [[ids of tier 1], [tier 2], ...]} best first.
     `unusable`: optional {dimension: [ids]}, a floor below every tier.
+    `shown_as`: {id: the name the caller knows it by} for error messages (an annotator knows
+    candidates by opaque tokens; their import ids may name the editor).
     Returns (tiers, unusable) with only the dataset's dimensions.
     """
+    shown_as = shown_as or {}
+
+    def named(ids) -> str:
+        return ", ".join(sorted(shown_as.get(c, c) for c in ids))
+
     if not isinstance(tiers, dict):
         raise RankingInvalid("'tiers' must be an object {dimension: [[ids], ...]}")
     unusable = unusable or {}
@@ -306,13 +318,13 @@ def ranking_clean(
         counts = Counter(placed)
         repeated = sorted(c for c, n in counts.items() if n > 1)
         if repeated:
-            raise RankingInvalid(f"{dim}: candidate(s) placed twice: {', '.join(repeated[:10])}")
+            raise RankingInvalid(f"{dim}: candidate(s) placed twice: {named(repeated[:10])}")
         strangers = sorted(set(counts) - candidate_ids)
         if strangers:
             raise RankingInvalid(f"{dim}: unknown candidate(s): {', '.join(strangers[:10])}")
         missing = sorted(candidate_ids - set(counts))
         if missing:
-            raise RankingInvalid(f"{dim}: candidate(s) not placed: {', '.join(missing)}")
+            raise RankingInvalid(f"{dim}: candidate(s) not placed: {named(missing)}")
         clean_tiers[dim] = dim_tiers
         if floor:
             clean_unusable[dim] = list(floor)
@@ -332,13 +344,15 @@ def ranking_submit(
     returns the stored ranking (a retried request). A ranking that arrives after
     its lease expired is still stored; past K rankings it is flagged surplus."""
     dataset = group.dataset
-    to_external = {}
+    to_external, to_token = {}, {}
     for external_id, token in group.candidates.values_list("external_id", "token"):
         to_external[external_id] = to_external[token] = external_id
+        to_token[external_id] = token
     tiers, unusable = _external_ids(tiers, to_external), _external_ids(unusable, to_external)
     clean_tiers, clean_unusable = ranking_clean(
-        dataset=dataset, candidate_ids=set(to_external.values()), tiers=tiers, unusable=unusable
-    )
+        dataset=dataset, candidate_ids=set(to_external.values()), tiers=tiers, unusable=unusable,
+        shown_as=to_token,
+    )  # fmt: skip
     now = timezone.now()
     try:
         with transaction.atomic():

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import IsResearcher, PublicRead
+from accounts.permissions import IsResearcher, PublicRead, is_researcher
 from benchmark import selectors
 from benchmark.models import BenchmarkDataset, BenchmarkRun
 from benchmark.runs import run_enqueue
@@ -16,10 +16,11 @@ from jobs.registry import InvalidJobConfig
 
 
 def _row_json(row: dict, request) -> dict:
-    """A leaderboard row for the API. Anonymous readers (BENCHMARK_PUBLIC_READ) do not
-    get the scorer spec (it may name server paths or internal endpoints) or the job."""
+    """A leaderboard row for the API. Only researchers get the scorer spec (it may name
+    server paths or internal endpoints) and the job: not annotators, nor anonymous
+    readers (BENCHMARK_PUBLIC_READ)."""
     hidden = {"task_ci95", "group_ci95"}
-    if not request.user.is_authenticated:
+    if not is_researcher(request.user):
         hidden |= {"scorer", "job"}
     return {k: v for k, v in row.items() if k not in hidden} | {
         "ci95_tasks": row.get("task_ci95", {}),
