@@ -56,6 +56,17 @@ class StoredImage:
 _NAME_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 
+class StorageFailed(OSError):
+    """The media storage refused a write (a full disk, a read-only or unwritable folder).
+    Not the bundle's fault: the import stops at the first one."""
+
+    def __init__(self, name: str, cause: OSError):
+        self.name = name
+        self.cause = cause
+        reason = cause.strerror or str(cause) or type(cause).__name__
+        super().__init__(cause.errno, f"cannot write {name!r} to the media storage: {reason}")
+
+
 class _Store:
     """Content-addressed writes that can be undone."""
 
@@ -65,19 +76,35 @@ class _Store:
 
     def put(self, name: str, data: bytes) -> str:
         with _NAME_LOCKS[hash(name) % len(_NAME_LOCKS)]:
-            if default_storage.exists(name):
-                if default_storage.size(name) == len(data):
-                    return name
-                # A worker killed mid-write left a truncated file under this hash.
-                default_storage.delete(name)
-            saved = default_storage.save(name, ContentFile(data))
+            try:
+                if default_storage.exists(name):
+                    if default_storage.size(name) == len(data):
+                        return name
+                    # A worker killed mid-write left a truncated file under this hash.
+                    default_storage.delete(name)
+            except OSError as exc:
+                raise StorageFailed(name, exc) from exc
+            try:
+                saved = default_storage.save(name, ContentFile(data))
+            except OSError as exc:
+                # A disk that fills up mid-file leaves the part written: the name did
+                # not exist a moment ago (under this lock), so what is there is ours.
+                _delete_quietly(name)
+                raise StorageFailed(name, exc) from exc
         with self._lock:
             self.created.append(saved)
         return saved
 
     def undo(self) -> None:
         for name in self.created:
-            default_storage.delete(name)
+            _delete_quietly(name)
+
+
+def _delete_quietly(name: str) -> None:
+    try:
+        default_storage.delete(name)
+    except OSError:  # undo goes on: every other file of the import still goes
+        pass
 
 
 def _store_image(bundle: Bundle, rel: str, store: _Store) -> StoredImage:
@@ -112,8 +139,11 @@ def import_groups(
         raise ImportRefused([LineError(0, f"--overlap must be at least 1, not {overlap}")])
     bundle = Bundle(path)
     store = _Store()
-    with _import_lock():
-        return _import_locked(bundle, store, dataset_name, overlap, workers, started, progress)
+    try:
+        with _import_lock():
+            return _import_locked(bundle, store, dataset_name, overlap, workers, started, progress)
+    finally:
+        bundle.close()  # also when the lock could not be taken (closing twice is harmless)
 
 
 @contextlib.contextmanager
@@ -121,8 +151,15 @@ def _import_lock():
     """One import at a time on this machine: an import that fails deletes the files
     it created, which must not be files another import has just decided to reuse."""
     path = Path(settings.MEDIA_ROOT) / ".import.lock"  # where the files are: shared by all workers
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")  # noqa: SIM115 (closed below; "a" never truncates)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise ImportRefused(
+            [LineError(0, f"the media folder ({settings.MEDIA_ROOT}) is not usable: {reason}")]
+        ) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -185,10 +222,16 @@ def _store_all(bundle, groups, store, workers, progress):
             lines_of.setdefault(rel, []).append(group.line)
     stored: dict[str, StoredImage] = {}
     errors: list[LineError] = []
+    storage_failed: list[tuple[str, StorageFailed]] = []
 
     def work(rel: str):
+        if storage_failed:  # a full or unwritable media folder: no use trying the rest
+            return rel, None, None
         try:
             return rel, _store_image(bundle, rel, store), None
+        except StorageFailed as exc:
+            storage_failed.append((rel, exc))
+            return rel, None, None
         except BadImage as exc:
             return rel, None, str(exc)
         except Exception as exc:  # a damaged zip member (BadZipFile, zlib.error), a full disk...
@@ -204,8 +247,16 @@ def _store_all(bundle, groups, store, workers, progress):
                 progress(0.95 * done / len(lines_of), f"checked {done} of {len(lines_of)} images")
             if error:
                 errors += [LineError(line, error) for line in lines_of[rel]]
-            else:
+            elif result is not None:
                 stored[rel] = result
+    if storage_failed:
+        rel, exc = storage_failed[0]
+        reason = (exc.cause.strerror or str(exc.cause)).lower()
+        errors.insert(0, LineError(0, (
+            f"the media folder ({settings.MEDIA_ROOT}) refused a write: {reason} "
+            f"(storing image {rel!r} of line {lines_of[rel][0]} as {exc.name!r}); "
+            "free space or fix its permissions, then import again"
+        )))  # fmt: skip
     return stored, errors
 
 

@@ -21,6 +21,12 @@ class UploadTooLarge(UploadRefused):
     status = 413
 
 
+class UploadNotStored(UploadRefused):
+    """The server could not keep the file (a full disk, an unwritable media folder)."""
+
+    status = 507  # Insufficient Storage
+
+
 def import_upload_enqueue(*, upload, dataset: str, overlap: int | None, user) -> Job:
     """Store the upload under MEDIA_ROOT/_uploads and queue its import. Raises UploadRefused
     (nothing stored) when it is not a zip with a manifest.jsonl at its top."""
@@ -40,12 +46,19 @@ def import_upload_enqueue(*, upload, dataset: str, overlap: int | None, user) ->
     if not any(n == MANIFEST or (n.count("/") == 1 and n.endswith("/" + MANIFEST)) for n in names):
         raise UploadRefused(f"the zip has no {MANIFEST} at its top (or in one top folder)")
     folder = uploads_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{uuid.uuid4()}.zip"
     upload.seek(0)
-    with open(path, "wb") as out:
-        for chunk in upload.chunks():
-            out.write(chunk)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as out:
+            for chunk in upload.chunks():
+                out.write(chunk)
+    except OSError as exc:
+        path.unlink(missing_ok=True)  # no half-written upload left behind
+        reason = (exc.strerror or str(exc)).lower()
+        raise UploadNotStored(
+            f"the server could not store the upload: {reason}; nothing was imported"
+        ) from None
     return job_enqueue(
         kind="annotation.import",
         config={"path": str(path), "dataset": dataset, "overlap": overlap},

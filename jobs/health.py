@@ -17,6 +17,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+CHECK_SECONDS = 2  # the longest one broker check may wait for an answer
+
 
 def check_database() -> dict:
     try:
@@ -42,9 +44,18 @@ def check_broker() -> dict:
         return {"ok": True, "transport": "filesystem"}
     from kombu import Connection
 
+    # A hung Redis (it accepts connections, answers nothing) must not hold /healthz for the
+    # broker's own socket timeout (10 s in production): a load balancer polls this page.
+    options = {
+        **options,
+        **{
+            key: min(options.get(key) or CHECK_SECONDS, CHECK_SECONDS)
+            for key in ("socket_connect_timeout", "socket_timeout")
+        },
+    }
     try:
-        with Connection(url, transport_options=options, connect_timeout=2) as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+        with Connection(url, transport_options=options, connect_timeout=CHECK_SECONDS) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=CHECK_SECONDS)
             conn.default_channel.client.ping()
         return {"ok": True, "transport": "redis"}
     except Exception as exc:

@@ -19,6 +19,9 @@ from jobs.models import Job, JobMetric, JobStatus, WorkerHeartbeat
 
 log = logging.getLogger(__name__)
 
+# How long one dispatch may try to reach the broker before leaving the job to the sweeper.
+DISPATCH_CONNECT_SECONDS = 2
+
 
 class JobLost(Exception):
     """The worker's claim is gone (the sweeper requeued the job, or it was finished elsewhere)."""
@@ -62,7 +65,14 @@ def job_dispatch(*, job_id: int) -> bool:
     if job is None:
         return False
     try:
-        run_job_task.apply_async(args=[job_id], queue=job.queue, retry=False)
+        with run_job_task.app.producer_or_acquire() as producer:
+            # One quick connect attempt: left to itself, kombu retries a refused connect for
+            # broker_connection_timeout (~6 s) on every send, holding up the request that
+            # queued the job, and the sweeper for each queued job while Redis is down.
+            producer.connection.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=DISPATCH_CONNECT_SECONDS
+            )
+            run_job_task.apply_async(args=[job_id], queue=job.queue, retry=False, producer=producer)
     except Exception as exc:  # kombu raises many types for a broker that is down
         log.warning("could not dispatch job %s (%s); the sweeper will retry", job_id, exc)
         return False
