@@ -148,23 +148,27 @@ def run_level(base_url, dataset_id, dimensions, tokens, seconds, think):
         "next_ms": percentiles(next_ms),
         "submit_ms": percentiles(submit_ms),
         "http_errors": len(errors),
+        "http_5xx": sum(1 for _, status in errors if status >= 500),
         "error_samples": errors[:5],
     }, accepted
 
 
 def integrity(dataset, accepted: list[str]) -> dict:
+    """Read back from the database. Repeats (a group served again to measure an annotator's
+    consistency, stored with repeat=True) are a second ranking of one (annotator, group) by
+    design and never a vote, so the checks count votes only."""
     from django.db.models import Count, F, Q
 
     from annotation.models import Group, Ranking
 
     over_k = (
-        Group.objects.filter(dataset=dataset)
-        .annotate(n=Count("rankings", filter=Q(rankings__surplus=False)))
+        Group.objects.filter(dataset=dataset, is_gold=False)  # gold goes to everyone
+        .annotate(n=Count("rankings", filter=Q(rankings__surplus=False, rankings__repeat=False)))
         .filter(n__gt=dataset.overlap)
         .count()
     )
     duplicates = (
-        Ranking.objects.filter(group__dataset=dataset)
+        Ranking.objects.filter(group__dataset=dataset, repeat=False)
         .values("annotator", "group")
         .annotate(n=Count("pk"))
         .filter(n__gt=1)
@@ -178,7 +182,7 @@ def integrity(dataset, accepted: list[str]) -> dict:
     )
     counter_drift = (
         Group.objects.filter(dataset=dataset)
-        .annotate(n=Count("rankings", filter=Q(rankings__surplus=False)))
+        .annotate(n=Count("rankings", filter=Q(rankings__surplus=False, rankings__repeat=False)))
         .exclude(ranking_count=F("n"))
         .count()
     )
