@@ -9,6 +9,7 @@ from pathlib import Path
 
 from benchmark.metric import DIMENSIONS, TASK_GROUPS
 from benchmark.models import BenchmarkRun
+from config.ids import parse_id
 
 PUBLISHED = Path(__file__).resolve().parent / "data" / "published_editreward_bench.json"
 PUBLISHED_DATASET = "EditReward-Bench (published)"
@@ -77,9 +78,9 @@ def pending_runs(limit: int = 20) -> list[BenchmarkRun]:
 def row_by_id(row_id: str) -> dict | None:
     if row_id.startswith("reported:"):
         return next((r for r in reported_rows() if r["id"] == row_id), None)
-    if not row_id.isdigit():
+    if parse_id(row_id) is None:
         return None
-    run = BenchmarkRun.objects.select_related("dataset", "job").filter(pk=int(row_id)).first()
+    run = BenchmarkRun.objects.select_related("dataset", "job").filter(pk=parse_id(row_id)).first()
     return run_row(run) if run else None
 
 

@@ -182,7 +182,7 @@ def parse_broker_url(name: str, value: str) -> str:
         if not parts.hostname:
             raise _bad(name, value, "missing host")
         db = parts.path.lstrip("/")
-        if db and not db.isdigit():
+        if db and not (db.isascii() and db.isdigit()):
             raise _bad(name, value, "database must be a number")
         return value
     raise _bad(name, value, f"unknown scheme {parts.scheme!r}")

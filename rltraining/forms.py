@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 
+from config.ids import parse_id
 from rewardmodel.models import RewardModel
 from rltraining.ml.trainer import RLConfig
 
@@ -140,8 +141,8 @@ def parse_reward(post) -> tuple[dict, RewardModel | None]:
     if choice.startswith("model:"):
         pk = choice.removeprefix("model:")
         model = (
-            RewardModel.objects.filter(pk=int(pk), status=RewardModel.Status.READY).first()
-            if pk.isdigit()
+            RewardModel.objects.filter(pk=parse_id(pk), status=RewardModel.Status.READY).first()
+            if parse_id(pk) is not None
             else None
         )
         if model is None:

@@ -23,6 +23,7 @@ from django_htmx.http import HttpResponseStopPolling
 from accounts.models import User
 from accounts.permissions import researcher_required
 from annotation.models import Dataset, Group
+from config.ids import parse_id
 from jobs.charts import line_chart
 from jobs.models import Job
 from jobs.registry import InvalidJobConfig
@@ -180,7 +181,9 @@ def _launch_config(request) -> tuple[dict, object, bytes | None]:
         dataset = None
     else:
         dataset = (
-            Dataset.objects.filter(pk=int(dataset_id)).first() if dataset_id.isdigit() else None
+            Dataset.objects.filter(pk=parse_id(dataset_id)).first()
+            if parse_id(dataset_id) is not None
+            else None
         )
         if dataset is None:
             raise ValueError("prompts: unknown dataset")
@@ -323,7 +326,7 @@ def run_send(request, run_id: int):
     run = _get_run(run_id)
     try:
         overlap = forms.parse_int(request.POST, "overlap", 3, minimum=1)
-        ids = [int(i) for i in request.POST.getlist("annotators") if i.isdigit()]
+        ids = [parse_id(i) for i in request.POST.getlist("annotators") if parse_id(i) is not None]
         annotators = list(User.objects.filter(pk__in=ids, is_active=True))
         dataset = send_to_annotation(run=run, overlap=overlap, annotators=annotators)
     except (SendRefused, ValueError) as exc:
