@@ -9,6 +9,14 @@ from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.http import content_disposition_header
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -18,6 +26,7 @@ from accounts.permissions import IsResearcher
 from annotation import selectors, services
 from annotation.models import Candidate, Dataset, Group
 from annotation.uploads import UploadRefused, import_upload_enqueue, upload_too_large
+from config.ids import parse_id
 
 
 def group_payload(group: Group, annotator, *, repeat: bool = False) -> dict:
@@ -46,7 +55,65 @@ def group_payload(group: Group, annotator, *, repeat: bool = False) -> dict:
     }
 
 
+_ERROR = OpenApiTypes.OBJECT  # {"detail": "..."}
+
+
+class ProgressSerializer(serializers.Serializer):
+    """For the schema: annotation.selectors.DatasetProgress."""
+
+    groups = serializers.IntegerField()
+    groups_complete = serializers.IntegerField()
+    rankings = serializers.IntegerField()
+    rankings_target = serializers.IntegerField()
+    my_rankings = serializers.IntegerField()
+
+
+class DatasetSummarySerializer(serializers.Serializer):
+    """For the schema: a dataset as DatasetListApi lists it."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    overlap = serializers.IntegerField()
+    dimensions = serializers.JSONField()
+    lease_ttl_seconds = serializers.IntegerField()
+    progress = ProgressSerializer()
+
+
+class CandidatePayloadSerializer(serializers.Serializer):
+    """For the schema: a candidate as group_payload shows it (named by its token)."""
+
+    id = serializers.CharField(help_text="the candidate's opaque token")
+    image_url = serializers.CharField()
+    thumb_url = serializers.CharField()
+
+
+class GroupPayloadSerializer(serializers.Serializer):
+    """For the schema: group_payload."""
+
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    instruction = serializers.CharField()
+    task_type = serializers.CharField()
+    source_url = serializers.CharField()
+    source_thumb_url = serializers.CharField()
+    candidates = CandidatePayloadSerializer(many=True)
+
+
+class RankingOutputSerializer(serializers.Serializer):
+    """For the schema: the ranking GroupRankingsApi stored, in the annotator's tokens."""
+
+    id = serializers.IntegerField()
+    group = serializers.IntegerField()
+    submission_id = serializers.UUIDField()
+    tiers = serializers.DictField()
+    unusable = serializers.DictField()
+    seconds_spent = serializers.FloatField(allow_null=True)
+    surplus = serializers.BooleanField()
+    lease_expired = serializers.BooleanField()
+
+
 class DatasetListApi(APIView):
+    @extend_schema(responses=DatasetSummarySerializer(many=True))
     def get(self, request):
         return Response([
             {
@@ -59,6 +126,19 @@ class DatasetListApi(APIView):
 
 
 class DatasetNextApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "NextGroup",
+                {
+                    "group": GroupPayloadSerializer(),
+                    "lease_expires_at": serializers.DateTimeField(),
+                },
+            ),
+            204: OpenApiResponse(description="nothing left to rank in this dataset"),
+        },
+    )
     def post(self, request, dataset_id: int):
         dataset = selectors.dataset_for_annotator(request.user, dataset_id)
         assignment = services.group_next_for_annotator(dataset=dataset, annotator=request.user)
@@ -71,6 +151,13 @@ class DatasetNextApi(APIView):
 
 
 class GroupSkipApi(APIView):
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "GroupSkipped",
+            {"group": serializers.IntegerField(), "skipped": serializers.BooleanField()},
+        ),
+    )
     def post(self, request, group_id: int):
         group = selectors.group_for_annotator(request.user, group_id)
         services.group_skip(group=group, annotator=request.user)
@@ -78,6 +165,7 @@ class GroupSkipApi(APIView):
 
 
 class GroupRankingsApi(APIView):
+    @extend_schema_serializer(component_name="RankingSubmission")
     class InputSerializer(serializers.Serializer):
         submission_id = serializers.UUIDField()
         tiers = serializers.JSONField()
@@ -86,6 +174,15 @@ class GroupRankingsApi(APIView):
             required=False, allow_null=True, min_value=0, max_value=86400
         )
 
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: RankingOutputSerializer,
+            200: OpenApiResponse(RankingOutputSerializer, description="a repeated submission"),
+            400: _ERROR,
+            409: _ERROR,
+        },
+    )
     def post(self, request, group_id: int):
         group = selectors.group_for_annotator(request.user, group_id)
         data = self.InputSerializer(data=request.data)
@@ -125,6 +222,18 @@ def _placements(placements: dict, names: dict[str, str]) -> dict:
 class DatasetExportApi(APIView):
     permission_classes = [IsResearcher]
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", str, enum=["rankings", "pairs"], default="rankings"),
+            OpenApiParameter("ties", str, description="pairs: '1' or 'true' keeps ties"),
+        ],
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(
+                OpenApiTypes.STR, description="one JSON object a line"
+            ),
+            (400, "application/json"): _ERROR,
+        },
+    )
     def get(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
         kind = request.query_params.get("format", "rankings")
@@ -147,9 +256,23 @@ class ImageApi(APIView):
     """Images of a group, for whoever may annotate its dataset. Names are content
     hashes, so a browser may cache them for good."""
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "kind",
+                str,
+                OpenApiParameter.PATH,
+                enum=["source", "source-thumb", "candidate", "candidate-thumb"],
+            ),
+            OpenApiParameter(
+                "key", str, OpenApiParameter.PATH, description="group id or candidate token"
+            ),
+        ],
+        responses={(200, "image/*"): OpenApiTypes.BINARY},
+    )
     def get(self, request, kind: str, key: str):
-        if kind in ("source", "source-thumb") and key.isdigit():
-            group = selectors.group_for_annotator(request.user, int(key))
+        if kind in ("source", "source-thumb") and parse_id(key) is not None:
+            group = selectors.group_for_annotator(request.user, parse_id(key))
             name = group.source if kind == "source" else group.source_thumb
         elif kind in ("candidate", "candidate-thumb"):
             candidate = get_object_or_404(Candidate, token=key)
@@ -172,6 +295,30 @@ class DatasetImportApi(APIView):
     permission_classes = [IsResearcher]
     parser_classes = [MultiPartParser]
 
+    @extend_schema(
+        request={
+            "multipart/form-data": inline_serializer(
+                "DatasetImportUpload",
+                {
+                    "file": serializers.FileField(help_text=".zip with manifest.jsonl"),
+                    "dataset": serializers.CharField(help_text="the new dataset's name"),
+                    "overlap": serializers.IntegerField(required=False),
+                },
+            )
+        },
+        responses={
+            202: inline_serializer(
+                "DatasetImportQueued",
+                {
+                    "job": serializers.IntegerField(),
+                    "job_url": serializers.CharField(),
+                    "status": serializers.CharField(),
+                },
+            ),
+            400: _ERROR,
+            413: _ERROR,
+        },
+    )
     def post(self, request):
         if upload_too_large(request):
             return Response({"detail": "the upload is too large"}, status=413)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,9 +20,11 @@ from annotation.models import Dataset, Group
 from annotation.tasks import refresh_reports_task
 from benchmark.models import Snapshot
 from jobs.registry import InvalidJobConfig
-from jobs.services import job_enqueue
+from jobs.services import job_enqueue, send_task
 
 log = logging.getLogger(__name__)
+
+_ERROR = OpenApiTypes.OBJECT  # {"detail": "..."}
 
 
 class DatasetReportApi(APIView):
@@ -29,6 +33,10 @@ class DatasetReportApi(APIView):
 
     permission_classes = [IsResearcher]
 
+    @extend_schema(
+        description="The stored report: computed_at, stale, seconds and the report itself.",
+        responses={200: OpenApiTypes.OBJECT, 404: _ERROR},
+    )
     def get(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
         report = selectors.dataset_report(dataset)
@@ -39,6 +47,16 @@ class DatasetReportApi(APIView):
             )
         return Response(report)
 
+    @extend_schema(
+        request=None,
+        responses={
+            202: inline_serializer(
+                "ReportRecomputing",
+                {"detail": serializers.CharField(), "dataset": serializers.IntegerField()},
+            ),
+            503: _ERROR,
+        },
+    )
     def post(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
         if not report_refresh_request(dataset):
@@ -49,6 +67,22 @@ class DatasetReportApi(APIView):
 class AdjudicationQueueApi(APIView):
     permission_classes = [IsResearcher]
 
+    @extend_schema(
+        responses=inline_serializer(
+            "AdjudicationQueueEntry",
+            {
+                "group": serializers.IntegerField(),
+                "external_id": serializers.CharField(),
+                "instruction": serializers.CharField(),
+                "task_type": serializers.CharField(),
+                "agreement": serializers.FloatField(allow_null=True),
+                "rankings": serializers.ListField(
+                    child=serializers.DictField(), help_text="[{annotator, tiers}, ...]"
+                ),
+            },
+            many=True,
+        )
+    )
     def get(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
         return Response(selectors.adjudication_queue(dataset))
@@ -60,11 +94,29 @@ class GroupAdjudicationApi(APIView):
 
     permission_classes = [IsResearcher]
 
+    @extend_schema_serializer(component_name="AdjudicationSubmission")
     class InputSerializer(serializers.Serializer):
         tiers = serializers.JSONField()
         unusable = serializers.JSONField(required=False, default=dict)
         note = serializers.CharField(required=False, default="", allow_blank=True, max_length=5000)
 
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: inline_serializer(
+                "Adjudication",
+                {
+                    "group": serializers.IntegerField(),
+                    "tiers": serializers.DictField(),
+                    "unusable": serializers.DictField(),
+                    "note": serializers.CharField(),
+                    "researcher": serializers.CharField(),
+                },
+            ),
+            400: _ERROR,
+            409: _ERROR,
+        },
+    )
     def post(self, request, group_id: int):
         group = get_object_or_404(Group.objects.select_related("dataset"), pk=group_id)
         data = self.InputSerializer(data=request.data)
@@ -92,6 +144,23 @@ class DatasetSnapshotApi(APIView):
 
     permission_classes = [IsResearcher]
 
+    @extend_schema(
+        responses=inline_serializer(
+            "Snapshot",
+            {
+                "id": serializers.IntegerField(),
+                "name": serializers.CharField(),
+                "kind": serializers.CharField(),
+                "policy": serializers.CharField(),
+                "path": serializers.CharField(),
+                "rows": serializers.IntegerField(),
+                "sha256": serializers.CharField(),
+                "counts": serializers.DictField(),
+                "created_at": serializers.DateTimeField(),
+            },
+            many=True,
+        )
+    )
     def get(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
         return Response([
@@ -103,6 +172,24 @@ class DatasetSnapshotApi(APIView):
             for s in Snapshot.objects.filter(dataset=dataset)
         ])  # fmt: skip
 
+    @extend_schema(
+        request=inline_serializer(
+            "SnapshotExport",
+            {
+                "name": serializers.CharField(help_text="letters, digits, '.', '_' or '-'"),
+                "policy": serializers.CharField(required=False),
+                "max_tie_fraction": serializers.FloatField(required=False),
+                "min_votes": serializers.IntegerField(required=False),
+            },
+        ),
+        responses={
+            202: inline_serializer(
+                "SnapshotExportQueued",
+                {"job": serializers.IntegerField(), "job_url": serializers.CharField()},
+            ),
+            400: _ERROR,
+        },
+    )
     def post(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
         try:
@@ -140,7 +227,7 @@ def snapshot_export_enqueue(dataset: Dataset, data, user):
 def report_refresh_request(dataset: Dataset) -> bool:
     """Ask a worker to recompute the report now; False when the broker is down."""
     try:
-        refresh_reports_task.delay(dataset.pk, True)
+        send_task(refresh_reports_task, [dataset.pk, True])
     except Exception:  # kombu raises OperationalError and friends
         log.warning("could not send the report refresh of %s", dataset, exc_info=True)
         return False

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -28,9 +31,43 @@ def _row_json(row: dict, request) -> dict:
     }
 
 
+_ERROR = OpenApiTypes.OBJECT  # {"detail": "..."}
+
+
+class BenchmarkRowSerializer(serializers.Serializer):
+    """For the schema: a leaderboard row, a measured run (id: its number) or a reported
+    figure (id: "reported:<model>"). scorer and job are shown to researchers only."""
+
+    id = serializers.JSONField(help_text="the run's id, or 'reported:<model>'")
+    label = serializers.CharField()
+    source = serializers.ChoiceField(["measured", "reported"])
+    dataset = serializers.CharField()
+    k = serializers.IntegerField()
+    date = serializers.DateTimeField(allow_null=True)
+    status = serializers.CharField()
+    scorer = serializers.DictField(required=False, help_text="researchers only")
+    job = serializers.IntegerField(required=False, help_text="researchers only")
+    overall = serializers.DictField()
+    ci95 = serializers.DictField()
+    groups = serializers.DictField()
+    tasks = serializers.DictField()
+    ci95_tasks = serializers.DictField()
+    ci95_groups = serializers.DictField()
+
+
+class BenchmarkRunSerializer(BenchmarkRowSerializer):
+    """For the schema: a measured run's row with its full metric (null until it finished)."""
+
+    metric = serializers.DictField(allow_null=True)
+
+
 class LeaderboardApi(APIView):
     permission_classes = [PublicRead]
 
+    @extend_schema(
+        parameters=[OpenApiParameter("dataset", str, description="only runs on this dataset")],
+        responses=BenchmarkRowSerializer(many=True),
+    )
     def get(self, request):
         rows = selectors.leaderboard(dataset=request.query_params.get("dataset") or None)
         return Response([_row_json(r, request) for r in rows])
@@ -39,6 +76,22 @@ class LeaderboardApi(APIView):
 class BenchmarkDatasetListApi(APIView):
     permission_classes = [PublicRead]
 
+    @extend_schema(
+        responses=inline_serializer(
+            "BenchmarkDataset",
+            {
+                "id": serializers.IntegerField(),
+                "name": serializers.CharField(),
+                "layout": serializers.CharField(),
+                "split": serializers.CharField(),
+                "rows": serializers.IntegerField(),
+                "counts": serializers.DictField(),
+                "snapshot": serializers.IntegerField(allow_null=True),
+                "created_at": serializers.DateTimeField(),
+            },
+            many=True,
+        )
+    )
     def get(self, request):
         return Response([
             {"id": d.pk, "name": d.name, "layout": d.layout, "split": d.split, "rows": d.rows,
@@ -55,10 +108,35 @@ class RunListApi(APIView):
     def get_permissions(self):
         return [IsResearcher()] if self.request.method == "POST" else [PublicRead()]
 
+    @extend_schema(operation_id="benchmark_runs_list", responses=BenchmarkRowSerializer(many=True))
     def get(self, request):
         runs = BenchmarkRun.objects.select_related("dataset", "job")[:500]
         return Response([_row_json(selectors.run_row(r), request) for r in runs])
 
+    @extend_schema(
+        request=inline_serializer(
+            "BenchmarkRunStart",
+            {
+                "dataset": serializers.JSONField(help_text="the benchmark dataset's id or name"),
+                "scorer": serializers.JSONField(
+                    help_text='a spec string "kind:opt=v,..." or an object {"kind": ...}'
+                ),
+                "label": serializers.CharField(required=False),
+                "k": serializers.IntegerField(required=False),
+            },
+        ),
+        responses={
+            202: inline_serializer(
+                "BenchmarkRunStarted",
+                {
+                    "run": serializers.IntegerField(),
+                    "job": serializers.IntegerField(),
+                    "label": serializers.CharField(),
+                },
+            ),
+            400: _ERROR,
+        },
+    )
     def post(self, request):
         data = request.data
         if not isinstance(data, Mapping):
@@ -100,6 +178,9 @@ def _dataset(value) -> BenchmarkDataset | None:
 class RunDetailApi(APIView):
     permission_classes = [PublicRead]
 
+    @extend_schema(
+        responses={200: BenchmarkRunSerializer, 404: _ERROR},
+    )
     def get(self, request, run_id: int):
         row = selectors.row_by_id(str(run_id))
         if row is None:

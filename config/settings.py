@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
     "django_htmx",
     "template_partials",
     "accounts",
@@ -180,6 +181,19 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     # `?format=` is ours (export formats), not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# --- OpenAPI 3 schema of /api/ (drf-spectacular), served at /api/schema/ to signed-in users.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "EditLoop API",
+    "DESCRIPTION": "Annotation, benchmark and job API. Authenticate with `Authorization: "
+    "Token <key>` (see /account/token/) or a signed-in session.",
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "SERVE_INCLUDE_SCHEMA": True,  # /api/schema/ lists itself: every /api/ path is in it
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Celery: JSON only; the job row is the truth, the message only rings the bell.

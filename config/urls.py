@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
 urlpatterns = [
     path("", include("accounts.urls")),
@@ -8,6 +9,7 @@ urlpatterns = [
     path("benchmark/", include("benchmark.urls")),
     path("reward-models/", include("rewardmodel.urls")),
     path("rl/", include("rltraining.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/", include("jobs.api_urls")),
     path("api/", include("accounts.api_urls")),
     path("api/", include("annotation.api_urls")),

@@ -1,6 +1,13 @@
 """JSON API for jobs (researchers only): list, create, detail, metrics, cancel."""
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
@@ -23,13 +30,36 @@ class JobOutputSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
+# {"detail": "..."} and the like: what a refused request is answered with.
+_ERROR = OpenApiTypes.OBJECT
+
+
 class JobListApi(APIView):
     permission_classes = [IsResearcher]
 
+    @extend_schema_serializer(component_name="JobCreate")
     class InputSerializer(serializers.Serializer):
         kind = serializers.CharField()
         config = serializers.DictField(required=False, default=dict)
 
+    @extend_schema(
+        operation_id="jobs_list",
+        parameters=[
+            OpenApiParameter("status", str, description="only jobs with this status"),
+            OpenApiParameter("kind", str, description="only jobs of this kind"),
+            OpenApiParameter("limit", int, description="page size"),
+            OpenApiParameter("offset", int, description="index of the first job"),
+        ],
+        responses=inline_serializer(
+            "PaginatedJobList",
+            {
+                "count": serializers.IntegerField(),
+                "next": serializers.URLField(allow_null=True),
+                "previous": serializers.URLField(allow_null=True),
+                "results": JobOutputSerializer(many=True),
+            },
+        ),
+    )
     def get(self, request):
         jobs = selectors.job_list(
             status=request.query_params.get("status"), kind=request.query_params.get("kind")
@@ -38,6 +68,7 @@ class JobListApi(APIView):
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobOutputSerializer(page, many=True).data)
 
+    @extend_schema(request=InputSerializer, responses={201: JobOutputSerializer, 400: _ERROR})
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -51,6 +82,7 @@ class JobListApi(APIView):
 class JobDetailApi(APIView):
     permission_classes = [IsResearcher]
 
+    @extend_schema(responses=JobOutputSerializer)
     def get(self, request, job_id: int):
         job = get_object_or_404(Job, pk=job_id)
         return Response(JobOutputSerializer(job).data)
@@ -59,6 +91,10 @@ class JobDetailApi(APIView):
 class JobMetricsApi(APIView):
     permission_classes = [IsResearcher]
 
+    @extend_schema(
+        description="Every metric the job logged: {name: [{step, value}, ...]}.",
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def get(self, request, job_id: int):
         job = get_object_or_404(Job, pk=job_id)
         series = selectors.job_metric_series(job=job)
@@ -70,6 +106,12 @@ class JobMetricsApi(APIView):
 class JobCancelApi(APIView):
     permission_classes = [IsResearcher]
 
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "JobCancelled", {"id": serializers.IntegerField(), "status": serializers.CharField()}
+        ),
+    )
     def post(self, request, job_id: int):
         job = get_object_or_404(Job, pk=job_id)
         return Response({"id": job.pk, "status": services.job_cancel(job_id=job.pk)})

@@ -203,6 +203,7 @@ ROWS = [
         state=lambda w: set(Token.objects.values_list("key", flat=True))),
     row("healthz", "GET", (200, 200, 200, 200)),
     row("api-me", "GET", SIGNED_IN_API),
+    row("api-schema", "GET", SIGNED_IN_API),  # the OpenAPI schema of /api/
     # jobs
     row("job-list", "GET", R_PAGE),
     row("job-selftest-create", "POST", R_POST, data=lambda w: {"steps": "2"}, state=jobs),
