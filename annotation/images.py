@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -34,20 +33,23 @@ def check_image(data: bytes, name: str) -> CheckedImage:
     """Decode the whole image (a truncated file fails here), then make its thumbnail."""
     if len(data) > MAX_IMAGE_BYTES:
         raise BadImage(f"image {name!r} is {len(data) / 2**20:.1f} MB; the limit is 25 MB")
+    # No warnings.catch_warnings() here: images are checked on a thread pool and that context
+    # manager swaps the process-wide filters, so threads would leave each other's in place.
+    # Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS (89 MP) in open() (a header
+    # declaring 50000x50000 is never decoded); MAX_IMAGE_PIXELS (40 MP) is checked below,
+    # before load(): the DecompressionBombWarning open() gives for 89-178 MP stays a warning.
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.format not in ALLOWED_FORMATS:
-                raise BadImage(f"image {name!r} is {image.format}; accepted: PNG, JPEG, WebP")
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise BadImage(
-                    f"image {name!r} is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
-                    "the limit is 40"
-                )
-            image.load()
-            image_format = image.format
+        image = Image.open(io.BytesIO(data))
+        if image.format not in ALLOWED_FORMATS:
+            raise BadImage(f"image {name!r} is {image.format}; accepted: PNG, JPEG, WebP")
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise BadImage(
+                f"image {name!r} is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
+                "the limit is 40"
+            )
+        image.load()
+        image_format = image.format
     except BadImage:
         raise
     except UnidentifiedImageError:
@@ -58,15 +60,20 @@ def check_image(data: bytes, name: str) -> CheckedImage:
         raise BadImage(
             f"image {name!r} is unreadable or truncated ({type(exc).__name__}: {exc})"
         ) from None
-    if image.getexif().get(ORIENTATION_TAG, 1) != 1:
-        image = ImageOps.exif_transpose(image)  # what a browser shows is what is stored
-        clean = _encode(image, image_format)
-        width, height = image.size
-    else:
-        clean = strip_metadata(data, image_format)
-    thumb = _thumbnail(image.convert("RGB") if image.mode != "RGB" else image)
-    buffer = io.BytesIO()
-    thumb.save(buffer, "JPEG", quality=85)
+    try:  # damaged metadata (EXIF) or an odd mode must not escape as another exception type
+        if image.getexif().get(ORIENTATION_TAG, 1) != 1:
+            image = ImageOps.exif_transpose(image)  # what a browser shows is what is stored
+            clean = _encode(image, image_format)
+            width, height = image.size
+        else:
+            clean = strip_metadata(data, image_format)
+        thumb = _thumbnail(image.convert("RGB") if image.mode != "RGB" else image)
+        buffer = io.BytesIO()
+        thumb.save(buffer, "JPEG", quality=85)
+    except Exception as exc:
+        raise BadImage(
+            f"image {name!r} is unreadable or damaged ({type(exc).__name__}: {exc})"
+        ) from None
     return CheckedImage(
         data=clean,
         sha256=hashlib.sha256(clean).hexdigest(),

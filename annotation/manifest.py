@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import stat
 import threading
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from annotation.constants import MAX_CANDIDATES, MAX_IMAGE_BYTES, MIN_CANDIDATES
 
 MANIFEST = "manifest.jsonl"
 MAX_MANIFEST_BYTES = 200 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024  # one group: ids, paths, a 5000-character instruction, meta
+MAX_JSON_DEPTH = 32  # objects and lists within one line
 GROUP_KEYS = {"id", "instruction", "task_type", "source", "candidates", "meta", "gold"}
 GOLD_OPERATORS = (">", "=", ">=")
 CANDIDATE_KEYS = {"id", "image", "editor", "meta"}
@@ -29,7 +33,9 @@ class LineError:
     message: str
 
     def __str__(self) -> str:
-        return f"{MANIFEST} line {self.line}: {self.message}" if self.line else self.message
+        # A message may quote a field (an unknown key, a path): never at any length.
+        message = self.message if len(self.message) <= 500 else self.message[:500] + "..."
+        return f"{MANIFEST} line {self.line}: {message}" if self.line else message
 
 
 class ImportRefused(Exception):
@@ -80,7 +86,10 @@ class Bundle:
         if self.path.is_dir():
             self.root = self.path.resolve()
         elif zipfile.is_zipfile(self.path):
-            self._zip = zipfile.ZipFile(self.path)
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+                raise ImportRefused([LineError(0, f"{self.path}: a damaged .zip file ({exc})")]) from None  # fmt: skip
             self._members = {i.filename: i for i in self._zip.infolist()}
             self._prefix = self._find_zip_prefix()
         elif self.path.exists():
@@ -91,22 +100,34 @@ class Bundle:
     def _find_zip_prefix(self) -> str:
         """Accept manifest.jsonl at the top of the zip or inside one top folder."""
         candidates = [n for n in self._members if posixpath.basename(n) == MANIFEST]
-        top = [n for n in candidates if n.count("/") <= 1]
+        # "../manifest.jsonl" or "/manifest.jsonl" are no top folder of the bundle
+        top = [
+            n for n in candidates
+            if n == MANIFEST or (n.count("/") == 1 and posixpath.dirname(n) not in ("", "/", ".", ".."))
+        ]  # fmt: skip
         if not top:
             raise ImportRefused([LineError(0, f"{self.path}: no {MANIFEST} at the top of the zip")])
         return posixpath.dirname(min(top, key=len))
 
     def read_manifest(self) -> bytes:
+        too_big = LineError(0, f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES / 2**20:g} MB")
         if self._zip is not None:
             info = self._members[posixpath.join(self._prefix, MANIFEST)]
             if info.file_size > MAX_MANIFEST_BYTES:
-                raise ImportRefused([LineError(0, f"{MANIFEST} is larger than 200 MB")])
-            return self._zip.read(info)
+                raise ImportRefused([too_big])
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise ImportRefused([LineError(0, f"{MANIFEST} is a symbolic link")])
+            try:  # zipfile stops at the declared size: a lying header cannot inflate more
+                return self._zip.read(info)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
+                raise ImportRefused([LineError(0, f"{MANIFEST} in {self.path.name} is damaged ({exc})")]) from None  # fmt: skip
         manifest = self.root / MANIFEST
+        if manifest.is_symlink():
+            raise ImportRefused([LineError(0, f"{self.path}: {MANIFEST} is a symbolic link")])
         if not manifest.is_file():
             raise ImportRefused([LineError(0, f"{self.path}: no {MANIFEST} in the folder")])
         if manifest.stat().st_size > MAX_MANIFEST_BYTES:
-            raise ImportRefused([LineError(0, f"{MANIFEST} is larger than 200 MB")])
+            raise ImportRefused([too_big])
         return manifest.read_bytes()
 
     def check_path(self, rel: str) -> str | None:
@@ -169,14 +190,62 @@ def _meta(obj: dict, where: str) -> dict:
     return meta
 
 
-def parse_line(number: int, raw: bytes) -> GroupSpec:
-    """One manifest line -> GroupSpec; ValueError with the reason otherwise."""
+class _Refused(ValueError):
+    pass
+
+
+def _no_constant(name: str):
+    raise _Refused(f"{name} is not a JSON number")
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # databases refuse NUL; UTF-8 lone surrogates
+
+
+def load_json_line(raw: bytes | str, limit: int = MAX_LINE_BYTES) -> object:
+    """One line of a JSONL upload, strictly: UTF-8, at most `limit` bytes, no NaN or Infinity,
+    at most MAX_JSON_DEPTH levels, no NUL or lone surrogate in a string or key (what a database
+    cannot store). ValueError with the reason otherwise (never the line itself)."""
+    if len(raw) > limit:
+        raise ValueError(f"the line is {len(raw) / 2**20:.1f} MB; the limit is {limit / 2**20:g} MB")  # fmt: skip
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not valid UTF-8 (byte {exc.start + 1})") from None
     try:
-        obj = json.loads(raw)
-    except UnicodeDecodeError:
-        raise ValueError("not valid UTF-8") from None
+        obj = json.loads(raw, parse_constant=_no_constant)
+    except _Refused:
+        raise
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError(f"JSON nested too deeply (the limit is {MAX_JSON_DEPTH} levels)") from None  # fmt: skip
+    except ValueError:  # int() of a number with more than sys.get_int_max_str_digits()
+        raise ValueError("invalid JSON (a number with too many digits)") from None
+    _check_values(obj)
+    return obj
+
+
+def _check_values(obj: object) -> None:
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"JSON nested too deeply (the limit is {MAX_JSON_DEPTH} levels)")  # fmt: skip
+            if isinstance(value, dict):
+                stack += [(key, depth) for key in value]
+                value = value.values()
+            stack += [(item, depth + 1) for item in value]
+        elif isinstance(value, str) and _UNSTORABLE.search(value):
+            bad = _UNSTORABLE.search(value).group()
+            what = "a NUL character" if bad == "\x00" else "a lone UTF-16 surrogate"
+            raise ValueError(f"a string holds {what} (\\u{ord(bad):04x})")
+
+
+def parse_line(number: int, raw: bytes) -> GroupSpec:
+    """One manifest line -> GroupSpec; ValueError with the reason otherwise."""
+    obj = load_json_line(raw)
     if not isinstance(obj, dict):
         raise ValueError("each line must be a JSON object")
     unknown = sorted(set(obj) - GROUP_KEYS)
@@ -249,7 +318,9 @@ def parse_manifest(bundle: Bundle) -> tuple[list[GroupSpec], list[LineError]]:
     errors: list[LineError] = []
     group_lines: dict[str, int] = {}
     candidate_lines: dict[str, int] = {}
-    for number, raw in enumerate(bundle.read_manifest().split(b"\n"), start=1):
+    data = bundle.read_manifest()
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
+    for number, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
         try:

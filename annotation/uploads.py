@@ -41,8 +41,11 @@ def import_upload_enqueue(*, upload, dataset: str, overlap: int | None, user) ->
     if not zipfile.is_zipfile(upload):
         raise UploadRefused("the file is not a .zip archive")
     upload.seek(0)
-    with zipfile.ZipFile(upload) as archive:
-        names = archive.namelist()
+    try:
+        with zipfile.ZipFile(upload) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError):  # an end record that parses, a body that not
+        raise UploadRefused("the file is a damaged .zip archive") from None
     if not any(n == MANIFEST or (n.count("/") == 1 and n.endswith("/" + MANIFEST)) for n in names):
         raise UploadRefused(f"the zip has no {MANIFEST} at its top (or in one top folder)")
     folder = uploads_dir()

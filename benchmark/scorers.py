@@ -46,6 +46,13 @@ import numpy as np
 from PIL import Image
 
 from rewardmodel.ml import parsing, prompts, scoring
+from rewardmodel.ml.client import (
+    ResponseTooLarge,
+    bounded_handlers,
+    deadline,
+    json_content_type,
+    read_bounded,
+)
 
 SCORE_FIELDS = scoring.SCORE_KEYS
 
@@ -359,7 +366,9 @@ class OpenAIScorer(Scorer):
     answer.
 
     Transport: ``concurrency`` requests in flight at most (a thread pool), a ``timeout`` per
-    socket operation, and up to ``retries`` retries with exponential backoff
+    socket operation and 3 x ``timeout`` for a whole request (a server that trickles an answer
+    forever is cut off), answers of at most MAX_RESPONSE_BYTES (a larger one, or one that is not
+    JSON by its Content-Type, is unreadable), and up to ``retries`` retries with exponential backoff
     (``backoff`` * 2**attempt seconds, or the server's Retry-After when longer) on HTTP 429, 5xx,
     unreadable responses, timeouts and connection errors; other HTTP errors are not retried. An
     answer that does not parse is re-asked (the same request) up to ``retries`` times.
@@ -432,15 +441,20 @@ class OpenAIScorer(Scorer):
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        opener = urllib.request.build_opener(_NoRedirect)
+        opener = urllib.request.build_opener(_NoRedirect, *bounded_handlers())
         url = f"{self.base_url}/chat/completions"
         attempt = 0
         while True:
             retry_after = 0.0
+            state = None
             try:
                 request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-                with opener.open(request, timeout=self.timeout) as response:
-                    payload = response.read()
+                with deadline(3 * self.timeout) as state:
+                    with opener.open(request, timeout=self.timeout) as response:
+                        wrong_type = json_content_type(response)
+                        if wrong_type:
+                            raise _BadResponse(wrong_type)
+                        payload = read_bounded(response, MAX_RESPONSE_BYTES, state)
                 return _content_of(payload)
             except urllib.error.HTTPError as exc:
                 detail = _error_detail(exc)
@@ -450,8 +464,12 @@ class OpenAIScorer(Scorer):
                 retry_after = _retry_after_seconds(exc)
             except _BadResponse as exc:
                 reason = f"unreadable response: {exc}"
+            except ResponseTooLarge as exc:
+                reason = f"unreadable response: {exc}"
             except (urllib.error.URLError, HTTPException, OSError) as exc:
                 cause = getattr(exc, "reason", exc)
+                if state is not None and state.expired and not isinstance(cause, TimeoutError):
+                    cause = TimeoutError(f"no complete answer within {state.seconds:g} s")
                 kind = "timeout" if isinstance(cause, TimeoutError) else "connection error"
                 reason = f"{kind}: {cause}"
             if attempt >= self.retries:
@@ -656,6 +674,11 @@ class _BadResponse(Exception):
     pass
 
 
+# A chat completion of max_tokens is a few kB; far more is a broken or hostile endpoint.
+MAX_RESPONSE_BYTES = 16 * 2**20
+MAX_ANSWER_CHARS = 200_000  # ~50k tokens of answer text
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """A redirect would carry the POST's Authorization header to another URL: refuse it
     (urllib then raises HTTPError with the 3xx status, which is not retried)."""
@@ -669,16 +692,19 @@ def _content_of(payload: bytes) -> str:
     its refusal text or "", which then fails to parse and is re-asked."""
     try:
         message = json.loads(payload)["choices"][0]["message"]
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
         raise _BadResponse(f"no choices[0].message ({exc!r}): {payload[:200]!r}") from None
     if not isinstance(message, dict):
         raise _BadResponse(f"choices[0].message is not an object: {payload[:200]!r}")
     content = message.get("content")
     if isinstance(content, list):  # content parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
     if content is None:
         content = message.get("refusal") or ""
-    return str(content)
+    content = str(content)
+    if len(content) > MAX_ANSWER_CHARS:  # kept in Score.raw and parsed: bounded
+        raise _BadResponse(f"an answer of {len(content)} characters; the limit is {MAX_ANSWER_CHARS}")  # fmt: skip
+    return content
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import random
 from dataclasses import dataclass
 
+from annotation.constants import MAX_IMAGE_BYTES
 from annotation.images import BadImage, check_image
+from annotation.manifest import load_json_line
+
+MAX_INSTRUCTION_CHARS = 5000  # as an imported group's
+# A line holds one base64 image of at most MAX_IMAGE_BYTES (4/3 of it in base64) and a little text.
+MAX_PROMPT_LINE_BYTES = MAX_IMAGE_BYTES * 4 // 3 + 2**20
 
 
 class BadPrompts(ValueError):
@@ -32,28 +37,31 @@ class PromptRow:
 
 def parse_prompt_file(data: bytes, label: str = "prompts") -> list[PromptRow]:
     """Every line checked (JSON, fields, a decodable image within the import limits); raises
-    BadPrompts naming the first bad line."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadPrompts(f"{label}: not UTF-8 text") from None
+    BadPrompts naming the first bad line. Lines end at b"\\n" only (U+2028 and the other
+    characters str.splitlines() also breaks at may stand inside a JSON string). JSON is read as
+    the import reads its manifest (`load_json_line`): strict UTF-8, no NaN, at most
+    MAX_JSON_DEPTH levels, no NUL or lone surrogate, a line of at most MAX_PROMPT_LINE_BYTES."""
     rows, keys = [], set()
-    for number, line in enumerate(text.splitlines(), start=1):
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")  # without a UTF-8 byte order mark
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{label}:{number}"
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadPrompts(f"{where}: not JSON ({exc.msg})") from None
+            obj = load_json_line(line, MAX_PROMPT_LINE_BYTES)
+        except ValueError as exc:  # not UTF-8, not JSON, too long, too deep, NUL...
+            raise BadPrompts(f"{where}: {exc}") from None
         if not isinstance(obj, dict):
             raise BadPrompts(f"{where}: expected an object")
         unknown = sorted(set(obj) - {"instruction", "source", "key", "task_type"})
         if unknown:
-            raise BadPrompts(f"{where}: unknown field(s) {', '.join(unknown)}")
+            shown = ", ".join(unknown)
+            raise BadPrompts(f"{where}: unknown field(s) {shown[:200]}")
         instruction = obj.get("instruction")
         if not isinstance(instruction, str) or not instruction.strip():
             raise BadPrompts(f"{where}: 'instruction' must be a non-empty string")
+        if len(instruction) > MAX_INSTRUCTION_CHARS:
+            raise BadPrompts(f"{where}: 'instruction' is longer than {MAX_INSTRUCTION_CHARS} characters")  # fmt: skip
         source = obj.get("source")
         if not isinstance(source, str) or not source:
             raise BadPrompts(f"{where}: 'source' must be a base64-encoded image")
@@ -66,12 +74,18 @@ def parse_prompt_file(data: bytes, label: str = "prompts") -> list[PromptRow]:
         except BadImage as exc:
             raise BadPrompts(f"{where}: {exc}") from None
         key = obj.get("key", str(number))
-        if not isinstance(key, str | int) or str(key) in keys:
-            raise BadPrompts(f"{where}: 'key' must be a unique string")
+        if (
+            isinstance(key, bool)
+            or not isinstance(key, str | int)
+            or not str(key)
+            or len(str(key)) > 200
+            or str(key) in keys
+        ):
+            raise BadPrompts(f"{where}: 'key' must be a unique string of 1 to 200 characters")
         keys.add(str(key))
         task_type = obj.get("task_type", "")
-        if not isinstance(task_type, str):
-            raise BadPrompts(f"{where}: 'task_type' must be a string")
+        if not isinstance(task_type, str) or len(task_type) > 64:
+            raise BadPrompts(f"{where}: 'task_type' must be a string of at most 64 characters")
         rows.append(PromptRow(instruction.strip(), checked.data, str(key), task_type))
     if not rows:
         raise BadPrompts(f"{label}: no prompts")

@@ -135,11 +135,14 @@ class EditScoreReward:
     :class:`rewardmodel.ml.client.RewardClient`. Items are
     :class:`rewardmodel.ml.model.ScoreItem` with PNG bytes, which both accept. ``k`` is Avg@K.
 
-    An item left unscored (``overall`` None or not finite: the reward model's answers could not
-    be read after its retries) gets the reward ``unscored`` (default 0.0, the bottom of the scale: an edit the
-    judge cannot rate earns nothing), or, with ``unscored=None``, raises RuntimeError. Either
-    way it is counted in ``unscored_count`` (over the object's life) and its error is kept in
-    ``last_errors`` (for the latest call), so the trainer can log it.
+    An item left unscored gets the reward ``unscored`` (default 0.0, the bottom of the scale: an
+    edit the judge cannot rate earns nothing), or, with ``unscored=None``, raises RuntimeError.
+    Unscored is: ``overall`` None (the reward model's answers could not be read after its
+    retries; with ``reward_server``, also a server that failed, timed out, or answered too much
+    or malformed JSON after the client's retries), and, as the answer cannot be trusted, a result
+    that is not an object or whose ``overall`` is not a number, not finite (NaN, inf) or outside
+    0..``scale``. Either way it is counted in ``unscored_count`` (over the object's life) and its
+    reason is kept in ``last_errors`` (for the latest call), so the trainer can log it.
     """
 
     def __init__(
@@ -179,17 +182,34 @@ class EditScoreReward:
             raise RuntimeError(f"the scorer returned {len(results)} results for {len(items)} items")
         rewards, self.last_errors = [], []
         for n, result in enumerate(results):
-            overall = result.get("overall")
-            if overall is None or not math.isfinite(float(overall)):
-                error = f"item {n}: {result.get('error') or 'unscored'}"
+            overall, reason = _overall(result, self.scale)
+            if overall is None:
+                error = f"item {n}: {reason}"
                 self.unscored_count += 1
                 self.last_errors.append(error)
                 if self.unscored is None:
                     raise RuntimeError(f"the reward model left an edit unscored: {error}")
                 rewards.append(self.unscored)
             else:
-                rewards.append(float(overall) / self.scale)
+                rewards.append(overall / self.scale)
         return rewards
+
+
+def _overall(result: Any, scale: float) -> tuple[float | None, str]:
+    """(the overall score, "") or (None, why the result gives no usable score)."""
+    if not isinstance(result, Mapping):
+        return None, f"the result is {type(result).__name__}, not an object"
+    overall = result.get("overall")
+    if overall is None:
+        return None, str(result.get("error") or "unscored")[:500]
+    if isinstance(overall, bool) or not isinstance(overall, int | float):
+        return None, f"overall is {type(overall).__name__}, not a number"
+    overall = float(overall)
+    if not math.isfinite(overall):
+        return None, f"overall is {overall}"
+    if not 0.0 <= overall <= scale:
+        return None, f"overall {overall:g} is outside 0..{scale:g}"
+    return overall, ""
 
 
 def editscore_reward(
@@ -308,5 +328,12 @@ def build_reward(spec: Mapping[str, Any], *, load: bool = True) -> RewardFn | No
             raise ValueError(f"environment variable {spec['token_env']!r} is unset or empty")
     else:
         token = spec.get("token", "")
-    client = RewardClient(spec["urls"], token, timeout=spec.get("timeout", 120))
+    # A server that fails, hangs or answers garbage leaves the request's items unscored (a
+    # defined reward, counted) rather than stopping the training; unscored=None keeps it fatal.
+    client = RewardClient(
+        spec["urls"],
+        token,
+        timeout=spec.get("timeout", 120),
+        on_failure="raise" if unscored is None else "unscored",
+    )
     return editscore_reward(client, k, unscored=unscored)
