@@ -177,6 +177,7 @@ def run_rl(ctx) -> dict:
     rewards = [h["reward_mean"] for h in history if "reward_mean" in h]
     return {
         "rounds": result["final_round"],
+        "resumed_from": result.get("resumed_from", 0),  # > 0: continued from a checkpoint
         "adapter": str(out / "adapter"),
         "train_prompts": len(train_rows),
         "eval_prompts": len(held_out),

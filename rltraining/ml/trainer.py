@@ -259,7 +259,9 @@ def train(
     should_stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Run ``config.rounds`` rounds (resuming from ``checkpoint_dir``'s newest checkpoint when
-    there is one) and return ``{"rounds", "final_round", "history"}``.
+    there is one) and return ``{"rounds", "final_round", "resumed_from", "history"}``
+    (``resumed_from``: the round of the checkpoint this call started from, 0 for a fresh run;
+    ``history`` holds every round, those of earlier, resumed calls included).
 
     ``on_step(round, metrics)`` gets floats after each round: reward_mean, reward_std,
     reward_mean/<task type>, kept_fraction, policy_loss, kl, clip_fraction, ratio_min,
@@ -354,7 +356,8 @@ def train(
                 break
     finally:
         dist.close()
-    return {"rounds": config.rounds, "final_round": round_index, "history": history}
+    return {"rounds": config.rounds, "final_round": round_index, "resumed_from": start,
+            "history": history}  # fmt: skip
 
 
 def _round(config, policy, reward_fn, prompts, sigmas, round_index, dist, optimizer, params, ema):
