@@ -164,7 +164,7 @@ def integrity(dataset, accepted: list[str]) -> dict:
     over_k = (
         Group.objects.filter(dataset=dataset, is_gold=False)  # gold goes to everyone
         .annotate(n=Count("rankings", filter=Q(rankings__surplus=False, rankings__repeat=False)))
-        .filter(n__gt=dataset.overlap)
+        .filter(n__gt=dataset.overlap + F("extra_overlap"))  # extra: disagreement asked more
         .count()
     )
     duplicates = (
