@@ -7,6 +7,7 @@ its own gunicorn, so the shared test server is never touched."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import pwd
@@ -32,6 +33,12 @@ BIN = Path(sys.executable).parent
 ANNOTATORS = 6
 
 
+def _pg_bin(name: str) -> str | None:
+    """A PostgreSQL program: on the PATH, or where Debian's packages put it."""
+    packaged = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return shutil.which(name) or (packaged[-1] if packaged else None)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,7 +52,7 @@ class Cluster:
         self.data, self.log, self.port = root / "pgdata", root / "server.log", _free_port()
         root.mkdir(parents=True, exist_ok=True)
         os.chown(root, pwd.getpwnam("postgres").pw_uid, -1)
-        self._as_postgres(shutil.which("initdb"), "-D", self.data, "-A", "trust", "-U", "postgres")
+        self._as_postgres(_pg_bin("initdb"), "-D", self.data, "-A", "trust", "-U", "postgres")
 
     def _as_postgres(self, *args) -> None:
         command = [str(a) for a in args]
@@ -59,11 +66,11 @@ class Cluster:
         options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
         # -l: the server must not inherit our pipes, or reading them would wait for it to exit
         self._as_postgres(
-            shutil.which("pg_ctl"), "-D", self.data, "-l", self.log, "-o", options, "-w", "start"
+            _pg_bin("pg_ctl"), "-D", self.data, "-l", self.log, "-o", options, "-w", "start"
         )
 
     def stop(self) -> None:
-        self._as_postgres(shutil.which("pg_ctl"), "-D", self.data, "-m", "fast", "-w", "stop")
+        self._as_postgres(_pg_bin("pg_ctl"), "-D", self.data, "-m", "fast", "-w", "stop")
 
     def url(self, database: str) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
@@ -71,7 +78,7 @@ class Cluster:
 
 @pytest.fixture
 def cluster():
-    if not (shutil.which("initdb") and shutil.which("pg_ctl")) or not _has_user("postgres"):
+    if not (_pg_bin("initdb") and _pg_bin("pg_ctl")) or not _has_user("postgres"):
         if os.environ.get("CI"):
             raise AssertionError("CI has PostgreSQL's initdb and pg_ctl and a postgres user")
         pytest.skip("needs PostgreSQL's initdb and pg_ctl and a postgres user")
