@@ -108,8 +108,7 @@ def world(tmp_path, settings, monkeypatch):
     # Report refreshes only ring a worker's bell: count the rings.
     refreshes = []
     monkeypatch.setattr(
-        "annotation.quality_api.refresh_reports_task",
-        SimpleNamespace(delay=lambda *args: refreshes.append(args)),
+        "annotation.quality_api.send_task", lambda task, args, **kw: refreshes.append(args)
     )
     return SimpleNamespace(
         users=users, tokens={r: user_api_token(user=u) for r, u in users.items()},
