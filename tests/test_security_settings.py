@@ -16,7 +16,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _environ(tmp_path, **overrides) -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in env.KNOWN_VARIABLES}
+    # Not the settings of this test process either: the browser tests set
+    # DJANGO_ALLOW_ASYNC_UNSAFE for Playwright, which `check --deploy` rightly refuses.
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in env.KNOWN_VARIABLES and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
     return {**clean, "EDITLOOP_VAR_DIR": str(tmp_path), **overrides}
 
 
