@@ -84,6 +84,36 @@ def test_ratio_is_exactly_one_before_the_first_update(kontext_dir):
     assert {"reward_mean/tone", "reward_mean/colour", "reward_std", "seconds"} <= set(metrics)
 
 
+class _FlakyJudge:
+    """A reward that cannot score every other image, and says why (like EditScoreReward)."""
+
+    def __init__(self):
+        self.last_errors = []
+
+    def __call__(self, sources, instructions, images):
+        rewards = brightness_reward(sources, instructions, images)
+        self.last_errors = ["judge timed out"] * (len(images) // 2)
+        return [0.0 if i % 2 else r for i, r in enumerate(rewards)]
+
+
+def test_the_share_of_unscored_rewards_is_a_metric(kontext_dir):
+    seen = []
+    config = RLConfig(rounds=1, updates_per_round=1, **SMALL)
+    train(
+        config, kontext(kontext_dir), _FlakyJudge(), prompts(), on_step=lambda r, m: seen.append(m)
+    )
+    assert seen[0]["unscored_fraction"] == 0.5
+    seen.clear()
+    train(
+        config,
+        kontext(kontext_dir),
+        brightness_reward,
+        prompts(),
+        on_step=lambda r, m: seen.append(m),
+    )
+    assert "unscored_fraction" not in seen[0]  # a reward that cannot fail has no such line
+
+
 def test_the_untrained_last_transition_draws_no_noise(kontext_dir):
     """Every transition but the last is stochastic; the last (never trained) is the ODE step,
     so no reward differences come from noise the policy cannot be credited for."""

@@ -265,7 +265,8 @@ def train(
 
     ``on_step(round, metrics)`` gets floats after each round: reward_mean, reward_std,
     reward_mean/<task type>, kept_fraction, policy_loss, kl, clip_fraction, ratio_min,
-    ratio_max, grad_norm, lr, seconds (per round), and eval_reward_mean on evaluation rounds.
+    ratio_max, grad_norm, lr, seconds (per round), unscored_fraction (rewards that record
+    ``last_errors``), and eval_reward_mean on evaluation rounds.
     ``on_eval(round, images, rewards)`` gets the ODE samples of ``eval_prompts`` (round 0 is
     the policy before training). ``should_stop()`` is asked after each round (single-process
     runs): when it returns true, or raises (a cancelled job), a checkpoint is written and
@@ -415,20 +416,25 @@ def _rollout(config, policy, reward_fn, prompts, sigmas, round_index, dist):
     for (_, i), r in zip(owners, rewards, strict=True):
         by_task.setdefault(prompts[i].task_type or "", []).append(r)
     tasks = sorted({p.task_type or "" for p in prompts})
-    sums = [len(rewards), sum(rewards), sum(r * r for r in rewards), float(keep.sum())]
+    # Rewards that can fail (a judge, a reward server) say why in `last_errors`, one per
+    # unscored image of their latest call: the run shows how much of its signal is missing.
+    unscored = len(getattr(reward_fn, "last_errors", None) or ())
+    sums = [len(rewards), sum(rewards), sum(r * r for r in rewards), float(keep.sum()), unscored]
     for task in tasks:
         values = by_task.get(task, [])
         sums += [len(values), sum(values)]
     sums = dist.sum(sums)
-    count, total, squares, kept = sums[:4]
+    count, total, squares, kept, unscored = sums[:5]
     mean = total / count
     metrics = {
         "reward_mean": mean,
         "reward_std": math.sqrt(max(0.0, squares / count - mean * mean)),
         "kept_fraction": kept / count,
     }
+    if hasattr(reward_fn, "last_errors"):
+        metrics["unscored_fraction"] = unscored / count
     for k, task in enumerate(tasks):
-        n, s = sums[4 + 2 * k : 6 + 2 * k]
+        n, s = sums[5 + 2 * k : 7 + 2 * k]
         if task and n:
             metrics[f"reward_mean/{task}"] = s / n
     return [c for c in chunks if c.keep], metrics
