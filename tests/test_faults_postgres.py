@@ -140,10 +140,12 @@ def site(cluster, tmp_path):
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: "database" not in (_down(base) or ["database"]), 60, "gunicorn")
-    yield base, tokens, cluster
-    web.terminate()
-    web.wait(timeout=30)
+    try:
+        wait_for(lambda: "database" not in (_down(base) or ["database"]), 60, "gunicorn")
+        yield base, tokens, cluster
+    finally:  # never leave gunicorn running, whatever failed
+        web.terminate()
+        web.wait(timeout=30)
     log = web.stderr.read().decode(errors="replace")
     assert "Traceback" not in log, log[-3000:]
 
