@@ -1,6 +1,8 @@
 """Small datasets made directly in the database, for API and page tests."""
 
 import io
+import zipfile
+from pathlib import Path
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -42,3 +44,15 @@ def make_dataset(
                 thumb=image,
             )
     return dataset
+
+
+def zipped(bundle: Path) -> io.BytesIO:
+    """A bundle folder as the in-memory .zip an upload sends (named bundle.zip)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in bundle.rglob("*"):
+            if path.is_file():
+                zf.write(path, str(path.relative_to(bundle)))
+    buffer.seek(0)
+    buffer.name = "bundle.zip"
+    return buffer

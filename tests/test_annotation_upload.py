@@ -10,6 +10,7 @@ from annotation.models import Dataset, Group
 from annotation.synthetic import write_bundle
 from jobs.models import Job, JobStatus
 from jobs.runner import run_job
+from tests.annotation_fixtures import zipped
 
 
 @pytest.fixture(autouse=True)
@@ -25,14 +26,7 @@ def _zip(tmp_path, groups=2, corrupt_line=None) -> io.BytesIO:
         lines = (bundle / "manifest.jsonl").read_text().splitlines()
         lines[corrupt_line - 1] = '{"id": "broken"'
         (bundle / "manifest.jsonl").write_text("\n".join(lines))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for path in bundle.rglob("*"):
-            if path.is_file():
-                zf.write(path, str(path.relative_to(bundle)))
-    buffer.seek(0)
-    buffer.name = "bundle.zip"
-    return buffer
+    return zipped(bundle)
 
 
 def test_api_upload_queues_an_import_job_that_imports(researcher_client, tmp_path):

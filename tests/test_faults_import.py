@@ -12,7 +12,6 @@ import hashlib
 import io
 import os
 import threading
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from annotation.models import Candidate, Dataset, Group
 from annotation.synthetic import write_bundle
 from jobs.models import Job, JobStatus
 from jobs.runner import run_job
+from tests.annotation_fixtures import zipped
 
 REASON = {errno.ENOSPC: "no space left on device", errno.EACCES: "permission denied"}
 
@@ -130,14 +130,7 @@ def test_command_import_when_the_media_folder_is_not_a_folder(db, tmp_path, sett
 
 def _zip(tmp_path, groups=2) -> io.BytesIO:
     bundle = write_bundle(tmp_path / "bundle", groups=groups, candidates=2, size=32)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for path in bundle.rglob("*"):
-            if path.is_file():
-                zf.write(path, str(path.relative_to(bundle)))
-    buffer.seek(0)
-    buffer.name = "bundle.zip"
-    return buffer
+    return zipped(bundle)
 
 
 class _FillingFile(io.FileIO):

@@ -10,7 +10,7 @@ import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.db.models import Count
 
 from jobs.models import Job, JobMetric, JobStatus
+from tests import local_http
 from tests.brokers import wait_for
 
 pytestmark = pytest.mark.worker
@@ -135,15 +136,11 @@ class _Judge:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the worker asking was killed
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        self.server, root = local_http.serve(Handler, poll=0.05)
+        self.url = f"{root}/v1"
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        local_http.stop(self.server)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import json
 import math
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from PIL import Image
@@ -23,6 +23,7 @@ from benchmark.scorers import Candidate, make_scorer
 from rewardmodel.ml import client as client_module
 from rewardmodel.ml.client import RewardClient, RewardClientError
 from rltraining.ml.rewards import build_reward
+from tests import local_http
 
 TIMEOUT = 0.3  # per socket operation; the whole request gets 3x
 BOUND = 6.0  # seconds any hostile case may take in all (retries included), with slack
@@ -65,16 +66,11 @@ class Hostile:
                     pass  # the client gave up: what it should do
                 self.close_connection = True
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+        self.server, self.url = local_http.serve(Handler)
 
     def close(self):
         self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
+        local_http.stop(self.server)
 
 
 @pytest.fixture

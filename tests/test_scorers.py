@@ -7,7 +7,7 @@ import json
 import math
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -25,6 +25,7 @@ from benchmark.scorers import (
     parse_spec,
     resize_to_source,
 )
+from tests import local_http
 
 
 def _encode(img: Image.Image, fmt="PNG") -> bytes:
@@ -444,16 +445,11 @@ class Judge:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client timed out and left
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
+        self.server, root = local_http.serve(Handler)
+        self.url = f"{root}/v1"
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        local_http.stop(self.server)
 
 
 @pytest.fixture
