@@ -15,6 +15,7 @@ COPY templates templates
 COPY static static
 COPY manage.py ./
 RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}" \
+ && pip install --no-cache-dir --no-deps editscore==0.2 qwen-vl-utils==0.0.14 \
  && DEBUG=1 SECRET_KEY=build-only-build-only-build-only-xx python manage.py collectstatic --noinput
 EXPOSE 8000
 CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4"]

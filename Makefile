@@ -2,15 +2,22 @@
 PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Pinned: EditLoop's parity tests compare against exactly these releases.
+REFERENCE_PACKAGES := editscore==0.2 qwen-vl-utils==0.0.14
 
 .PHONY: install demo test lint clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: a CPU wheel on local disk; a bare range would pull a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[ml,dev]'
+	# The authors' reference (prompts, chat template, parser, RL script) and qwen-vl-utils'
+	# image sizing, without their dependencies: both require torchvision, which resolves to a
+	# CUDA build of torch here. What they really need (json-repair, regex) is in pyproject.toml;
+	# rewardmodel/ml/reference.py reads the torchvision-importing files without importing them.
+	$(BIN)/pip install -q --no-deps $(REFERENCE_PACKAGES)
 	touch $@
 
 install: $(BIN)/.installed

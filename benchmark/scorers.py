@@ -392,6 +392,7 @@ class OpenAIScorer(Scorer):
         seed: int = 42,
         max_tokens: int = 512,
         score_range: int = prompts.SCORE_RANGE,
+        prompt_set: str = prompts.DEFAULT_PROMPT_SET,
         concurrency: int = 4,
         timeout: float = 60.0,
         retries: int = 3,
@@ -408,6 +409,7 @@ class OpenAIScorer(Scorer):
         self.seed = seed
         self.max_tokens = max_tokens
         self.score_range = score_range
+        self.prompt_set = prompts.check_prompt_set(prompt_set)
         self.concurrency = concurrency
         self.timeout = timeout
         self.retries = retries
@@ -417,8 +419,8 @@ class OpenAIScorer(Scorer):
         texts = "\x00".join(
             [
                 prompts.DEFAULT_SYSTEM,
-                prompts.sc_prompt("\x01instruction\x01", self.score_range),
-                prompts.pq_prompt(self.score_range),
+                prompts.sc_prompt("\x01instruction\x01", self.score_range, self.prompt_set),
+                prompts.pq_prompt(self.score_range, self.prompt_set),
             ]
         )
         return {
@@ -431,6 +433,7 @@ class OpenAIScorer(Scorer):
             "seed": self.seed,
             "max_tokens": self.max_tokens,
             "score_range": self.score_range,
+            "prompt_set": self.prompt_set,
             "prompts_sha256": hashlib.sha256(texts.encode("utf-8")).hexdigest(),
             "images": "edited resized to source (bicubic), PNG data URLs",
         }
@@ -511,10 +514,12 @@ class OpenAIScorer(Scorer):
         edited = resize_to_source(candidate.source, candidate.edited)
         return {
             "SC": prompts.chat_messages(
-                prompts.sc_prompt(candidate.instruction, self.score_range),
+                prompts.sc_prompt(candidate.instruction, self.score_range, self.prompt_set),
                 [candidate.source, edited],
             ),
-            "PQ": prompts.chat_messages(prompts.pq_prompt(self.score_range), [edited]),
+            "PQ": prompts.chat_messages(
+                prompts.pq_prompt(self.score_range, self.prompt_set), [edited]
+            ),
         }
 
     def score(self, candidates: Sequence[Candidate]) -> list[Score]:
@@ -596,16 +601,21 @@ def folder_fingerprint(path: str | os.PathLike) -> str:
 
 
 class EditScoreScorer(Scorer):
-    """The EditScore VLM (rewardmodel.ml.model.EditScore): a Qwen2.5-VL checkpoint, with
-    an optional LoRA adapter, loaded in the worker on first use (torch stays out of the
-    web process). Avg@K with pass i seeded 42+i; unparseable answers re-generated, then
-    unscored with the raw text kept."""
+    """The EditScore VLM (rewardmodel.ml.model.EditScore): a Qwen2.5-VL or Qwen3-VL checkpoint,
+    with an optional LoRA adapter, loaded in the worker on first use (torch stays out of the web
+    process). As the authors' code by default: their prompt set, every pass sampled (pass i
+    seeded 42+i, K = 1 included), images sized as theirs, the edit resized to the source first.
+    ``parse_policy`` says what an unreadable answer becomes: ``unscored`` (default: re-generated,
+    then unscored with the raw text kept, and so counted wrong) or ``reference`` (the package's
+    own fallback, to reproduce a published number); ``decoding=greedy`` and ``max_pixels`` are
+    explicit departures. Every one of these settings is in :meth:`config` (and the cache key)."""
 
     kind = "editscore"
 
     def __init__(self, *, base, adapter=None, k=1, temperature=0.7, top_p=0.9, top_k=20,
                  max_new_tokens=512, seed=42, batch_size=16, retries=2, device="auto",
-                 dtype=None, score_range=prompts.SCORE_RANGE):  # fmt: skip
+                 dtype=None, score_range=prompts.SCORE_RANGE, prompt_set=prompts.DEFAULT_PROMPT_SET,
+                 decoding="sample", parse_policy="unscored", max_pixels=None, backend="transformers"):  # fmt: skip
         self.base, self.adapter = (
             str(Path(base).resolve()),
             adapter and str(Path(adapter).resolve()),
@@ -620,19 +630,32 @@ class EditScoreScorer(Scorer):
         )
         self.max_new_tokens, self.seed, self.score_range = max_new_tokens, seed, score_range
         self.batch_size, self.retries, self.device, self.dtype = batch_size, retries, device, dtype
+        self.prompt_set = prompts.check_prompt_set(prompt_set)
+        if decoding not in ("sample", "greedy"):
+            raise ValueError(f"decoding must be sample or greedy, got {decoding!r}")
+        if parse_policy not in ("unscored", "reference"):
+            raise ValueError(f"parse_policy must be unscored or reference, got {parse_policy!r}")
+        if backend not in ("transformers", "vllm"):
+            raise ValueError(f"backend must be transformers or vllm, got {backend!r}")
+        self.decoding, self.parse_policy, self.backend = decoding, parse_policy, backend
+        self.max_pixels = max_pixels
         self._model = None
 
     def _options(self) -> dict:
         return {
             "base": self.base, "base_fingerprint": self.base_fingerprint,
             "adapter": self.adapter, "adapter_fingerprint": self.adapter_fingerprint,
-            "k": self.k, "temperature": self.temperature if self.k > 1 else 0.0,
-            "top_p": self.top_p, "top_k": self.top_k, "max_new_tokens": self.max_new_tokens,
-            "seed": self.seed, "score_range": self.score_range, "retries": self.retries,
-            "dtype": self.dtype,
-            "prompts_sha256": hashlib.sha256(
-                (prompts.sc_prompt("\x01", self.score_range) + prompts.pq_prompt(self.score_range)).encode()
-            ).hexdigest(),
+            "k": self.k, "decoding": self.decoding,
+            # greedy decoding ignores the sampling parameters: one cache key for all of them
+            "temperature": self.temperature if self.decoding == "sample" else 0.0,
+            "top_p": self.top_p if self.decoding == "sample" else None,
+            "top_k": self.top_k if self.decoding == "sample" else None,
+            "max_new_tokens": self.max_new_tokens, "seed": self.seed,
+            "score_range": self.score_range, "retries": self.retries, "dtype": self.dtype,
+            "parse_policy": self.parse_policy, "max_pixels": self.max_pixels,
+            "backend": self.backend, "prompt_set": self.prompt_set,
+            "prompts_sha256": prompts.prompts_sha256(self.score_range, self.prompt_set),
+            "images": "edited resized to source (bicubic), then as the reference sizes them",
         }  # fmt: skip
 
     def _load(self):
@@ -646,7 +669,8 @@ class EditScoreScorer(Scorer):
                 device = "cuda" if torch.cuda.is_available() else "cpu"
             self._model = EditScore.from_pretrained(
                 self.base, adapter=self.adapter, device=device, dtype=self.dtype,
-                score_range=self.score_range,
+                score_range=self.score_range, prompt_set=self.prompt_set,
+                max_pixels=self.max_pixels, backend=self.backend,
             )  # fmt: skip
         return self._model
 
@@ -658,7 +682,7 @@ class EditScoreScorer(Scorer):
             [ScoreItem(c.instruction, c.source, resize_to_source(c.source, c.edited)) for c in candidates],
             k=self.k, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
             max_new_tokens=self.max_new_tokens, seed=self.seed, batch_size=self.batch_size,
-            retries=self.retries,
+            retries=self.retries, decoding=self.decoding, parse_policy=self.parse_policy,
         )  # fmt: skip
         return [
             Score(
@@ -808,6 +832,7 @@ _OPTIONS = {
         "seed",
         "max_tokens",
         "score_range",
+        "prompt_set",
         "concurrency",
         "timeout",
         "retries",
@@ -827,12 +852,25 @@ _OPTIONS = {
         "device",
         "dtype",
         "score_range",
+        "prompt_set",
+        "decoding",
+        "parse_policy",
+        "max_pixels",
+        "backend",
     },
 }
 
 
 MAX_K = 16  # Avg@K passes at most
 MAX_SCORES_FILE_BYTES = 200 * 1024 * 1024
+
+
+def _choice(spec: dict, name: str, choices: Sequence[str]) -> str:
+    """Option ``name`` of ``spec``, one of ``choices`` (the first is the default)."""
+    value = spec.get(name, choices[0])
+    if value not in choices:
+        raise ValueError(f"scorer option {name!r} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _inside_scores_dir(path: str, scores_dir: Path) -> str:
@@ -902,6 +940,11 @@ def make_scorer(
             device=spec.get("device") or "auto",
             dtype=spec.get("dtype"),
             score_range=_number(spec, "score_range", prompts.SCORE_RANGE, integer=True, low=1),
+            prompt_set=_choice(spec, "prompt_set", prompts.PROMPT_SETS),
+            decoding=_choice(spec, "decoding", ("sample", "greedy")),
+            parse_policy=_choice(spec, "parse_policy", ("unscored", "reference")),
+            max_pixels=_number(spec, "max_pixels", None, integer=True, low=28 * 28),
+            backend=_choice(spec, "backend", ("transformers", "vllm")),
         )
     if kind == "random":
         return RandomScorer(seed=_number(spec, "seed", 0, integer=True))
@@ -944,6 +987,7 @@ def make_scorer(
         seed=_number(spec, "seed", 42, integer=True),
         max_tokens=_number(spec, "max_tokens", 512, integer=True, low=1),
         score_range=_number(spec, "score_range", prompts.SCORE_RANGE, integer=True, low=1),
+        prompt_set=_choice(spec, "prompt_set", prompts.PROMPT_SETS),
         concurrency=_number(spec, "concurrency", 4, integer=True, low=1),
         timeout=_number(spec, "timeout", 60.0, low=0.001),
         retries=_number(spec, "retries", 3, integer=True, low=0),

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from rewardmodel.ml.prompts import PROMPT_SETS
+
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # The paper's settings (method.md §3); the form starts from these.
 PAPER_DEFAULTS = {
@@ -52,6 +54,8 @@ class FinetuneJobConfig:
     # LoRA targets (FinetuneConfig.target_modules); None: "all-linear" of the language model.
     # A tiny model also needs ["all-linear", "lm_head", "embed_tokens"] to learn at all.
     target_modules: list[str] | None = None
+    # The prompt set the model learns (rewardmodel.ml.prompts); recorded on the model.
+    prompt_set: str = "reference"
 
     def __post_init__(self):
         if not isinstance(self.model_name, str) or not MODEL_NAME.fullmatch(self.model_name):
@@ -74,6 +78,8 @@ class FinetuneJobConfig:
             or not all(isinstance(t, str) and t for t in self.target_modules)
         ):  # fmt: skip
             raise ValueError("target_modules must be a non-empty list of module names or null")
+        if self.prompt_set not in PROMPT_SETS:
+            raise ValueError(f"prompt_set must be one of {', '.join(PROMPT_SETS)}")
         if not isinstance(self.training, dict):
             raise ValueError("training must be an object of FinetuneConfig overrides")
         unknown = sorted(set(self.training) - set(TUNABLE))
@@ -128,7 +134,7 @@ def run_finetune(ctx) -> dict:
                 examples += examples_for_candidate(
                     target.instruction, *images[target.candidate], sc_scores=target.sc,
                     pq_scores=target.pq, reasoning_sc=why_sc, reasoning_pq=why_pq,
-                    score_range=cfg.score_range,
+                    score_range=cfg.score_range, prompt_set=cfg.prompt_set,
                 )  # fmt: skip
         if not examples:
             raise ValueError(f"dataset {dataset.name!r} has no ranked group to train on")
@@ -136,6 +142,7 @@ def run_finetune(ctx) -> dict:
             base_model=cfg.base_model,
             output_dir=str(cfg.output_dir()),
             adapter_init=cfg.adapter_init,
+            prompt_set=cfg.prompt_set,
             **{**PAPER_DEFAULTS, **cfg.training},
             **({"target_modules": cfg.target_modules} if cfg.target_modules else {}),
         )
@@ -192,4 +199,5 @@ def finetune_enqueue(*, config: dict, user=None):
         return RewardModel.objects.create(
             name=clean["model_name"], base=clean["base_model"], origin=RewardModel.Origin.TRAINED,
             status=RewardModel.Status.TRAINING, job=job, created_by=user,
+            prompt_set=clean["prompt_set"],
         )  # fmt: skip

@@ -22,6 +22,13 @@ class RewardModel(models.Model):
         max_length=1000, help_text="Qwen2.5-VL checkpoint folder (or merged EditScore)"
     )
     adapter = models.CharField(max_length=1000, blank=True, help_text="peft LoRA folder, if any")
+    prompt_set = models.CharField(
+        max_length=20,
+        choices=[("reference", "reference (the authors' exact prompts)"),
+                 ("editloop", "editloop (EditLoop's wording)")],
+        default="reference",
+        help_text="the prompt set the model was trained with; scoring uses the same",
+    )  # fmt: skip
     origin = models.CharField(max_length=10, choices=Origin.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY)
     job = models.OneToOneField(
@@ -54,6 +61,8 @@ class RewardModel(models.Model):
         spec = {"kind": "editscore", "base": self.base, "k": k}
         if self.adapter:
             spec["adapter"] = self.adapter
+        if self.prompt_set != "reference":  # the scorer's default
+            spec["prompt_set"] = self.prompt_set
         return spec
 
     def promote(self) -> None:

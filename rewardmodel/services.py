@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rewardmodel.jobs import MODEL_NAME
+from rewardmodel.ml.prompts import PROMPT_SETS
 from rewardmodel.models import RewardModel
 
 
@@ -12,14 +13,20 @@ class RegistrationRefused(ValueError):
     pass
 
 
-def model_register(*, name: str, base: str, adapter: str = "", user=None) -> RewardModel:
+def model_register(
+    *, name: str, base: str, adapter: str = "", prompt_set: str = "reference", user=None
+) -> RewardModel:
     """A checkpoint folder holds config.json; an adapter folder adapter_config.json.
+    ``prompt_set`` is the one the model was trained with (the released EditScore models: the
+    authors' ``reference`` set).
     Weights are not loaded here (no torch in the web process): the first benchmark
     run or fine-tune loads them."""
     if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
         raise RegistrationRefused("name must be 1-100 letters, digits, '.', '_' or '-'")
     if RewardModel.objects.filter(name=name).exists():
         raise RegistrationRefused(f"a reward model named {name!r} exists already")
+    if prompt_set not in PROMPT_SETS:
+        raise RegistrationRefused(f"prompt_set must be one of {', '.join(PROMPT_SETS)}")
     base_path = Path(base).expanduser()
     if not (base_path / "config.json").is_file():
         raise RegistrationRefused(f"{base}: not a checkpoint folder (no config.json)")
@@ -29,5 +36,5 @@ def model_register(*, name: str, base: str, adapter: str = "", user=None) -> Rew
     return RewardModel.objects.create(
         name=name, base=str(base_path.resolve()),
         adapter=str(adapter_path.resolve()) if adapter_path else "",
-        origin=RewardModel.Origin.IMPORTED, created_by=user,
+        origin=RewardModel.Origin.IMPORTED, created_by=user, prompt_set=prompt_set,
     )  # fmt: skip

@@ -269,10 +269,14 @@ def test_images_are_prepared_as_scoring_prepares_them():
     big, small = noise_png(5, (1024, 768)), noise_png(6, (200, 100))
     sc = Example(images=[big, small], prompt="p", target="t", resize_to_first=True)
     first, second = ft.prepare_images(sc, 512 * 512)
-    assert first.size[0] * first.size[1] <= 512 * 512 and first.size == second.size
-    assert first.size[0] / first.size[1] == pytest.approx(1024 / 768, rel=0.01)
+    # Capped at 512x512 pixels (the paper's training budget), then sized by qwen_vl_utils as
+    # the reference sizes every image: the nearest multiples of 28 px.
+    assert first.size == second.size == (588, 448)
+    assert first.size[0] / first.size[1] == pytest.approx(1024 / 768, rel=0.02)
     pq = Example(images=[small], prompt="p", target="t")
-    assert ft.prepare_images(pq, 512 * 512)[0].size == (200, 100)
+    assert ft.prepare_images(pq, 512 * 512)[0].size == (196, 112)
+    # Qwen3-VL's reference hands the processor the images as they are.
+    assert ft.prepare_images(pq, 512 * 512, "qwen3_vl")[0].size == (200, 100)
 
 
 # ---------------------------------------------------------------- schedule and data order

@@ -78,6 +78,8 @@ def test_tiny_folder_loads_like_a_checkpoint(tiny_dir, scorer):
     assert tokenizer.tokenize("a<|image_pad|>b") == ["a", "<|image_pad|>", "b"]
     assert tokenizer.padding_side == "left"
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
+    # The reference prompt set on Qwen2.5-VL: the package's own template (pinned against the
+    # package itself in test_reference_parity.py).
     text = scorer._chat_text("Judge.", 2)
     assert text == (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
@@ -93,17 +95,26 @@ def test_tiny_build_is_deterministic(tiny_dir, tmp_path):
         assert (again / name).read_bytes() == (tiny_dir / name).read_bytes()
 
 
-def test_images_are_capped_and_the_edit_matches_the_source_size(scorer):
+def test_images_are_sized_as_the_reference_and_capped_only_when_asked(tiny_dir, scorer):
     big = Image.new("RGB", (2000, 1000))
     capped = cap_pixels(big, 512 * 512)
     assert capped.width * capped.height <= 512 * 512
     assert abs(capped.width / capped.height - 2) < 0.01
     assert cap_pixels(Image.new("RGB", (10, 10)), 512 * 512).size == (10, 10)
+    # Default: no cap; qwen_vl_utils' sizing (multiples of 28, aspect kept), as the reference.
+    assert scorer.max_pixels is None
     item = ScoreItem("x", png((1200, 800)), png((50, 70)))
     (_, sc_images), (_, pq_images) = scorer._requests(item)
-    assert sc_images[0].width * sc_images[0].height <= scorer.max_pixels
-    assert sc_images[1].size == sc_images[0].size
-    assert pq_images[0].size == (50, 70)
+    assert [im.size for im in sc_images] == [(1204, 812), (56, 56)]  # 70 rounds half to even
+    assert pq_images[0].size == (56, 56)  # the PQ prompt sees the same edit as the SC prompt
+    # The edit is used as given: the benchmark resizes it to the source first (as the
+    # reference's evaluation does), the RL reward does not (as its reward server).
+    capped_scorer = EditScore(
+        scorer.model, scorer.processor, device=scorer.device, max_pixels=512 * 512
+    )
+    (_, sc_images), _ = capped_scorer._requests(item)
+    assert sc_images[0].width * sc_images[0].height <= 512 * 512
+    assert sc_images[0].width % 28 == 0 and sc_images[0].height % 28 == 0
 
 
 # ---------------------------------------------------------------- scoring the random model
@@ -130,8 +141,9 @@ def test_unreadable_image_is_unscored_without_sinking_the_batch(scorer, items):
 
 
 def test_batched_and_one_at_a_time_greedy_answers_are_identical(sensitive_scorer, items):
-    batched = sensitive_scorer.score(items, retries=0, batch_size=16, max_new_tokens=16)
-    alone = [sensitive_scorer.score([it], retries=0, max_new_tokens=16)[0] for it in items]
+    greedy = dict(retries=0, max_new_tokens=16, decoding="greedy")
+    batched = sensitive_scorer.score(items, batch_size=16, **greedy)
+    alone = [sensitive_scorer.score([it], **greedy)[0] for it in items]
     assert [r["raw"] for r in batched] == [r["raw"] for r in alone]
     # The answers really depend on the inputs (so the padding really had to be right).
     assert len({r["raw"][0] for r in batched}) == 3
@@ -149,7 +161,10 @@ def test_sampling_passes_are_seeded_42_plus_i(scorer, items, monkeypatch):
     assert len(first[0]["raw"]) == 4  # 2 passes x (SC, PQ)
     seeds.clear()
     scorer.score(items[:1], k=1, retries=0, **FAST)
-    assert seeds == []  # greedy: no seed needed
+    assert seeds == [42, 42]  # K = 1 samples too, seeded 42, as the reference
+    seeds.clear()
+    scorer.score(items[:1], k=1, retries=0, decoding="greedy", **FAST)
+    assert seeds == []  # greedy, asked for: no seed needed
 
 
 # ---------------------------------------------------------------- Avg@K with scripted answers
@@ -164,7 +179,7 @@ def scripted(scorer, monkeypatch, script):
         texts = []
         for text, images in requests:
             kind = "SC" if len(images) == 2 else "PQ"
-            instruction = text.split("Editing instruction: ")[-1].split("<|im_end|>")[0]
+            instruction = text.split("Editing instruction: ")[-1].split("<|im_end|>")[0].strip()
             texts.append(script(kind, instruction if kind == "SC" else None, sample, seed))
         return texts
 
@@ -193,9 +208,12 @@ def test_avg_at_k_averages_the_passes(scorer, items, monkeypatch):
         assert len(result["raw"]) == 4
 
 
-def test_k1_is_greedy_and_batches_split_by_batch_size(scorer, items, monkeypatch):
+def test_k1_samples_greedy_is_explicit_and_batches_split_by_batch_size(scorer, items, monkeypatch):
     calls = scripted(scorer, monkeypatch, lambda *_: answer([25, 25]))
     results = scorer.score(items, k=1, batch_size=2)
+    assert calls == [(2, True, 42), (2, True, 42), (1, True, 42), (1, True, 42)]
+    calls.clear()
+    scorer.score(items, k=1, batch_size=2, decoding="greedy")
     assert calls == [(2, False, None), (2, False, None), (1, False, None), (1, False, None)]
     assert [r["overall"] for r in results] == [10.0, 10.0, 10.0]
     assert all(r["passes"] == 1 and r["error"] is None for r in results)
@@ -270,8 +288,10 @@ def test_arguments_are_checked_before_loading(tiny_dir):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             EditScore.from_pretrained(tiny_dir, device="cuda")
-    with pytest.raises(NotImplementedError, match="vLLM"):
-        EditScore.from_pretrained(tiny_dir, backend="vllm")
+    with pytest.raises(ImportError, match="backend='vllm' needs the vllm"):
+        EditScore.from_pretrained(tiny_dir, backend="vllm")  # no vllm on this machine
+    with pytest.raises(ValueError, match="prompt_set"):
+        EditScore.from_pretrained(tiny_dir, prompt_set="mine")
     with pytest.raises(ValueError, match="backend"):
         EditScore.from_pretrained(tiny_dir, backend="onnx")
     with pytest.raises(ValueError, match="score_range"):
@@ -281,14 +301,14 @@ def test_arguments_are_checked_before_loading(tiny_dir):
 def test_dtype_argument_is_applied(tiny_dir, items):
     loaded = EditScore.from_pretrained(tiny_dir, dtype="bf16", score_range=10)
     assert loaded.model.dtype == torch.bfloat16
-    assert "from 0 to 10" in loaded._chat_text(model_module.prompts.pq_prompt(10), 1)
+    assert "0 to 10" in loaded._chat_text(model_module.prompts.pq_prompt(10), 1)
     assert loaded.score(items[:1], retries=0, max_new_tokens=4)[0]["passes"] == 0
 
 
 @pytest.mark.parametrize(
     "options",
     [{"k": 0}, {"batch_size": 0}, {"retries": -1}, {"temperature": 0}, {"top_p": 1.5},
-     {"max_new_tokens": 0}, {"seed": "42"}],
+     {"max_new_tokens": 0}, {"seed": "42"}, {"decoding": "beam"}, {"parse_policy": "zero"}],
 )  # fmt: skip
 def test_score_arguments_are_checked(scorer, items, options):
     with pytest.raises(ValueError):

@@ -42,9 +42,9 @@ def _jpeg(color, size=(8, 6)) -> bytes:
 
 
 @pytest.mark.parametrize("score_range", [25, 7, 50])
-def test_prompts_use_the_score_range_instead_of_ten(score_range):
-    sc = sc_prompt("make the sky red", score_range)
-    pq = pq_prompt(score_range)
+def test_editloop_prompts_use_the_score_range_instead_of_ten(score_range):
+    sc = sc_prompt("make the sky red", score_range, "editloop")
+    pq = pq_prompt(score_range, "editloop")
     for prompt in (sc, pq):
         assert f"from 0 to {score_range}" in prompt
         assert f"{score_range} means" in prompt  # the top of each scale
@@ -61,12 +61,22 @@ def test_prompts_use_the_score_range_instead_of_ten(score_range):
     assert "instruction:" not in pq.lower()
 
 
-def test_default_range_is_25_and_instruction_digits_are_kept():
+@pytest.mark.parametrize("prompt_set", prompts.PROMPT_SETS)
+def test_default_range_is_25_and_instruction_digits_are_kept(prompt_set):
     assert prompts.SCORE_RANGE == 25
-    prompt = sc_prompt("add 10 balloons")
-    assert "from 0 to 25" in prompt
-    assert prompt.endswith("Editing instruction: add 10 balloons")
-    assert pq_prompt() == pq_prompt(25)
+    prompt = sc_prompt("add 10 balloons", prompt_set=prompt_set)
+    assert "from 0 to 25" in prompt.replace("From scale 0 to 25", "from 0 to 25")
+    assert prompt.rstrip().endswith("Editing instruction: add 10 balloons")
+    assert pq_prompt(prompt_set=prompt_set) == pq_prompt(25, prompt_set)
+
+
+def test_the_default_prompt_set_is_the_references():
+    # The text itself is pinned against the installed package in test_reference_parity.py.
+    assert prompts.DEFAULT_PROMPT_SET == "reference"
+    assert sc_prompt("x") == sc_prompt("x", 25, "reference") != sc_prompt("x", 25, "editloop")
+    assert pq_prompt() == pq_prompt(25, "reference") != pq_prompt(25, "editloop")
+    with pytest.raises(ValueError, match="prompt_set"):
+        pq_prompt(25, "mine")
 
 
 def test_prompt_rejects_a_bad_range():
@@ -153,7 +163,7 @@ def test_sc_and_pq_conversations():
     prompt, n = sc_conversation("make the sky red")
     content = qwen_messages(prompt, n)[1]["content"]
     assert sum(p["type"] == "image" for p in content) == 2
-    assert content[-1]["text"].endswith("Editing instruction: make the sky red")
+    assert content[-1]["text"].rstrip().endswith("Editing instruction: make the sky red")
 
 
 def test_prompt_modules_stay_light():

@@ -99,13 +99,17 @@ def test_unknown_family_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("conversation", ["sc", "pq"])
-def test_chat_text_lays_out_the_labelled_images_before_the_prompt(family_dir, conversation):
+def test_editloop_chat_text_lays_out_the_labelled_images_before_the_prompt(
+    family_dir, conversation
+):
+    """The EditLoop prompt set's layout, for both families (the reference set's own layouts are
+    pinned against the package in test_reference_parity.py)."""
     name, folder = family_dir
     processor = load_processor(folder)
     if conversation == "sc":
-        prompt, n_images = prompts.sc_conversation("make the sky red")
+        prompt, n_images = prompts.sc_conversation("make the sky red", prompt_set="editloop")
     else:
-        prompt, n_images = prompts.pq_conversation()
+        prompt, n_images = prompts.pq_conversation(prompt_set="editloop")
     text = processor.apply_chat_template(
         prompts.qwen_messages(prompt, n_images), tokenize=False, add_generation_prompt=True
     )
@@ -122,7 +126,7 @@ def test_chat_text_lays_out_the_labelled_images_before_the_prompt(family_dir, co
         ending = "Editing instruction: make the sky red<|im_end|>\n<|im_start|>assistant\n"
         assert text.endswith(ending)
     # EditScore builds exactly this text (the processor's template, the family's own).
-    scorer = EditScore.from_pretrained(folder)
+    scorer = EditScore.from_pretrained(folder, prompt_set="editloop")
     assert scorer._chat_text(prompt, n_images) == text
 
 
@@ -219,8 +223,9 @@ def test_qwen3_batched_and_one_at_a_time_greedy_answers_are_identical(qwen3_dir)
         ScoreItem("add a small dog on the left of the road", png(3, (120, 90)), png(4, (60, 80))),
         ScoreItem("remove the car", png(5, (300, 300)), png(6, (33, 200))),
     ]
-    batched = scorer.score(items, retries=0, max_new_tokens=16)
-    alone = [scorer.score([item], retries=0, max_new_tokens=16)[0] for item in items]
+    greedy = dict(retries=0, max_new_tokens=16, decoding="greedy")
+    batched = scorer.score(items, **greedy)
+    alone = [scorer.score([item], **greedy)[0] for item in items]
     assert [r["raw"] for r in batched] == [r["raw"] for r in alone]
     assert len({r["raw"][0] for r in batched}) == 3
     assert all(r["error"] and r["prompt_following"] is None for r in batched)  # never made up
@@ -270,7 +275,9 @@ def test_fine_tuned_tiny_qwen3_scores_the_taught_candidate(qwen3_dir, tmp_path):
         assert result["steps"] == 2 * config.epochs and result["truncated"] == 0
         scorer = EditScore.from_pretrained(qwen3_dir, adapter=result["adapter_path"])
         assert type(scorer.model).__name__ == "Qwen3VLForConditionalGeneration"
-        (scored,) = scorer.score([ScoreItem(instruction, source, edited)], max_new_tokens=40)
+        (scored,) = scorer.score(
+            [ScoreItem(instruction, source, edited)], max_new_tokens=40, decoding="greedy"
+        )
         if scored["raw"] == expected_raw:
             break
     seconds = time.monotonic() - started

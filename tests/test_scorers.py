@@ -510,7 +510,7 @@ def test_openai_requests_and_combined_scores(judge, source):
         assert body["messages"][0] == {"role": "system", "content": "You are a helpful assistant."}
     sc_parts = by_question["SC"]["body"]["messages"][1]["content"]
     assert [p.get("text") for p in sc_parts if p["type"] == "text"][:2] == ["<img1>: ", "<img2>: "]
-    assert sc_parts[-1]["text"].endswith("Editing instruction: paint the floor red")
+    assert sc_parts[-1]["text"].rstrip().endswith("Editing instruction: paint the floor red")
     urls = [p["image_url"]["url"] for p in sc_parts if p["type"] == "image_url"]
     images = [base64.b64decode(u.removeprefix("data:image/png;base64,")) for u in urls]
     assert images[0] == source
@@ -685,7 +685,7 @@ def test_openai_unreadable_candidate_and_order(judge, source):
         instruction = request["body"]["messages"][1]["content"][-1]["text"]
         if _question(request) == "PQ":
             return 200, _answer([25, 25]), 0
-        value = 5 if instruction.endswith("first") else 20
+        value = 5 if instruction.rstrip().endswith("first") else 20
         return 200, _answer([value, value]), 0
 
     server = judge(reply)

@@ -35,6 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from rewardmodel.ml.answers import DEFAULT_PARSE_POLICY, check_parse_policy
+
 SCORE_PATH = "/v1/score"
 HEALTH_PATH = "/healthz"
 NOT_RETRIED = frozenset({400, 413})
@@ -248,11 +250,19 @@ class RewardClient:
 
     # --- public
 
-    def score(self, items: Iterable[Any], k: int = 1) -> list[dict]:
+    def score(
+        self, items: Iterable[Any], k: int = 1, *, parse_policy: str = DEFAULT_PARSE_POLICY
+    ) -> list[dict]:
         """One score dict per item, in input order. Items are mappings (or objects) with
-        `instruction` (str), `source` and `edited` (encoded PNG/JPEG/WEBP bytes)."""
+        `instruction` (str), `source` and `edited` (encoded PNG/JPEG/WEBP bytes).
+        `parse_policy` is what the server does with unreadable answers
+        (:mod:`rewardmodel.ml.answers`)."""
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 16:
             raise ValueError("k must be an integer from 1 to 16")
+        check_parse_policy(parse_policy)
+        options = {"k": k}
+        if parse_policy != DEFAULT_PARSE_POLICY:  # servers before it knew the field
+            options["parse_policy"] = parse_policy
         encoded = [_encode_item(item, n) for n, item in enumerate(items)]
         if not encoded:
             return []
@@ -273,7 +283,7 @@ class RewardClient:
             for chunk in self._chunks(share, encoded):
                 if failed.is_set():
                     return
-                body = json.dumps({"items": [encoded[n] for n in chunk], "k": k}).encode()
+                body = json.dumps({"items": [encoded[n] for n in chunk], **options}).encode()
                 try:
                     scores = self._post_with_failover(server, body, len(chunk))
                 except RewardClientError as exc:

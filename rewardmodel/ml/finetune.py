@@ -188,6 +188,9 @@ class FinetuneConfig:
     max_grad_norm: float = 1.0
     keep_checkpoints: int = 2
     gradient_checkpointing: bool = False
+    # The prompt set the examples were written in (rewardmodel.ml.prompts): it decides the chat
+    # layout here and is recorded with the model so that scoring uses the same.
+    prompt_set: str = prompts.DEFAULT_PROMPT_SET
 
     def __post_init__(self):
         def fail(name: str, why: str):
@@ -221,6 +224,8 @@ class FinetuneConfig:
             not isinstance(self.adapter_init, str) or not self.adapter_init.strip()
         ):
             fail("adapter_init", "must be None or a non-empty string")
+        if self.prompt_set not in prompts.PROMPT_SETS:
+            fail("prompt_set", f"must be one of {', '.join(prompts.PROMPT_SETS)}")
         integer("lora_r", 1)
         number("lora_alpha", 0.0, open_low=True)
         number("lora_dropout", 0.0, 0.99)
@@ -295,6 +300,7 @@ def examples_for_candidate(
     reasoning_sc: str | None = None,
     reasoning_pq: str | None = None,
     score_range: int = 25,
+    prompt_set: str = prompts.DEFAULT_PROMPT_SET,
 ) -> list[Example]:
     """The SC conversation ([source, edited] + instruction -> editing success, over-editing) and
     the PQ conversation ([edited] -> naturalness, artifacts) of one candidate, with their JSON
@@ -315,13 +321,13 @@ def examples_for_candidate(
         raise ValueError("instruction must be a non-empty string")
     sc = Example(
         images=[source, edited],
-        prompt=prompts.sc_prompt(instruction, score_range=score_range),
+        prompt=prompts.sc_prompt(instruction, score_range, prompt_set),
         target=target_json((reasoning_sc or NEUTRAL_REASONING_SC).strip(), sc_scores),
         resize_to_first=True,
     )
     pq = Example(
         images=[edited],
-        prompt=prompts.pq_prompt(score_range=score_range),
+        prompt=prompts.pq_prompt(score_range, prompt_set),
         target=target_json((reasoning_pq or NEUTRAL_REASONING_PQ).strip(), pq_scores),
     )
     return [sc, pq]
@@ -427,24 +433,37 @@ def step_batches(step: int, n_examples: int, config: FinetuneConfig) -> list[lis
     return micro[within * config.grad_accum : (within + 1) * config.grad_accum]
 
 
-def prepare_images(example: Example, max_pixels: int) -> list:
-    """The example's images as scoring feeds them to the processor (see :class:`Example`)."""
-    from rewardmodel.ml.model import cap_pixels, open_image
+def prepare_images(example: Example, max_pixels: int, family: str = "qwen2_5_vl") -> list:
+    """The example's images as scoring feeds them to the processor (see :class:`Example`):
+    capped at ``max_pixels`` (the paper trains at 512x512 pixels), the SC edit resized to the
+    source (as the benchmark does before scoring), then sized as the reference sizes them."""
+    from rewardmodel.ml.model import cap_pixels, open_image, sized_as_reference
 
     opened = [open_image(data) for data in example.images]
     if not opened:
         return []
     if not example.resize_to_first:
-        return [cap_pixels(image, max_pixels) for image in opened]
+        return sized_as_reference([cap_pixels(image, max_pixels) for image in opened], family)
     first = cap_pixels(opened[0], max_pixels)
-    return [first] + [im if im.size == first.size else im.resize(first.size) for im in opened[1:]]
+    rest = [im if im.size == first.size else im.resize(first.size) for im in opened[1:]]
+    return sized_as_reference([first, *rest], family)
 
 
 class Encoder:
     """Turns an :class:`Example` into model inputs with the loss masked to the answer."""
 
-    def __init__(self, processor, *, max_pixels: int, max_length: int):
+    def __init__(
+        self,
+        processor,
+        *,
+        max_pixels: int,
+        max_length: int,
+        prompt_set: str = prompts.DEFAULT_PROMPT_SET,
+        family: str = "qwen2_5_vl",
+    ):
         self.processor = processor
+        self.prompt_set = prompts.check_prompt_set(prompt_set)
+        self.family = family
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.max_pixels = max_pixels
         self.max_length = max_length
@@ -456,10 +475,12 @@ class Encoder:
 
     def prompt_text(self, example: Example) -> str:
         """The chat text up to the generation prompt, as ``EditScore`` builds it."""
-        messages = prompts.qwen_messages(example.prompt, len(example.images))
-        return self.processor.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
+        from rewardmodel.ml.model import chat_text
+
+        return chat_text(
+            self.processor, example.prompt, len(example.images),
+            prompt_set=self.prompt_set, family=self.family,
+        )  # fmt: skip
 
     def answer_ids(self, target: str) -> list[int]:
         ids = self.tokenizer(target, add_special_tokens=False)["input_ids"]
@@ -472,7 +493,7 @@ class Encoder:
         (``pixel_values``, ``image_grid_thw``) as they are."""
         import torch
 
-        images = prepare_images(example, self.max_pixels)
+        images = prepare_images(example, self.max_pixels, self.family)
         encoded = self.processor(
             text=[self.prompt_text(example)], images=images or None, return_tensors="pt"
         )
@@ -774,13 +795,19 @@ def _train(config, examples, on_step, should_stop, dist, root, resume, fingerpri
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
 
+    from rewardmodel.ml.tiny import checkpoint_family
+
     n_examples = len(examples)
     total = total_steps(n_examples, config)
     per_epoch = _steps_per_epoch(n_examples, config)
     _set_seed(config.seed)
     dtype = _torch_dtype(config, dist.device)
     processor = _load_processor(config.base_model)
-    encoder = Encoder(processor, max_pixels=config.max_pixels, max_length=config.max_length)
+    encoder = Encoder(
+        processor, max_pixels=config.max_pixels, max_length=config.max_length,
+        prompt_set=config.prompt_set,
+        family=checkpoint_family(config.base_model).model_type,
+    )  # fmt: skip
     base = _load_base(config.base_model, dtype, dist.device)
     if config.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -12,39 +12,45 @@ Loading::
 Qwen3-VL checkpoint folder, a hub id when the machine is online, a merged EditScore checkpoint,
 or a :func:`rewardmodel.ml.tiny.build_tiny_editscore` folder of either family); the processor is
 loaded from the same place by :func:`rewardmodel.ml.tiny.load_processor` (``AutoProcessor``, or
-the family's processor class made torchvision-free). Nothing here depends on the family: the
-chat text always comes from the processor's own chat template, so each family gets its own
-layout (what differs is tabled in :data:`rewardmodel.ml.tiny.FAMILIES`). ``adapter`` is a peft LoRA folder (the released EditScore adapters, or one written
-by :mod:`rewardmodel.ml.finetune`): it is loaded with ``PeftModel.from_pretrained`` and merged
+the family's processor class made torchvision-free). The family (the config's ``model_type``)
+decides the chat layout and image sizing the reference uses for it (what else differs is tabled
+in :data:`rewardmodel.ml.tiny.FAMILIES`). ``adapter`` is a peft LoRA folder (the released
+EditScore adapters, or one written by :mod:`rewardmodel.ml.finetune`): it is loaded with ``PeftModel.from_pretrained`` and merged
 into the base once (``merge_adapter=False`` keeps it separate).
 
-Scoring (:meth:`EditScore.score`), for every item and pass:
+Scoring (:meth:`EditScore.score`) follows the authors' code by default (``docs/method.md``
+section 3 lists every difference), for every item and pass:
 
-* the SC prompt with images [source, edited resized to the source's size] and the PQ prompt
-  with [edited], laid out by :func:`rewardmodel.ml.prompts.qwen_messages` (the system turn,
-  then the labelled images before the prompt text) and the processor's chat template; every image is converted to RGB and shrunk (aspect kept) to at most
-  ``max_pixels`` pixels before the processor sees it;
+* the SC prompt with images [source, edited] and the PQ prompt with [edited], in the model's
+  prompt set (``prompt_set``: ``reference``, the authors' text and chat layout from the
+  installed ``editscore`` package, or ``editloop``, EditLoop's wording);
+* images made RGB and, for Qwen2.5-VL, sized by ``qwen_vl_utils.process_vision_info`` as the
+  reference sizes them (``max_pixels`` adds an optional cap first; default none);
+* decoding: sampling on every pass, K = 1 included (temperature 0.7, top-p 0.9, top-k 20, 512 new
+  tokens), ``torch.manual_seed(seed + i)`` before each ``generate`` call of pass i;
+  ``decoding="greedy"`` is the explicit alternative;
 * batched generation: left padding, the SC requests of up to ``batch_size`` items in one
-  ``generate`` call, their PQ requests in another;
-* ``k == 1``: greedy decoding. ``k > 1`` (Avg@K): sampling with temperature / top-p / top-k,
-  ``torch.manual_seed(seed + i)`` before each ``generate`` call of pass i (so batched sampling
-  draws differ from one-at-a-time draws: the random stream is shared by the batch);
-* each answer is read by :func:`rewardmodel.ml.parsing.parse_score_output`; an unreadable one
-  is generated again, by sampling, up to ``retries`` times (retry r of pass i is seeded with
-  ``seed + r * k + i``, a seed no pass uses); after that the pass failed;
-* a pass's dimensions come from :func:`rewardmodel.ml.scoring.aggregate`; an item is scored when
+  ``generate`` call, their PQ requests in another. The random stream is shared by a batch, so
+  sampled answers equal the reference's one-request-at-a-time answers only with
+  ``batch_size=1`` (tests/test_reference_parity.py checks that case token for token);
+* what an unreadable answer becomes is the ``parse_policy`` (:mod:`rewardmodel.ml.answers`):
+  ``unscored`` (default: retried, then the item is unscored with its raw answers kept),
+  ``reference`` (the package's benchmark path: the same seed once more, then its seeded
+  random guess) or ``reference_batch`` (its RL reward-server path: an unreadable answer counts
+  R/2);
+* a pass's dimensions come from :func:`rewardmodel.ml.answers.combine`; an item is scored when
   every one of its K passes is, and its dimensions are the Avg@K means
-  (:func:`rewardmodel.ml.scoring.average_passes`). An item with a failed pass is unscored: its
-  four dimensions are None and ``error`` says "n of K passes failed: ...". Scores are never made
-  up; the raw answers are always kept.
+  (:func:`rewardmodel.ml.scoring.average_passes`). Otherwise its four dimensions are None and
+  ``error`` says "n of K passes failed: ...".
 
 Each result is a dict: ``prompt_following``, ``consistency``, ``perceptual_quality``, ``overall``
 (0-10 floats, or None when unscored), ``raw`` (every generated answer of the item, in generation
 order: per pass the SC answer and its retries, then the PQ answer and its retries), ``error``
 (None, or why the item is unscored) and ``passes`` (how many passes produced scores).
 
-Backends: transformers only. vLLM (GPU only, adapter merged once and cached) is not implemented:
-``backend="vllm"`` raises NotImplementedError. For throughput, run one server
+Backends: transformers, and ``backend="vllm"``, the reference's own vLLM backbone (adapter
+merged once and cached, tensor parallelism for 32B/72B) where ``vllm`` is installed
+(:mod:`rewardmodel.ml.vllm_backend`). For throughput with transformers, run one server
 (:mod:`rewardmodel.ml.server`) per GPU and spread requests with :mod:`rewardmodel.ml.client`.
 """
 
@@ -59,13 +65,13 @@ from typing import Any
 
 from PIL import Image
 
-from rewardmodel.ml import prompts
-from rewardmodel.ml.parsing import parse_score_output
-from rewardmodel.ml.scoring import SCORE_KEYS, aggregate, average_passes
+from rewardmodel.ml import answers, prompts, reference
 from rewardmodel.ml.tiny import load_processor
 
-DEFAULT_MAX_PIXELS = 512 * 512
-BACKENDS = ("transformers",)
+# None: images sized as the reference sizes them (qwen_vl_utils' defaults), no extra cap.
+DEFAULT_MAX_PIXELS: int | None = None
+BACKENDS = ("transformers", "vllm")
+DECODINGS = ("sample", "greedy")
 _DTYPES = {
     "float32": "float32",
     "fp32": "float32",
@@ -111,6 +117,36 @@ def cap_pixels(image: Image.Image, max_pixels: int) -> Image.Image:
     while size[0] * size[1] > max_pixels:  # floating-point slack
         size = (max(1, size[0] - 1), max(1, size[1] - 1))
     return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def chat_text(processor, prompt: str, n_images: int, *, prompt_set: str, family: str) -> str:
+    """The text handed to the processor for ``prompt`` and ``n_images`` images (scoring and
+    fine-tuning alike). Reference set: the reference's own layout for the family (Qwen2.5-VL:
+    the package's ``apply_chat_template``; Qwen3-VL: the package's conversation, images then
+    text, rendered by the processor's template). EditLoop set: the system turn and labelled
+    images (:func:`rewardmodel.ml.prompts.qwen_messages`), rendered by the processor's template."""
+    if prompts.check_prompt_set(prompt_set) == "reference":
+        if family == "qwen2_5_vl":
+            return reference.chat_text(prompt, n_images)
+        messages = reference.reference_messages([None] * n_images, prompt)
+    else:
+        messages = prompts.qwen_messages(prompt, n_images)
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def sized_as_reference(images: list[Image.Image], family: str) -> list[Image.Image]:
+    """RGB images as the reference hands them to the processor: for Qwen2.5-VL through
+    ``qwen_vl_utils.process_vision_info`` (multiples of 28 px, 4 to 16384 tokens); Qwen3-VL's
+    reference gives them to the processor as they are."""
+    if family == "qwen2_5_vl":
+        return reference.vision_inputs(images)
+    return images
+
+
+def check_decoding(decoding: str) -> str:
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}")
+    return decoding
 
 
 def _resolve_device(device: str):
@@ -165,15 +201,20 @@ class EditScore:
         *,
         device,
         score_range: int = prompts.SCORE_RANGE,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        prompt_set: str = prompts.DEFAULT_PROMPT_SET,
     ):
         self.model = model
         self.processor = processor
         self.device = device
         self.score_range = _positive_int("score_range", score_range)
-        self.max_pixels = _positive_int("max_pixels", max_pixels, 28 * 28)
+        self.max_pixels = (
+            None if max_pixels is None else _positive_int("max_pixels", max_pixels, 28 * 28)
+        )
+        self.prompt_set = prompts.check_prompt_set(prompt_set)
+        self.family = getattr(getattr(model, "config", None), "model_type", "qwen2_5_vl")
         self.processor.tokenizer.padding_side = "left"
-        self._pq_text = self._chat_text(prompts.pq_prompt(self.score_range), 1)
+        self._pq_text = self._chat_text(prompts.pq_prompt(self.score_range, self.prompt_set), 1)
 
     @classmethod
     def from_pretrained(
@@ -184,22 +225,29 @@ class EditScore:
         device: str = "cpu",
         dtype: str | None = None,
         score_range: int = prompts.SCORE_RANGE,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        prompt_set: str = prompts.DEFAULT_PROMPT_SET,
         backend: str = "transformers",
         merge_adapter: bool = True,
     ) -> EditScore:
         """Load the base VLM (``dtype`` None: bfloat16 on CUDA, float16 where bf16 is missing,
         float32 on CPU) and, if given, the LoRA ``adapter`` on top; the processor comes from
-        ``base``. Arguments are checked before anything heavy is loaded."""
-        if backend == "vllm":
-            raise NotImplementedError(
-                "the vLLM backend is not implemented: use backend='transformers' (batched "
-                "generate) and scale out with one rewardmodel.ml.server per GPU"
-            )
+        ``base``. Arguments are checked before anything heavy is loaded. ``backend="vllm"``
+        returns the reference's vLLM backbone behind the same interface
+        (:class:`rewardmodel.ml.vllm_backend.VLLMEditScore`)."""
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS} (or 'vllm'), got {backend!r}")
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         _positive_int("score_range", score_range)
-        _positive_int("max_pixels", max_pixels, 28 * 28)
+        if max_pixels is not None:
+            _positive_int("max_pixels", max_pixels, 28 * 28)
+        prompts.check_prompt_set(prompt_set)
+        if backend == "vllm":
+            from rewardmodel.ml.vllm_backend import VLLMEditScore
+
+            return VLLMEditScore.from_pretrained(
+                base, adapter, device=device, dtype=dtype, score_range=score_range,
+                max_pixels=max_pixels, prompt_set=prompt_set,
+            )  # fmt: skip
         dev = _resolve_device(device)
         torch_dtype = _resolve_dtype(dtype, dev)
 
@@ -220,26 +268,37 @@ class EditScore:
                 model = model.merge_and_unload()
         model.eval()
         processor = load_processor(base)
-        return cls(model, processor, device=dev, score_range=score_range, max_pixels=max_pixels)
+        return cls(
+            model, processor, device=dev, score_range=score_range, max_pixels=max_pixels,
+            prompt_set=prompt_set,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ inputs
 
     def _chat_text(self, prompt: str, n_images: int) -> str:
-        messages = prompts.qwen_messages(prompt, n_images)
-        return self.processor.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
+        return chat_text(
+            self.processor, prompt, n_images, prompt_set=self.prompt_set, family=self.family
         )
 
+    def prepare_images(self, images: Sequence[bytes | Image.Image]) -> list[Image.Image]:
+        """The images as the processor receives them: RGB, shrunk to ``max_pixels`` when a cap
+        is set, then, for Qwen2.5-VL, sized by ``qwen_vl_utils.process_vision_info`` as the
+        reference does (Qwen3-VL: the reference hands them to the processor as they are)."""
+        opened = [open_image(image) for image in images]
+        if self.max_pixels is not None:
+            opened = [cap_pixels(image, self.max_pixels) for image in opened]
+        return sized_as_reference(opened, self.family)
+
     def _requests(self, item: ScoreItem) -> tuple[tuple[str, list], tuple[str, list]]:
-        """((SC text, [source, edited]), (PQ text, [edited])) for one item."""
+        """((SC text, [source, edited]), (PQ text, [edited])) for one item. The edit is used as
+        given (the benchmark resizes it to the source first, as the reference's evaluation
+        does; the RL reward server of the reference does not)."""
         if not isinstance(item.instruction, str):
             raise ValueError("the instruction must be a string")
-        source = cap_pixels(open_image(item.source), self.max_pixels)
-        edited = open_image(item.edited)
-        edited_sc = edited if edited.size == source.size else edited.resize(source.size)
-        edited_pq = cap_pixels(edited, self.max_pixels)
-        sc_text = self._chat_text(prompts.sc_prompt(item.instruction, self.score_range), 2)
-        return (sc_text, [source, edited_sc]), (self._pq_text, [edited_pq])
+        source, edited = self.prepare_images([item.source, item.edited])
+        sc_prompt = prompts.sc_prompt(item.instruction, self.score_range, self.prompt_set)
+        sc_text = self._chat_text(sc_prompt, 2)
+        return (sc_text, [source, edited]), (self._pq_text, [edited])
 
     # ------------------------------------------------------------------ generation
 
@@ -286,37 +345,27 @@ class EditScore:
         requests: Sequence[tuple[str, list]],
         raws: list[list[str]],
         *,
-        k: int,
-        pass_index: int,
-        seed: int,
-        retries: int,
+        plan: Sequence[answers.Attempt],
+        read,
         gen: dict,
-    ) -> list[list[float] | str]:
-        """Scores for each request (or the parse error of its last attempt): the pass's
-        generation, then sampled retries of the unreadable answers. Appends every answer to
+    ) -> list[tuple[bool, object]]:
+        """(readable, value) for each request after the attempts of ``plan``: the pass's
+        generation, then the retries of the still-unreadable answers. Appends every answer to
         ``raws[j]``."""
-        results: list[list[float] | str] = ["not generated"] * len(requests)
+        results: list[tuple[bool, object]] = [(False, "not generated")] * len(requests)
         todo = list(range(len(requests)))
-        for attempt in range(retries + 1):
+        for attempt in plan:
             if not todo:
                 break
-            if attempt == 0:
-                sample, attempt_seed = k > 1, (seed + pass_index if k > 1 else None)
-            else:
-                sample, attempt_seed = True, seed + attempt * k + pass_index
             texts = self._generate(
-                [requests[j] for j in todo], sample=sample, seed=attempt_seed, **gen
+                [requests[j] for j in todo], sample=attempt.sample, seed=attempt.seed, **gen
             )
             failed = []
             for j, text in zip(todo, texts, strict=True):
                 raws[j].append(text)
-                try:
-                    _, scores = parse_score_output(text, expected=2, score_range=self.score_range)
-                except ValueError as exc:
-                    results[j] = str(exc)
+                results[j] = read(text)
+                if not results[j][0]:
                     failed.append(j)
-                else:
-                    results[j] = scores
             todo = failed
         return results
 
@@ -332,6 +381,8 @@ class EditScore:
         seed: int = 42,
         batch_size: int = 16,
         retries: int = 2,
+        decoding: str = "sample",
+        parse_policy: str = answers.DEFAULT_PARSE_POLICY,
     ) -> list[dict]:
         """Score each item (see the module docstring); one result dict per item, in order."""
         import torch
@@ -347,17 +398,28 @@ class EditScore:
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
         if not (isinstance(top_p, int | float) and 0 < top_p <= 1):
             raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+        check_decoding(decoding)
+        answers.check_parse_policy(parse_policy)
         gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k)
+        policy = dict(
+            k=k, seed=seed, retries=retries, greedy=decoding == "greedy", parse_policy=parse_policy
+        )
         results: list[dict] = []
         with torch.inference_mode():
             for start in range(0, len(items), batch_size):
-                results += self._score_batch(
-                    items[start : start + batch_size], k=k, seed=seed, retries=retries, gen=gen
-                )
+                results += self._score_batch(items[start : start + batch_size], gen=gen, **policy)
         return results
 
     def _score_batch(
-        self, items: Sequence[ScoreItem], *, k: int, seed: int, retries: int, gen: dict
+        self,
+        items: Sequence[ScoreItem],
+        *,
+        k: int,
+        seed: int,
+        retries: int,
+        greedy: bool,
+        parse_policy: str,
+        gen: dict,
     ) -> list[dict]:
         results: list[dict | None] = [None] * len(items)
         prepared: list[tuple[int, tuple, tuple]] = []
@@ -365,42 +427,28 @@ class EditScore:
             try:
                 sc_request, pq_request = self._requests(item)
             except ValueError as exc:
-                results[n] = _unscored([], f"bad input: {exc}", 0)
+                results[n] = answers.unscored([], f"bad input: {exc}", 0)
             else:
                 prepared.append((n, sc_request, pq_request))
-        if prepared:
-            raws: list[list[str]] = [[] for _ in prepared]
-            passes: list[list[dict | str]] = [[] for _ in prepared]
-            for i in range(k):
-                sc_raws: list[list[str]] = [[] for _ in prepared]
-                pq_raws: list[list[str]] = [[] for _ in prepared]
-                common = dict(k=k, pass_index=i, seed=seed, retries=retries, gen=gen)
-                sc = self._answer([p[1] for p in prepared], sc_raws, **common)
-                pq = self._answer([p[2] for p in prepared], pq_raws, **common)
-                for j in range(len(prepared)):
-                    raws[j] += sc_raws[j] + pq_raws[j]
-                    if isinstance(sc[j], str):
-                        passes[j].append(f"pass {i + 1}: SC answer unreadable ({sc[j]})")
-                    elif isinstance(pq[j], str):
-                        passes[j].append(f"pass {i + 1}: PQ answer unreadable ({pq[j]})")
-                    else:
-                        passes[j].append(aggregate(sc[j], pq[j], self.score_range))
-            for j, (n, _, _) in enumerate(prepared):
-                ok = [p for p in passes[j] if isinstance(p, dict)]
-                failed = [p for p in passes[j] if isinstance(p, str)]
-                if failed:
-                    error = f"{len(failed)} of {k} passes failed: " + "; ".join(failed)
-                    results[n] = _unscored(raws[j], error, len(ok))
-                else:
-                    averaged = average_passes(ok)
-                    results[n] = {
-                        **{key: averaged[key] for key in SCORE_KEYS},
-                        "raw": raws[j],
-                        "error": None,
-                        "passes": len(ok),
-                    }
+        if not prepared:
+            return results  # type: ignore[return-value]
+        read = answers.reader(parse_policy, self.score_range)
+        raws: list[list[str]] = [[] for _ in prepared]
+        passes: list[list[dict | str]] = [[] for _ in prepared]
+        for i in range(k):
+            plan = answers.attempts(
+                parse_policy, pass_index=i, k=k, seed=seed, retries=retries, greedy=greedy
+            )
+            sc_raws: list[list[str]] = [[] for _ in prepared]
+            pq_raws: list[list[str]] = [[] for _ in prepared]
+            sc = self._answer([p[1] for p in prepared], sc_raws, plan=plan, read=read, gen=gen)
+            pq = self._answer([p[2] for p in prepared], pq_raws, plan=plan, read=read, gen=gen)
+            for j in range(len(prepared)):
+                raws[j] += sc_raws[j] + pq_raws[j]
+                result = answers.combine(
+                    parse_policy, sc[j], pq[j], seed=seed + i, score_range=self.score_range
+                )
+                passes[j].append(result if isinstance(result, dict) else f"pass {i + 1}: {result}")
+        for j, (n, _, _) in enumerate(prepared):
+            results[n] = answers.item_result(raws[j], passes[j])
         return results  # type: ignore[return-value]
-
-
-def _unscored(raw: list[str], error: str, passes: int) -> dict:
-    return {**dict.fromkeys(SCORE_KEYS), "raw": raw, "error": error, "passes": passes}

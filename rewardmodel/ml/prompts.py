@@ -1,8 +1,8 @@
 """EditScore / VIEScore prompts and the chat conversations that carry them.
 
-Pure Python (the standard library and Pillow): imported by the web process through
-``benchmark.scorers``, so no torch, transformers or Django here. The method is described in
-``docs/method.md`` section 3; in short:
+Pure Python (the standard library and Pillow, plus the authors' ``editscore`` package, imported
+on first use): imported by the web process through ``benchmark.scorers``, so no torch,
+transformers or Django here. The method is described in ``docs/method.md`` section 3; in short:
 
 * Two prompts per candidate. The *semantic consistency* (SC) prompt shows [source, edited] and the
   instruction and asks for two scores: editing success (prompt following) and degree of
@@ -11,11 +11,20 @@ Pure Python (the standard library and Pillow): imported by the web process throu
 * The rules are written for a 0-10 scale and every "10" in them is replaced by the score range R
   (``SCORE_RANGE`` = 25), so the judge answers integers in [0, R]; the answer is a JSON object
   with ``reasoning`` first and ``score`` (a list) second.
-* Qwen2.5-VL layout: the system turn, then one user turn where each image i is preceded by a text
-  label ``<img{i}>: `` and the prompt text comes after the images. :func:`chat_messages` builds it
-  for an OpenAI-compatible endpoint (images as PNG data URLs), :func:`qwen_messages` for a
-  Hugging Face processor's chat template (image placeholders; the images go to the processor in
-  the same order).
+
+Two named prompt sets (:data:`PROMPT_SETS`):
+
+``reference`` (the default) the authors' exact text, taken from the installed ``editscore``
+              package by :mod:`rewardmodel.ml.reference`: the released EditScore adapters were
+              trained on it, and any other wording is a different model input.
+``editloop``  EditLoop's own restatement of the same rules (clearer English, the output format
+              spelled out), kept for API judges and for models fine-tuned on it. A reward model
+              records the set it was trained with.
+
+Layouts: :func:`chat_messages` builds the conversation for an OpenAI-compatible endpoint (the
+system turn, a ``<img{i}>: `` label before each image as a PNG data URL, the prompt text last);
+:func:`qwen_messages` the same for a Hugging Face processor's chat template. The reference's own
+Qwen template is :func:`rewardmodel.ml.reference.chat_text`.
 
 Parsing lives in :mod:`rewardmodel.ml.parsing`, aggregation in :mod:`rewardmodel.ml.scoring`.
 """
@@ -31,8 +40,10 @@ from PIL import Image
 
 SCORE_RANGE = 25
 DEFAULT_SYSTEM = "You are a helpful assistant."
+PROMPT_SETS = ("reference", "editloop")
+DEFAULT_PROMPT_SET = "reference"
 
-# The prompt texts are ours (a restatement of the VIEScore rules, see docs/method.md). They are
+# The EditLoop prompt texts are ours (a restatement of the VIEScore rules, see docs/method.md). They are
 # written for a 0-10 scale; _with_range() swaps every standalone "10" for the range R.
 _PERSONA = (
     "You are a professional digital artist. You will judge AI-generated images against the rules "
@@ -76,16 +87,44 @@ def _with_range(text: str, score_range: int) -> str:
     return _TEN.sub(str(score_range), text)
 
 
-def sc_prompt(instruction: str, score_range: int = SCORE_RANGE) -> str:
+def check_prompt_set(prompt_set: str) -> str:
+    if prompt_set not in PROMPT_SETS:
+        raise ValueError(f"prompt_set must be one of {', '.join(PROMPT_SETS)}, got {prompt_set!r}")
+    return prompt_set
+
+
+def sc_prompt(
+    instruction: str, score_range: int = SCORE_RANGE, prompt_set: str = DEFAULT_PROMPT_SET
+) -> str:
     """Semantic-consistency prompt for images [source, edited]: scores [success, over-editing]."""
+    check_prompt_set(prompt_set)
+    if prompt_set == "reference":
+        from rewardmodel.ml import reference
+
+        return reference.sc_prompt(instruction, score_range)
     rules = _with_range(f"{_PERSONA}\n\n{_OUTPUT_FORMAT}\n\nRULES:\n\n{_SC_RULES}", score_range)
-    # The instruction is appended after the range substitution: a "10" in it stays as written.
+    # The instruction is appended after the range substitution: a "10" in it stays as written
+    # (the reference does the same).
     return f"{rules}\n\nEditing instruction: {instruction}"
 
 
-def pq_prompt(score_range: int = SCORE_RANGE) -> str:
+def pq_prompt(score_range: int = SCORE_RANGE, prompt_set: str = DEFAULT_PROMPT_SET) -> str:
     """Perceptual-quality prompt for image [edited]: scores [naturalness, artifacts]."""
+    check_prompt_set(prompt_set)
+    if prompt_set == "reference":
+        from rewardmodel.ml import reference
+
+        return reference.pq_prompt(score_range)
     return _with_range(f"{_PERSONA}\n\n{_OUTPUT_FORMAT}\n\nRULES:\n\n{_PQ_RULES}", score_range)
+
+
+def prompts_sha256(score_range: int, prompt_set: str) -> str:
+    """A hash of both prompts of a set (the instruction left as a placeholder): what a cache key
+    holds so that a change of wording is a change of key."""
+    import hashlib
+
+    text = sc_prompt("\x01", score_range, prompt_set) + pq_prompt(score_range, prompt_set)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- chat messages
@@ -148,11 +187,15 @@ def qwen_messages(prompt: str, n_images: int, *, system: str = DEFAULT_SYSTEM) -
     ]
 
 
-def sc_conversation(instruction: str, score_range: int = SCORE_RANGE) -> tuple[str, int]:
+def sc_conversation(
+    instruction: str, score_range: int = SCORE_RANGE, prompt_set: str = DEFAULT_PROMPT_SET
+) -> tuple[str, int]:
     """(SC prompt text, number of images): the images are [source, edited]."""
-    return sc_prompt(instruction, score_range), 2
+    return sc_prompt(instruction, score_range, prompt_set), 2
 
 
-def pq_conversation(score_range: int = SCORE_RANGE) -> tuple[str, int]:
+def pq_conversation(
+    score_range: int = SCORE_RANGE, prompt_set: str = DEFAULT_PROMPT_SET
+) -> tuple[str, int]:
     """(PQ prompt text, number of images): the image is [edited]."""
-    return pq_prompt(score_range), 1
+    return pq_prompt(score_range, prompt_set), 1

@@ -5,9 +5,10 @@
 `POST /v1/score` with `Authorization: Bearer T` and
 
     {"items": [{"instruction": "...", "source": "<base64 PNG/JPEG>", "edited": "<base64>"}],
-     "k": 1}
+     "k": 1, "parse_policy": "unscored"}
 
-answers `{"scores": [{...one dict per item, in order...}], "model": "<name>"}`.
+(``parse_policy`` is optional: ``unscored``, ``reference`` or ``reference_batch``, see
+:mod:`rewardmodel.ml.answers`) answers `{"scores": [{...one dict per item, in order...}], "model": "<name>"}`.
 `GET /healthz` (no token) answers `{"status": "ok", "model": ..., "queue": n}`.
 
 The wire format is JSON and base64 only: the server never deserialises code or objects
@@ -16,7 +17,7 @@ The wire format is JSON and base64 only: the server never deserialises code or o
 Requests that arrive together are merged: one scoring thread owns the model, takes
 queued requests for up to `batch_wait` seconds or until `max_batch` items, orders
 the merged items by instruction (a trainer's group for one instruction stays together),
-calls `scorer.score(items, k=k)` once per k value and hands each request its slice.
+calls `scorer.score(items, k=k)` once per (k, parse policy) and hands each request its slice.
 Handler threads only parse, check and wait.
 
 Errors are JSON `{"error": "..."}`: 400 bad input, 401 missing or wrong token,
@@ -47,6 +48,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
+from rewardmodel.ml.answers import DEFAULT_PARSE_POLICY, PARSE_POLICIES
+
 log = logging.getLogger(__name__)
 
 MAX_ITEMS = 256
@@ -69,7 +72,7 @@ class Item:
 class Scorer(Protocol):
     """What the server needs from a model: `EditScore` fits, so does a test fake."""
 
-    def score(self, items: Sequence[Any], *, k: int = 1) -> list[dict]: ...
+    def score(self, items: Sequence[Any], *, k: int = 1, **options: Any) -> list[dict]: ...
 
 
 class RequestError(Exception):
@@ -87,6 +90,7 @@ class RequestError(Exception):
 class _Pending:
     items: list[Any]
     k: int
+    parse_policy: str = DEFAULT_PARSE_POLICY
     future: Future = field(default_factory=Future)
     arrived: float = field(default_factory=time.monotonic)
 
@@ -119,8 +123,8 @@ class Batcher:
         with self._cond:
             return len(self._queue) + self._busy
 
-    def submit(self, items: list[Any], k: int) -> Future:
-        pending = _Pending(items=items, k=k)
+    def submit(self, items: list[Any], k: int, parse_policy: str = DEFAULT_PARSE_POLICY) -> Future:
+        pending = _Pending(items=items, k=k, parse_policy=parse_policy)
         with self._cond:
             if self._closed:
                 raise RequestError(503, "server is shutting down")
@@ -169,16 +173,16 @@ class Batcher:
             if taken is None:
                 return
             try:
-                by_k: dict[int, list[_Pending]] = {}
+                by_options: dict[tuple[int, str], list[_Pending]] = {}
                 for pending in taken:
-                    by_k.setdefault(pending.k, []).append(pending)
-                for k, group in by_k.items():
-                    self._score_group(group, k)
+                    by_options.setdefault((pending.k, pending.parse_policy), []).append(pending)
+                for (k, parse_policy), group in by_options.items():
+                    self._score_group(group, k, parse_policy)
             finally:
                 with self._cond:
                     self._busy -= len(taken)
 
-    def _score_group(self, group: list[_Pending], k: int) -> None:
+    def _score_group(self, group: list[_Pending], k: int, parse_policy: str) -> None:
         # Items of one instruction stay contiguous, in first-seen order, across requests.
         slots: dict[str, list[tuple[int, int]]] = {}
         for r, pending in enumerate(group):
@@ -187,7 +191,9 @@ class Batcher:
         order = [slot for same_instruction in slots.values() for slot in same_instruction]
         merged = [group[r].items[i] for r, i in order]
         try:
-            results = list(self.scorer.score(merged, k=k))
+            # The default policy is not passed: a scorer that only knows k (a fake) still fits.
+            options = {} if parse_policy == DEFAULT_PARSE_POLICY else {"parse_policy": parse_policy}
+            results = list(self.scorer.score(merged, k=k, **options))
             if len(results) != len(merged):
                 raise RuntimeError(
                     f"scorer returned {len(results)} results for {len(merged)} items"
@@ -239,8 +245,8 @@ def _check_image(data: bytes, where: str) -> None:
 
 def parse_score_request(
     body: bytes, *, max_items: int = MAX_ITEMS, item_type: Callable[..., Any] = Item
-) -> tuple[list[Any], int]:
-    """Checks a `/v1/score` body; returns (items, k) or raises RequestError(400)."""
+) -> tuple[list[Any], int, str]:
+    """Checks a `/v1/score` body; returns (items, k, parse_policy) or raises RequestError(400)."""
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
@@ -250,6 +256,9 @@ def parse_score_request(
     k = payload.get("k", 1)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise RequestError(400, f"k must be an integer from 1 to {MAX_K}")
+    parse_policy = payload.get("parse_policy", DEFAULT_PARSE_POLICY)
+    if parse_policy not in PARSE_POLICIES:
+        raise RequestError(400, f"parse_policy must be one of {', '.join(PARSE_POLICIES)}")
     raw_items = payload.get("items")
     if not isinstance(raw_items, list):
         raise RequestError(400, "items must be a list")
@@ -267,7 +276,7 @@ def parse_score_request(
         source = _decode_image(raw.get("source"), f"items[{n}].source")
         edited = _decode_image(raw.get("edited"), f"items[{n}].edited")
         items.append(item_type(instruction=instruction, source=source, edited=edited))
-    return items, k
+    return items, k, parse_policy
 
 
 def _jsonable(value: Any) -> Any:
@@ -423,10 +432,10 @@ class ScoreHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         try:
-            items, k = parse_score_request(
+            items, k, parse_policy = parse_score_request(
                 body, max_items=self.server.max_items, item_type=self.server.item_type
             )
-            results = self.server.batcher.submit(items, k).result()
+            results = self.server.batcher.submit(items, k, parse_policy).result()
         except RequestError as error:
             self._send_error(error)
             return

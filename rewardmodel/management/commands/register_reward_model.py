@@ -10,11 +10,17 @@ class Command(BaseCommand):
         parser.add_argument("name")
         parser.add_argument("--base", required=True, help="checkpoint folder (config.json)")
         parser.add_argument("--adapter", default="", help="peft adapter folder")
+        parser.add_argument(
+            "--prompt-set",
+            default="reference",
+            choices=["reference", "editloop"],
+            help="the prompts the model was trained with (released EditScore models: reference)",
+        )
         parser.add_argument("--promote", action="store_true", help="make it the default")
 
-    def handle(self, *args, name, base, adapter, promote, **options):
+    def handle(self, *args, name, base, adapter, prompt_set, promote, **options):
         try:
-            model = model_register(name=name, base=base, adapter=adapter)
+            model = model_register(name=name, base=base, adapter=adapter, prompt_set=prompt_set)
         except RegistrationRefused as exc:
             raise CommandError(str(exc)) from None
         if promote:
