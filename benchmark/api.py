@@ -24,7 +24,7 @@ def _row_json(row: dict, request) -> dict:
     readers (BENCHMARK_PUBLIC_READ)."""
     hidden = {"task_ci95", "group_ci95"}
     if not is_researcher(request.user):
-        hidden |= {"scorer", "job"}
+        hidden |= {"scorer", "scorer_config", "job"}
     return {k: v for k, v in row.items() if k not in hidden} | {
         "ci95_tasks": row.get("task_ci95", {}),
         "ci95_groups": row.get("group_ci95", {}),

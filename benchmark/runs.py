@@ -83,6 +83,7 @@ def run_enqueue(
             label=label or spec_label(scorer),
             scorer=scorer,
             scorer_key=scorer_obj.cache_key(),
+            scorer_config=scorer_obj.config(),
             created_by=user,
         )
 

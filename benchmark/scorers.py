@@ -869,7 +869,9 @@ def _choice(spec: dict, name: str, choices: Sequence[str]) -> str:
     """Option ``name`` of ``spec``, one of ``choices`` (the first is the default)."""
     value = spec.get(name, choices[0])
     if value not in choices:
-        raise ValueError(f"scorer option {name!r} must be one of {', '.join(choices)}, got {value!r}")
+        raise ValueError(
+            f"scorer option {name!r} must be one of {', '.join(choices)}, got {value!r}"
+        )
     return value
 
 

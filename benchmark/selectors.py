@@ -38,12 +38,44 @@ def _k_of(model: str) -> int:
     return 4 if "Avg@4" in model else 1
 
 
+# How a run's answers became scores, in words, for the settings that change results the most.
+_POLICY_WORDS = {
+    "unscored": "unreadable answers: re-asked, then the candidate is unscored (its pairs count "
+    "wrong)",
+    "reference": "unreadable answers: as the authors' package (the same seed once more, then "
+    "its seeded random guess), to reproduce a published number",
+}
+
+
+# Settings anyone who may read a run may see; the rest (model folders, endpoints) is for
+# researchers only, like the scorer spec.
+PUBLIC_SETTINGS = frozenset({
+    "prompt_set", "decoding", "parse_policy", "k", "seed", "temperature", "top_p", "top_k",
+    "max_new_tokens", "max_tokens", "score_range", "retries", "max_pixels", "images",
+})  # fmt: skip
+
+
+def scoring_settings(config: dict, *, full: bool) -> list[tuple[str, str]]:
+    """(name, value) pairs of a run's scorer config for its page: prompts, decoding and parse
+    policy first, in words where they need them; with ``full`` False only PUBLIC_SETTINGS."""
+    words = {"prompt_set": "prompts", "decoding": "decoding", "parse_policy": "parse policy"}
+    first = [name for name in words if name in config]
+    rest = [name for name in config if name not in words and (full or name in PUBLIC_SETTINGS)]
+    shown = []
+    for name in first + rest:
+        value = config[name]
+        if name == "parse_policy":
+            value = _POLICY_WORDS.get(value, value)
+        shown.append((words.get(name, name), "–" if value is None else str(value)))
+    return shown
+
+
 def run_row(run: BenchmarkRun) -> dict:
     metric = run.metric or {}
     return {
         "id": run.pk, "label": run.label, "source": "measured", "dataset": run.dataset.name,
         "k": int(run.scorer.get("k", 1)), "date": run.created_at, "status": run.job.status,
-        "job": run.job_id, "scorer": run.scorer,
+        "job": run.job_id, "scorer": run.scorer, "scorer_config": run.scorer_config,
         "overall": metric.get("overall", {}), "ci95": metric.get("ci95", {}).get("overall", {}),
         "groups": metric.get("groups", {}), "tasks": metric.get("tasks", {}),
         "tie_half": metric.get("tie_half", {}), "n_pairs": metric.get("n_pairs", {}),

@@ -102,10 +102,13 @@ def run_detail(request, run_id: int):
         for name in [*TASK_GROUPS, "Other"]
         if name in row["groups"]
     ] + [{"name": "headline", "cells": [row["overall"].get(d) for d in DIMENSIONS]}]
+    settings = selectors.scoring_settings(
+        row.get("scorer_config") or {}, full=is_researcher(request.user)
+    )
     return render(
         request,
         "benchmark/run_detail.html",
-        {"row": row, "tasks": tasks, "heat": heat, "dimensions": DIMENSIONS},
+        {"row": row, "tasks": tasks, "heat": heat, "dimensions": DIMENSIONS, "settings": settings},
     )
 
 

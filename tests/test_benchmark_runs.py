@@ -134,6 +134,9 @@ def test_a_crashed_run_resumes_and_a_rerun_scores_nothing_twice(bench, monkeypat
         def cache_key(self):
             return self.inner.cache_key()
 
+        def config(self):
+            return self.inner.config()
+
         def score(self, candidates):
             if fail_after is not None and len(calls) >= self.fail_after:
                 raise RuntimeError("worker lost")
@@ -290,3 +293,28 @@ def test_editscore_scorer_runs_a_benchmark_on_the_tiny_model(bench, tiny_dir):
     assert run.metric["overall"] == dict.fromkeys(DIMS, 0.0)
     assert len(run.unscored) == len(rank) and all(u["raw"] for u in run.unscored.values())
     assert ScoreCache.objects.count() == 0
+
+
+def test_run_page_says_how_answers_became_scores(client, bench, tiny_dir):
+    """Every setting that determines the scores is recorded with the run (defaults included)
+    and its page says which parse policy, prompts and decoding were used; model folders are
+    for researchers only."""
+    dataset, _ = bench
+    spec = {"kind": "editscore", "base": str(tiny_dir), "k": 4, "parse_policy": "reference"}
+    run = runs_module.run_enqueue(dataset=dataset, scorer=spec, label="es")
+    config = run.scorer_config
+    assert (config["parse_policy"], config["decoding"], config["prompt_set"]) == (
+        "reference",
+        "sample",
+        "reference",
+    )
+    assert config["seed"] == 42 and config["temperature"] == 0.7 and config["max_pixels"] is None
+    client.force_login(UserFactory(username="rita", role=Role.RESEARCHER))
+    page = client.get(f"/benchmark/runs/{run.pk}/").content.decode()
+    assert 'id="scoring-settings"' in page and "as the authors&#x27; package" in page
+    assert "prompts <strong>reference</strong>" in page and str(tiny_dir) in page
+    client.force_login(UserFactory(username="anna"))
+    page = client.get(f"/benchmark/runs/{run.pk}/").content.decode()
+    assert "as the authors&#x27; package" in page and str(tiny_dir) not in page
+    other = runs_module.run_enqueue(dataset=dataset, scorer={**spec, "parse_policy": "unscored"})
+    assert other.scorer_key != run.scorer_key  # the policy is part of the cache key
