@@ -99,12 +99,13 @@ def parse_policy_options(post) -> dict:
         "lora_r": parse_int(post, "lora_r", 32, minimum=1),
         "lora_alpha": parse_int(post, "lora_alpha", 64, minimum=1),
     }
+    # blank height and width: each edit gets its source's aspect ratio, as in the pipelines
     for name in ("height", "width"):
         value = parse_int(post, name, None, minimum=1)
         if value is not None:
             options[name] = value
-    # The rest (guidance, auto_resize, max_sequence_length, condition_area) as JSON; the job
-    # config names an unknown or mistyped option.
+    # The rest (guidance, auto_resize, max_sequence_length, condition_area, max_area) as JSON;
+    # the job config names an unknown or mistyped option.
     text = post.get("policy_json", "").strip()
     if text:
         try:

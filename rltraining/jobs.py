@@ -21,7 +21,7 @@ REWARD_KINDS = ("brightness", "colour", "color", "weighted", "editscore", "rewar
 # the model-specific ones are the policies' own options).
 POLICY_OPTIONS = {"lora_r": int, "lora_alpha": int, "height": int, "width": int,
                   "guidance": (str, dict), "auto_resize": bool, "max_sequence_length": int,
-                  "condition_area": int}  # fmt: skip
+                  "condition_area": int, "max_area": int}  # fmt: skip
 
 
 def _check_reward(spec) -> None:
@@ -138,7 +138,8 @@ class _Samples:
                 defaults={
                     "prompt_key": row.key, "instruction": row.instruction,
                     "source": source.name, "source_thumb": source.thumb,
-                    "image": stored.name, "thumb": stored.thumb, "reward": float(reward),
+                    "image": stored.name, "thumb": stored.thumb,
+                    "reward": None if reward is None else float(reward),  # None: unscored
                     "best": bool(best and best.get(prompt) == sample),
                 },
             )  # fmt: skip
@@ -339,15 +340,19 @@ def run_best_of_n(ctx) -> dict:
         [images] = sample_images(policy, [row], num_steps=config.num_steps, noise_level=noise,
                                  seed=config.seed + 1 + index, per_prompt=cfg.n)  # fmt: skip
         rewards = [
-            float(r) for r in reward([row.source] * cfg.n, [row.instruction] * cfg.n, images)
+            None if r is None else float(r)  # None: the reward could not score it
+            for r in reward([row.source] * cfg.n, [row.instruction] * cfg.n, images)
         ]
-        pick = max(range(cfg.n), key=rewards.__getitem__)
+        scored = [j for j in range(cfg.n) if rewards[j] is not None]
+        pick = max(scored, key=rewards.__getitem__) if scored else None
         samples.save(round_index, images, rewards, kind="best_of_n",
                      slots=[(index, j) for j in range(cfg.n)], best={index: pick})  # fmt: skip
-        best.append(rewards[pick])
-        firsts.append(rewards[0])
-        all_rewards += rewards
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        if scored:
+            best.append(rewards[pick])
+        if rewards[0] is not None:
+            firsts.append(rewards[0])
+        all_rewards += [rewards[j] for j in scored]
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
     return {
         "n": cfg.n, "prompts": len(held_out), "trained": cfg.trained, "round": round_index,
         "best_reward_mean": mean(best), "single_sample_reward_mean": mean(firsts),

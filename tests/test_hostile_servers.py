@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
@@ -281,28 +280,28 @@ BAD_VALUES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_VALUES))
-def test_reward_server_kind_gives_bad_scores_the_unscored_reward_and_counts_them(hostile, case):
+def test_reward_server_kind_leaves_bad_scores_unscored_and_counts_them(hostile, case):
     value, reason = BAD_VALUES[case]
     server = hostile(_scores_answer([{"overall": 6.0}, {"overall": value}]))
     fn = build_reward({"kind": "reward_server", "urls": [server.url], "token": "t",
                        "timeout": TIMEOUT})  # fmt: skip
     images = [Image.new("RGB", (8, 8))] * 2
     rewards = fn(images, ["a", "a"], images)
-    assert rewards == [pytest.approx(0.6), 0.0]
-    assert all(math.isfinite(r) for r in rewards)
+    # None: the sample is left out of its group's advantage and of the loss (the default)
+    assert rewards == [pytest.approx(0.6), None]
     assert fn.unscored_count == 1 and fn.last_errors == [f"item 1: {reason}"]
 
 
 def test_reward_server_kind_survives_every_transport_failure(hostile):
-    """The RL reward of a dead, slow or garbage-answering server: every item gets the unscored
-    reward (0.0 by default, a group's advantages stay finite), is counted and says why."""
+    """The RL reward of a dead, slow or garbage-answering server: every item is unscored (None
+    by default: excluded from its group's advantage and the loss), counted, and says why."""
     images = [Image.new("RGB", (8, 8))] * 3
     for case in ("body never ends", "100 MB streamed", "invalid JSON", "HTTP 500"):
         server = hostile(TRANSPORT[case][0])
         spec = {"kind": "reward_server", "urls": [server.url], "token": "t", "timeout": TIMEOUT}
         fn = build_reward(spec)
         started = time.monotonic()
-        assert fn(images, ["a", "a", "b"], images) == [0.0, 0.0, 0.0]
+        assert fn(images, ["a", "a", "b"], images) == [None, None, None]
         assert time.monotonic() - started < 3 * BOUND
         assert fn.unscored_count == 3
         assert all(e.startswith(f"item {n}: reward server: ") for n, e in enumerate(fn.last_errors))

@@ -138,7 +138,8 @@ def test_the_launch_form_is_prefilled_with_the_papers_values(researcher_client):
     for name, value in expected.items():
         assert f'id="hp-{name}" value="{value}"' in html, name
     assert 'name="adam_betas"' not in html
-    assert 'name="std_weighting" id="hp-std_weighting">' in html  # unchecked: v1.1 is off
+    # checked: v1.1's policy-loss re-weighting is on, as in the released RL configs
+    assert 'name="std_weighting" id="hp-std_weighting" checked>' in html
     assert f'<option value="model:{model.pk}" selected>es-7b (default)</option>' in html
     assert "training" not in re.findall(r"<option[^>]*>([^<]*)</option>", html)
     for name, value in {"lora_r": "32", "lora_alpha": "64", "eval_prompts": "4", "gpus": "1",

@@ -72,14 +72,18 @@ def small_qwen_condition(monkeypatch):
 
 
 def source(size, seed=0):
+    return wide_source(size, size, seed)
+
+
+def wide_source(width, height, seed=0):
     rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
 def euler(policy, cond, generator, steps=STEPS):
     """The plain ODE sampler, written out: x' = x + (sigma' - sigma) * v."""
-    x = policy.initial_latents(len(cond), generator)
-    sigmas = policy.sigmas(steps)
+    x = policy.initial_latents(len(cond), generator, size=cond.size)
+    sigmas = policy.sigmas(steps, size=cond.size)
     with torch.no_grad():
         for i in range(steps):
             v = policy.velocity(x, sigmas[i], cond, step_index=i, num_steps=steps)
@@ -213,8 +217,24 @@ def test_kontext_true_cfg_reproduces_the_pipeline(tiny_pipelines, guidance):
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
-def test_qwen_ode_loop_reproduces_the_pipeline(tiny_pipelines, small_qwen_condition):
-    policy = qwen(tiny_pipelines)  # native guidance: true CFG 4.0 with the norm rescale
+def test_qwen_default_guidance_is_the_pipelines_default_call(tiny_pipelines, small_qwen_condition):
+    """``pipe(image=..., prompt=...)`` runs no true CFG: diffusers applies ``true_cfg_scale``
+    (4.0 by default) only with a negative prompt (``do_true_cfg = true_cfg_scale > 1 and
+    has_neg_prompt``, pipeline_qwenimage_edit.py line 678). Our native default matches it:
+    ``true_cfg_scale`` 1.0, one forward, no negative branch encoded."""
+    policy = qwen(tiny_pipelines)
+    assert policy.guidance.true_cfg_scale == 1.0 and not policy.guidance.needs_negative
+    image, prompt = source(QWEN_SIZE, seed=3), "make the sky red"
+    cond = policy.encode([prompt], [image])
+    assert cond.negative_prompt_embeds is None
+    ours = euler(policy, cond, torch.Generator().manual_seed(0))
+    theirs = qwen_pipeline_call(policy, image, prompt, "latent")  # the pipeline's defaults
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_qwen_true_cfg_reproduces_the_pipeline(tiny_pipelines, small_qwen_condition):
+    # true CFG 4.0 with the negative prompt " " and the norm rescale: the model card's call
+    policy = qwen(tiny_pipelines, guidance={"true_cfg_scale": 4.0})
     image, prompt = source(QWEN_SIZE), "make the sky red"
     cond = policy.encode([prompt], [image])
     ours = euler(policy, cond, torch.Generator().manual_seed(0))
@@ -223,6 +243,8 @@ def test_qwen_ode_loop_reproduces_the_pipeline(tiny_pipelines, small_qwen_condit
     assert ours.shape == theirs.shape == (1, 64, 16)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     assert_same_images(policy.decode(ours), qwen_pipeline_call(policy, image, prompt, "pil", **kw))
+    plain = qwen_pipeline_call(policy, image, prompt, "latent")
+    assert not torch.allclose(theirs, plain)  # the guidance really does something
 
 
 def test_qwen_without_guidance_reproduces_the_pipeline(tiny_pipelines, small_qwen_condition):
@@ -233,6 +255,67 @@ def test_qwen_without_guidance_reproduces_the_pipeline(tiny_pipelines, small_qwe
     ours = euler(policy, cond, torch.Generator().manual_seed(0))
     theirs = qwen_pipeline_call(policy, image, prompt, "latent", true_cfg_scale=1.0)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+# --- the output size follows the source, as the pipelines size it
+
+
+def test_qwen_edits_get_the_pipelines_size_for_a_non_square_source(
+    tiny_pipelines, small_qwen_condition
+):
+    """No height/width: the edit of a 2:1 source is what ``QwenImageEditPipeline`` makes for it
+    (diffusers' own ``calculate_dimensions`` of the aspect ratio at the area, then multiples of
+    vae_scale_factor * 2), not a square."""
+    policy = qwen(tiny_pipelines, height=None, width=None)
+    assert policy.height is None and policy.width is None
+    image, prompt = wide_source(96, 48), "make the sky red"
+    cond = policy.encode(prompt, image)
+    # calculate_dimensions(64*64, 2): width round(90.5 / 32) * 32 = 96, height round(45.3 / 32)
+    # * 32 = 32; multiples of 8 (tiny VAE scale 4, 2x2 patches)
+    assert cond.size == policy.output_size(image) == (32, 96)
+    ours = euler(policy, cond, torch.Generator().manual_seed(0))
+    theirs = policy.pipe(image=image, prompt=prompt, num_inference_steps=STEPS,
+                         output_type="latent", generator=torch.Generator().manual_seed(0),
+                         ).images  # fmt: skip
+    assert ours.shape == theirs.shape == (1, (32 // 8) * (96 // 8), 16)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    [edit] = policy.decode(ours, size=cond.size)
+    [pipeline_edit] = policy.pipe(image=image, prompt=prompt, num_inference_steps=STEPS,
+                                  generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+    assert edit.size == pipeline_edit.size == (96, 32)
+    # a tall source the other way round; a fixed height and width still win
+    assert policy.output_size(wide_source(48, 96)) == (96, 32)
+    assert qwen(tiny_pipelines).output_size(image) == (QWEN_SIZE, QWEN_SIZE)
+
+
+def test_kontext_edits_keep_the_aspect_ratio_of_a_non_square_source(tiny_pipelines):
+    """No height/width: the edit is what ``FluxKontextPipeline`` makes when given the source's
+    height and width (as the EditScore authors call it): that aspect ratio at ``max_area``,
+    sides rounded down to multiples of vae_scale_factor * 2 (2 for the tiny VAE)."""
+    policy = kontext(tiny_pipelines, height=None, width=None, max_area=KONTEXT_SIZE**2)
+    image, prompt = wide_source(48, 24), "make the sky red"
+    cond = policy.encode(prompt, image)
+    # width round(sqrt(1024 * 2)) = 45 -> 44, height round(sqrt(1024 / 2)) = 23 -> 22
+    assert cond.size == (22, 44)
+    ours = euler(policy, cond, torch.Generator().manual_seed(0))
+    kw = dict(image=image, prompt=prompt, num_inference_steps=STEPS, guidance_scale=2.5,
+              _auto_resize=False, max_area=KONTEXT_SIZE**2, height=24, width=48,
+              max_sequence_length=KONTEXT_OPTIONS["max_sequence_length"])  # fmt: skip
+    theirs = policy.pipe(**kw, output_type="latent",
+                         generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+    assert ours.shape == theirs.shape == (1, 11 * 22, 4)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    [edit] = policy.decode(ours, size=cond.size)
+    [pipeline_edit] = policy.pipe(**kw, generator=torch.Generator().manual_seed(0)).images
+    assert edit.size == pipeline_edit.size == (44, 22)
+    # the default area is the pipeline's 1024^2 (the tiny VAE: multiples of 2)
+    big = kontext(tiny_pipelines, height=None, width=None)
+    assert big.max_area == 1024**2
+    assert big.output_size(wide_source(1000, 500)) == (724, 1448)  # 1448x724 = 1.05 MP
+    with pytest.raises(ValueError, match="pass size=cond.size"):
+        big.initial_latents(1)
+    with pytest.raises(ValueError, match="both height and width"):
+        kontext(tiny_pipelines, height=32, width=None)
 
 
 # --- dual guidance, the CFG window, batching

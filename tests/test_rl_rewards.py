@@ -90,16 +90,22 @@ def test_mismatched_batches_are_refused():
 
 
 class FakeScorer:
-    """Scores like EditScore: overall = the number given by the instruction, or unscored."""
+    """Scores like EditScore: overall = the number given by the instruction, or unscored; with
+    ``parse_policy="reference_batch"`` an unreadable answer counts as R/2 = 5, as the EditScore
+    package's batch path does (the authors' reward server), so every item is scored."""
 
     def __init__(self):
         self.calls = []
+        self.options = []
 
-    def score(self, items, *, k=1):
+    def score(self, items, *, k=1, **options):
         self.calls.append((list(items), k))
+        self.options.append(options)
+        reference = options.get("parse_policy") == "reference_batch"
         out = []
         for item in items:
             value = None if item.instruction == "unscorable" else float(item.instruction)
+            value = 5.0 if value is None and reference else value
             out.append(
                 {
                     "prompt_following": value,
@@ -137,10 +143,15 @@ def test_editscore_reward_is_overall_over_ten_with_png_items():
     assert fn.unscored_count == 0 and fn.last_errors == []
 
 
-def test_unscored_items_get_zero_and_are_counted():
-    fn = editscore_reward(FakeScorer())
+def test_unscored_items_are_excluded_by_default_and_counted():
+    """Default "exclude": an unscored edit gets the reward None (the trainer leaves it out of
+    its group's advantages and out of the loss), never a made-up number."""
+    scorer = FakeScorer()
+    fn = editscore_reward(scorer)
+    assert fn.unscored == "exclude"
     images = [flat(0), flat(0), flat(0)]
-    assert fn(images, ["5", "unscorable", "unscorable"], images) == [0.5, 0.0, 0.0]
+    assert fn(images, ["5", "unscorable", "unscorable"], images) == [0.5, None, None]
+    assert scorer.options == [{}]  # the scorer's own parsing, no reference policy
     assert fn.unscored_count == 2
     assert fn.last_errors == [
         "item 1: 1 of 1 passes failed: unreadable",
@@ -148,10 +159,42 @@ def test_unscored_items_get_zero_and_are_counted():
     ]
     assert fn(images[:1], ["3"], images[:1]) == [pytest.approx(0.3)]
     assert fn.unscored_count == 2 and fn.last_errors == []
+
+
+def test_a_fixed_unscored_reward_and_raising_still_work():
+    images = [flat(0), flat(0)]
+    fixed = editscore_reward(FakeScorer(), unscored=0)
+    assert fixed(images, ["5", "unscorable"], images) == [0.5, 0.0]
+    assert fixed.unscored_count == 1
     strict = editscore_reward(FakeScorer(), unscored=None)
     with pytest.raises(RuntimeError, match="unscored: item 0: 1 of 1 passes failed"):
         strict(images[:1], ["unscorable"], images[:1])
     assert strict.unscored_count == 1
+
+
+def test_reference_mode_scores_with_the_reference_batch_parse_policy():
+    """The "reference" mode reproduces the authors' reward server: the scorer is asked for the
+    EditScore package's batch parsing (an unreadable answer is R/2), so every edit is scored."""
+    scorer = FakeScorer()
+    fn = editscore_reward(scorer, k=4, unscored="reference")
+    images = [flat(0), flat(0)]
+    assert fn(images, ["7", "unscorable"], images) == [pytest.approx(0.7), 0.5]
+    assert scorer.options == [{"parse_policy": "reference_batch"}]
+    assert scorer.calls[0][1] == 4
+    assert fn.unscored_count == 0 and fn.last_errors == []
+
+    class Broken(FakeScorer):  # a scorer that still leaves one unscored: not the reference
+        def score(self, items, *, k=1, **options):
+            return super().score(items, k=k)
+
+    with pytest.raises(RuntimeError, match="unscored: item 1"):
+        editscore_reward(Broken(), unscored="reference")(images, ["7", "unscorable"], images)
+
+
+def test_weighted_sum_of_an_unscored_term_is_unscored():
+    fn = weighted_sum([(editscore_reward(FakeScorer()), 1.0), (brightness_reward, 1.0)])
+    images = [flat((255, 255, 255)), flat(0)]
+    assert fn(images, ["5", "unscorable"], images) == [pytest.approx(1.5), None]
 
 
 def test_editscore_reward_checks_its_scorer():
@@ -193,6 +236,8 @@ def test_build_reward_toy_kinds():
         ({"kind": "editscore"}, r"needs \['base'\]"),
         ({"kind": "editscore", "base": "/nowhere", "k": 0}, "k must be"),
         ({"kind": "editscore", "base": "/nowhere", "unscored": "low"}, "unscored must be"),
+        ({"kind": "editscore", "base": "/nowhere", "unscored": True}, "unscored must be"),
+        ({"kind": "editscore", "base": "/nowhere", "unscored": float("nan")}, "unscored must be"),
         ({"kind": "reward_server", "urls": "http://x"}, "non-empty list"),
         ({"kind": "reward_server", "urls": ["ftp://x"], "token": "t"}, "not an http"),
         ({"kind": "reward_server", "urls": ["http://x"], "token_env": "HELPER_A_UNSET"}, "unset"),
@@ -215,9 +260,13 @@ def test_build_reward_editscore_loads_the_model(monkeypatch):
 
     monkeypatch.setattr(model.EditScore, "from_pretrained", staticmethod(fake_from_pretrained))
     fn = build_reward({"kind": "editscore", "base": "/models/base", "adapter": "/a", "k": 2})
-    assert isinstance(fn, EditScoreReward) and fn.k == 2
+    assert isinstance(fn, EditScoreReward) and fn.k == 2 and fn.unscored == "exclude"
     assert loaded == [("/models/base", "/a", {"device": "cpu", "dtype": None})]
     assert fn([flat(0)], ["8"], [flat(0)]) == [0.8]
+    for unscored in ("reference", 0.0, None):  # the option goes through the spec
+        spec = {"kind": "editscore", "base": "/b", "unscored": unscored}
+        assert build_reward(spec).unscored == unscored
+        assert build_reward(spec, load=False) is None
 
 
 def test_build_reward_server_scores_through_a_real_server(monkeypatch):
@@ -230,11 +279,36 @@ def test_build_reward_server_scores_through_a_real_server(monkeypatch):
         fn = build_reward({**spec, "k": 3})
         source = flat((1, 2, 3))
         got = fn([source, source], ["6", "unscorable"], [flat((9, 9, 9)), flat(0)])
-        assert got == [pytest.approx(0.6), 0.0]
+        assert got == [pytest.approx(0.6), None]
         assert fn.unscored_count == 1
         ((items, k),) = scorer.calls
         assert k == 3
         assert decode(items[0].edited).getpixel((1, 1)) == (9, 9, 9)
+        # "reference": the parse policy travels through the client and the server
+        reference = build_reward({**spec, "unscored": "reference"})
+        got = reference([source, source], ["6", "unscorable"], [flat((9, 9, 9)), flat(0)])
+        assert got == [pytest.approx(0.6), 0.5]
+        assert scorer.options[-1] == {"parse_policy": "reference_batch"}
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_reward_server_failures_are_fatal_only_when_asked(monkeypatch):
+    """A failed request leaves its items unscored (then excluded, or the fixed reward), except
+    with unscored=None and "reference": the authors' client gives up and their training stops."""
+    from rewardmodel.ml import client
+
+    made = []
+
+    class FakeClient(FakeScorer):
+        def __init__(self, urls, token, **options):
+            super().__init__()
+            made.append(options["on_failure"])
+
+    monkeypatch.setattr(client, "RewardClient", FakeClient)
+    spec = {"kind": "reward_server", "urls": ["http://x"], "token": "t"}
+    for unscored in ("exclude", 0.0, None, "reference"):
+        build_reward({**spec, "unscored": unscored})
+    build_reward(spec)
+    assert made == ["unscored", "unscored", "raise", "raise", "unscored"]

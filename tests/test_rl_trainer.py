@@ -296,3 +296,128 @@ def test_a_cancelled_run_keeps_its_last_round(kontext_dir, tmp_path):
     resumed = train(config, kontext(kontext_dir), brightness_reward, prompts(),
                     checkpoint_dir=tmp_path)  # fmt: skip
     assert [h["round"] for h in resumed["history"]] == [1, 2, 3]
+
+
+def test_v1_1_reweighting_is_on_by_default_and_weights_the_policy_loss_only(
+    kontext_dir, monkeypatch
+):
+    """The released RL configs set policy_loss_reweighting: true (examples/OmniGen2-RL/options/
+    omnigen2_edit_rl_*.yml, line 108), so it is our default. Each chunk (the reference's
+    forward micro-batch) normalises the weights over its trained steps, std_t*sqrt(-dt) over
+    their mean (train.py lines 752-763), and every trained step's policy loss gets S*w while
+    the KL term goes in unweighted (line 901 and lines 905-915; grpo.step_loss)."""
+    from rltraining.ml import grpo
+
+    assert RLConfig().std_weighting is True
+    calls = {"weights": [], "steps": []}
+    real_weights, real_loss = grpo.step_weights, grpo.step_loss
+
+    def weights_spy(std_devs):
+        out = real_weights(std_devs)
+        calls["weights"].append((std_devs.clone(), out))
+        return out
+
+    def loss_spy(pg, kl_loss, num_trained, weight=None):
+        calls["steps"].append((num_trained, weight))
+        return real_loss(pg, kl_loss, num_trained, weight)
+
+    monkeypatch.setattr(grpo, "step_weights", weights_spy)
+    monkeypatch.setattr(grpo, "step_loss", loss_spy)
+    train(RLConfig(rounds=1, updates_per_round=1, **SMALL), kontext(kontext_dir),
+          brightness_reward, prompts())  # fmt: skip
+    chunks = SMALL["prompts_per_round"] * SMALL["group_size"] // SMALL["micro_batch"]
+    trained = SMALL["train_steps"]
+    assert len(calls["weights"]) == chunks and len(calls["steps"]) == chunks * trained
+    for c, (std_devs, weights) in enumerate(calls["weights"]):
+        assert std_devs.shape == (trained,) and bool((std_devs > 0).all())
+        torch.testing.assert_close(weights, std_devs / std_devs.mean())
+        got = calls["steps"][c * trained : (c + 1) * trained]
+        assert got == [(trained, float(w)) for w in weights]
+
+    calls["weights"].clear(), calls["steps"].clear()
+    train(RLConfig(rounds=1, updates_per_round=1, std_weighting=False, **SMALL),
+          kontext(kontext_dir), brightness_reward, prompts())  # fmt: skip
+    assert calls["weights"] == []
+    assert calls["steps"] == [(trained, None)] * (chunks * trained)
+
+
+class _OneUnscored:
+    """Brightness, except that the second image of each call cannot be scored (None)."""
+
+    def __init__(self):
+        self.last_errors, self.last = [], None
+
+    def __call__(self, sources, instructions, images):
+        rewards = brightness_reward(sources, instructions, images)
+        rewards[1] = None
+        self.last_errors, self.last = ["item 1: unreadable"], rewards
+        return rewards
+
+
+def test_an_unscored_sample_is_masked_out_of_advantages_and_loss(kontext_dir, monkeypatch):
+    """Its group's advantages are those of the scored samples alone, and it contributes nothing
+    to the loss: weight 0 in the policy and KL terms, so no gradient reaches its log-prob or
+    mean, while its chunk's other sample trains as usual."""
+    from rltraining.ml import grpo
+
+    seen = []
+    real_pg, real_kl = grpo.clipped_policy_loss, grpo.kl_penalty
+
+    def pg_spy(log_prob, old, adv, *args, weights=None, **kw):
+        loss, stats = real_pg(log_prob, old, adv, *args, weights=weights, **kw)
+        (grad,) = torch.autograd.grad(loss, log_prob, retain_graph=True)
+        seen.append(("pg", weights, adv.clone(), grad))
+        return loss, stats
+
+    def kl_spy(mean, ref_mean, std_t, beta, weights=None):
+        loss, kl = real_kl(mean, ref_mean, std_t, beta, weights=weights)
+        (grad,) = torch.autograd.grad(kl, mean, retain_graph=True)
+        seen.append(("kl", weights, None, grad))
+        return loss, kl
+
+    monkeypatch.setattr(grpo, "clipped_policy_loss", pg_spy)
+    monkeypatch.setattr(grpo, "kl_penalty", kl_spy)
+    reward = _OneUnscored()
+    history = []
+    policy = kontext(kontext_dir)
+    with torch.no_grad():  # a LoRA away from the reference, so that the KL has a gradient
+        for p in policy.trainable_parameters():
+            p.add_(0.05)
+    train(RLConfig(rounds=1, updates_per_round=1, **SMALL), policy, reward, prompts(),
+          on_step=lambda r, m: history.append(m))  # fmt: skip
+    assert history[0]["unscored_fraction"] == 1 / 8
+    assert history[0]["ratio_min"] == history[0]["ratio_max"] == 1.0  # masked, not dropped
+    # sample 1 is the second of group 0 (chunk 0: samples 0 and 1, chunk 1: samples 2 and 3)
+    scored = [reward.last[i] for i in (0, 2, 3)]
+    expected, _ = grpo.group_advantages(scored, ["g"] * 3)
+    masked = [s for s in seen if s[1] is not None]
+    assert masked and len(masked) == 2 * SMALL["train_steps"]  # pg and KL of chunk 0's steps
+    for kind, weights, adv, grad in masked:
+        assert weights.tolist() == [1.0, 0.0]
+        assert bool((grad[1] == 0).all()) and bool((grad[0] != 0).any())
+        if kind == "pg":
+            assert adv[1].item() == 0.0 and adv[0].item() == pytest.approx(expected[0].item())
+    unmasked_adv = [s[2] for s in seen if s[0] == "pg" and s[1] is None]
+    assert any(a.tolist() == pytest.approx(expected[1:].tolist()) for a in unmasked_adv)
+    # the mean reward is over the 7 scored samples of the round's 8
+    scored_all = [r for r in reward.last if r is not None]
+    assert len(reward.last) == 8 and len(scored_all) == 7
+    assert history[0]["reward_mean"] == pytest.approx(sum(scored_all) / 7)
+
+
+def test_edits_follow_each_source_aspect_ratio(kontext_dir):
+    """A policy without a fixed size samples, trains and evaluates each group at its source's
+    size (schedule, noise and decoding per group)."""
+    policy = kontext(kontext_dir, height=None, width=None, max_area=32 * 32)
+    shapes = [(48, 24), (24, 48), (32, 32), (40, 30)]
+    items = [Prompt(f"make picture {i} brighter", Image.new("RGB", wh, (30 * i, 80, 120)), str(i),
+                    "tone") for i, wh in enumerate(shapes)]  # fmt: skip
+    evals = []
+
+    def on_eval(round_index, images, rewards):
+        evals.append([image.size for image in images])
+
+    result = train(RLConfig(rounds=1, **SMALL), policy, brightness_reward, items,
+                   eval_prompts=items[:2], on_eval=on_eval)  # fmt: skip
+    assert result["history"][-1]["updates"] == 2.0
+    assert evals == [[(44, 22), (22, 44)]] * 2  # 2:1 at about 32*32 pixels, both ways

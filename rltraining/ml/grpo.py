@@ -1,6 +1,6 @@
 """GRPO's arithmetic for Flow-GRPO (``docs/method.md`` section 4): group-relative advantages,
-the clipped policy loss, the KL penalty to the reference policy, the per-step loss weights of
-v1.1 and the choice of the steps trained in an update.
+the clipped policy loss, the KL penalty to the reference policy, v1.1's per-step re-weighting of
+the policy loss and the choice of the steps trained in an update.
 
 Pure torch, no model code: the trainer feeds it the log-probs and means that
 :func:`rltraining.ml.sde.sde_step_with_logprob` returns.
@@ -15,7 +15,7 @@ import torch
 
 
 def group_advantages(
-    rewards: Sequence[float] | torch.Tensor,
+    rewards: Sequence[float | None] | torch.Tensor,
     groups: Sequence[Hashable],
     eps: float = 1e-4,
     clip: float = 5.0,
@@ -24,30 +24,42 @@ def group_advantages(
     samples that share an instruction and a source image), ``std`` the population standard
     deviation, then clipped to ``[−clip, clip]``.
 
-    Returns ``(advantages, keep)``: float32 and bool tensors of shape (n,). A group whose rewards
-    are all equal (a single sample, or a reward that cannot tell the samples apart) carries no
-    signal: its advantages are 0 and ``keep`` is False, so the trainer can skip it instead of
-    spending compute on zero gradients. Equality is tested exactly (max == min), not with a
-    small-std threshold, because ``std`` of equal floats can come out as 1e-17 and not 0.
-    Statistics are computed in float64.
+    A reward of ``None`` marks an unscored sample (the judge could not rate it): it is left out
+    of its group's mean and std, gets advantage 0 and ``keep`` False, so it moves neither its
+    own loss nor the other samples' advantages (scoring it 0 instead would push the group for a
+    reason unrelated to the edit).
+
+    Returns ``(advantages, keep)``: float32 and bool tensors of shape (n,). A group with fewer
+    than two scored samples, or whose scored rewards are all equal (a reward that cannot tell
+    the samples apart), carries no signal: its advantages are 0 and ``keep`` is False, so the
+    trainer can skip it instead of spending compute on zero gradients. Equality is tested
+    exactly (max == min), not with a small-std threshold, because ``std`` of equal floats can
+    come out as 1e-17 and not 0. Statistics are computed in float64.
     """
-    r = torch.as_tensor(rewards, dtype=torch.float64).detach().cpu().reshape(-1)
+    if isinstance(rewards, torch.Tensor):
+        r = rewards.detach().to("cpu", torch.float64).reshape(-1)
+        scored = torch.ones(r.numel(), dtype=torch.bool)
+    else:
+        values = list(rewards)
+        scored = torch.tensor([v is not None for v in values], dtype=torch.bool)
+        r = torch.tensor([0.0 if v is None else float(v) for v in values], dtype=torch.float64)
     groups = list(groups)
     if len(groups) != r.numel():
         raise ValueError(f"{r.numel()} rewards but {len(groups)} group keys")
     if not bool(torch.isfinite(r).all()):
-        raise ValueError("rewards must be finite (an unscored sample needs a reward or removal)")
+        raise ValueError("rewards must be finite (give an unscored sample the reward None)")
     if eps <= 0 or clip <= 0:
         raise ValueError(f"eps and clip must be > 0, got eps={eps!r}, clip={clip!r}")
     members: dict[Hashable, list[int]] = {}
     for n, key in enumerate(groups):
-        members.setdefault(key, []).append(n)
+        if scored[n]:
+            members.setdefault(key, []).append(n)
     advantages = torch.zeros_like(r)
     keep = torch.zeros(r.numel(), dtype=torch.bool)
     for indices in members.values():
         idx = torch.tensor(indices)
         values = r[idx]
-        if values.max() == values.min():
+        if len(indices) < 2 or values.max() == values.min():
             continue
         advantages[idx] = (values - values.mean()) / (values.std(unbiased=False) + eps)
         keep[idx] = True
@@ -79,13 +91,14 @@ def clipped_policy_loss(
         loss = mean(max(−A·ρ, −A·clip(ρ, 1 − clip_low, 1 + clip_high)))
 
     All arguments have shape (batch,); ``old_log_prob`` and ``advantages`` are treated as
-    constants (detached). ``weights`` (>= 0, e.g. :func:`step_weights` of each sample's step)
+    constants (detached). ``weights`` (>= 0, e.g. 0 for the samples masked out of the loss)
     turn the mean into ``Σ w·l / Σ w``. The arithmetic is float32.
 
     Returns ``(loss, stats)``; ``stats`` holds floats for the logs: ``clip_fraction`` (share of
     samples whose ratio lies outside ``[1 − clip_low, 1 + clip_high]``, i.e. where the clip is
-    active), ``ratio_min``, ``ratio_max``, ``ratio_mean`` (unweighted). A ratio range far from 1
-    or a large clip fraction right after sampling means sampling and training disagree.
+    active), ``ratio_min``, ``ratio_max``, ``ratio_mean`` (unweighted, over the samples whose
+    weight is > 0). A ratio range far from 1 or a large clip fraction right after sampling
+    means sampling and training disagree.
     """
     if not log_prob.shape == old_log_prob.shape == torch.as_tensor(advantages).shape:
         raise ValueError(
@@ -102,6 +115,8 @@ def clipped_policy_loss(
     clipped = -adv * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
     loss = _weighted_mean(torch.maximum(unclipped, clipped), weights)
     r = ratio.detach()
+    if weights is not None:  # the statistics, too, of the samples that count
+        r = r[torch.as_tensor(weights, device=r.device) > 0]
     outside = (r < 1.0 - clip_low) | (r > 1.0 + clip_high)
     stats = {
         "clip_fraction": float(outside.float().mean()),
@@ -150,11 +165,15 @@ def kl_penalty(
 
 
 def step_weights(std_devs: torch.Tensor | Sequence[float]) -> torch.Tensor:
-    """v1.1's per-step loss weights: proportional to each step's noise scale (pass
-    ``std_dev_t·sqrt(−dt)`` of each step, shape (steps,)), normalised to mean 1, float32.
+    """v1.1's per-step weights of the policy loss: each trained step's noise scale
+    ``std_t·sqrt(−dt)`` (pass those of the S steps trained together, shape (S,)) over their
+    mean, so the weights have mean 1; float32. The reference computes exactly this
+    (``examples/OmniGen2-RL/train.py`` of the ``editscore`` package, lines 752-763:
+    ``sigma_ts = sigma_t * sqrt(dt)`` of the ``train_timesteps``, ``normalize_factor =
+    sigma_ts.mean()``); :func:`step_loss` applies them.
 
-    Why: steps with little noise have sharp densities whose log-prob ratios are noisy; weighting
-    by the noise scale keeps them from dominating while the overall loss scale stays unchanged.
+    Why: steps with little noise have sharp densities whose log-prob ratios are noisy;
+    weighting by the noise scale keeps them from dominating.
     """
     s = torch.as_tensor(std_devs, dtype=torch.float32).detach().reshape(-1)
     if s.numel() == 0 or not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
@@ -163,6 +182,36 @@ def step_weights(std_devs: torch.Tensor | Sequence[float]) -> torch.Tensor:
     if not float(total) > 0:
         raise ValueError("std_devs are all 0: no step has noise to weight by")
     return s / total
+
+
+def step_loss(
+    policy_loss: torch.Tensor,
+    kl_loss: torch.Tensor | float,
+    num_trained: int,
+    weight: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """One trained step's share of an update's loss, as the reference accumulates it::
+
+        weight None (no re-weighting):  (policy_loss + kl_loss) / S
+        weight w (v1.1):                (S·w·policy_loss + kl_loss) / S = w·policy_loss + kl_loss/S
+
+    with ``S = num_trained`` the number of steps trained together and ``w`` that step's
+    :func:`step_weights` entry; ``kl_loss`` is β·KL (:func:`kl_penalty`'s first value).
+
+    The reference (``examples/OmniGen2-RL/train.py``): line 901 multiplies only the policy
+    loss, ``policy_loss * sample_steps * (sigma_ts[idx] / normalize_factor)``; lines 905-915
+    add ``kl_loss_weight * kl_loss`` unweighted; ``accelerator.backward`` divides every step's
+    loss by the accumulation count, which lines 234-239 set to ``gradient_accumulation_steps *
+    ceil(num_inference_step * train_timesteps_fraction)`` = micro-batches × S. Summed over the S
+    steps, re-weighting thus turns the policy term from the mean over steps into the weighted
+    *sum* (S times larger on average) while the KL term stays the mean over steps. The
+    division over micro-batches is the trainer's (each chunk's share of the kept samples).
+    """
+    if isinstance(num_trained, bool) or not isinstance(num_trained, int) or num_trained < 1:
+        raise ValueError(f"num_trained must be a positive integer, got {num_trained!r}")
+    if weight is not None:
+        policy_loss = policy_loss * (num_trained * weight)
+    return (policy_loss + kl_loss) / num_trained
 
 
 def choose_train_steps(

@@ -15,15 +15,25 @@ Conventions (diffusers): ``x_sigma = (1 - sigma) * x_data + sigma * noise``; sig
 is ``x' = x + (sigma' - sigma) * v``. Latents are *packed*: ``(batch, tokens, channels)`` with
 ``tokens = (height / vae_scale / 2) * (width / vae_scale / 2)``; :meth:`Policy.decode` unpacks.
 
+Output size: by default each edit has the size the pipeline gives that source image (its aspect
+ratio at about ``1024²`` pixels, see :meth:`Policy.output_size`), so a condition carries its
+size (``cond.size``, ``(height, width)``) and :meth:`Policy.sigmas`, :meth:`Policy.initial_latents`
+and :meth:`Policy.decode` take it as ``size=``. ``height`` and ``width`` fix one size instead.
+
 Guidance (:class:`Guidance`, the policy's ``guidance`` attribute; use the same in sampling and
 training):
 
 * ``"native"`` (default): what the diffusers pipeline does. FLUX.1 Kontext is guidance-distilled:
   ``scale`` (default 2.5, as BFL recommend for Kontext-dev; the pipeline's own default is 3.5) is
-  fed to the transformer's guidance embedding, one forward per call; true CFG with the negative
-  prompt is off unless ``true_cfg_scale > 1``. Qwen-Image-Edit uses true CFG with the negative
-  prompt ``" "`` and ``true_cfg_scale`` 4.0 (the pipeline's default), then rescales the combined
-  prediction to the conditional prediction's per-token norm, as the pipeline does: two forwards.
+  fed to the transformer's guidance embedding, one forward per call. True CFG against
+  ``negative_prompt`` (default ``" "``) runs only when ``true_cfg_scale > 1``; both defaults are
+  1.0 (off), because both pipelines apply true CFG only when they are given a negative prompt,
+  and a plain ``pipe(image=..., prompt=...)`` gives none (Qwen-Image-Edit's ``true_cfg_scale=4.0``
+  argument default is then unused: ``do_true_cfg = true_cfg_scale > 1 and has_neg_prompt``).
+  Qwen-Image-Edit's true CFG (e.g. ``true_cfg_scale`` 4 with ``" "``, the EditScore authors'
+  setting: examples/OmniGen2-RL/evaluation/GEdit-Bench/inference_qwen_image.py lines 159-160)
+  rescales the combined prediction to the conditional prediction's per-token norm, as the
+  pipeline does: two forwards.
 * ``"dual"``: the EditScore paper's (OmniGen2's) text and image guidance,
   ``v = v_uncond + image_scale * (v_ref - v_uncond) + text_scale * (v_full - v_ref)``, where
   ``v_full`` has instruction and source image, ``v_ref`` the negative prompt and the source image,
@@ -106,7 +116,7 @@ class Guidance:
 
     mode: str = "native"
     scale: float | None = None  # distilled guidance embedding (Kontext); unused by Qwen
-    true_cfg_scale: float | None = None  # native true CFG (Qwen 4.0; Kontext 1.0 = off)
+    true_cfg_scale: float | None = None  # native true CFG (default 1.0 = off, as the pipelines)
     negative_prompt: str = " "
     text_scale: float = 4.0  # dual
     image_scale: float = 2.0  # dual
@@ -256,9 +266,10 @@ class Policy:
 
     Attributes: ``name``; ``pipe`` (the diffusers pipeline whose components it uses),
     ``transformer``, ``device``, ``dtype`` (of the transformer), ``height`` and ``width`` (of the
-    generated images, pixels), ``guidance`` (:class:`Guidance`, may be replaced between groups;
-    :meth:`encode` encodes the negative branches the current one needs), ``image_seq_len``
-    (packed tokens of a generated image), ``lora_config`` (peft ``LoraConfig`` or ``None``).
+    generated images, pixels; both None when each edit's size follows its source, the
+    default), ``guidance`` (:class:`Guidance`, may be replaced between groups; :meth:`encode`
+    encodes the negative branches the current one needs), ``image_seq_len`` (packed tokens of
+    a generated image of the fixed size), ``lora_config`` (peft ``LoraConfig`` or ``None``).
     """
 
     name = "policy"
@@ -272,8 +283,8 @@ class Policy:
         self,
         pipe,
         *,
-        height: int = 1024,
-        width: int = 1024,
+        height: int | None = None,
+        width: int | None = None,
         guidance: Guidance | str | dict | None = None,
         lora_r: int | None = None,
         lora_alpha: float | None = None,
@@ -284,11 +295,13 @@ class Policy:
         self.pipe = pipe
         self.transformer = pipe.transformer
         self.scheduler = pipe.scheduler
-        multiple = pipe.vae_scale_factor * 2
-        self.height = int(height) // multiple * multiple
-        self.width = int(width) // multiple * multiple
-        if not self.height or not self.width:
-            raise ValueError(f"height and width must be at least {multiple} pixels")
+        if (height is None) != (width is None):
+            raise ValueError("give both height and width, or neither (the size of each source)")
+        self.height = self.width = None
+        if height is not None:
+            self.height, self.width = self._multiple(height), self._multiple(width)
+            if not self.height or not self.width:
+                raise ValueError(f"height and width must be at least {self._multiple_of} pixels")
         self.guidance = guidance
         self.lora_config = None
         for module in (pipe.transformer, pipe.vae, *self._text_encoders()):
@@ -318,16 +331,18 @@ class Policy:
         lora_alpha: float | None = None,
         lora_targets: Sequence[str] | None = None,
         adapter: str | Path | None = None,
-        height: int = 1024,
-        width: int = 1024,
+        height: int | None = None,
+        width: int | None = None,
         guidance: Guidance | str | dict | None = None,
         gradient_checkpointing: bool = False,
         **options,
     ) -> Policy:
         """Load the pipeline folder (or hub id, online) at ``path`` in ``dtype`` (``None``: as
         saved) onto ``device``. ``lora_r`` adds a fresh LoRA adapter; ``adapter`` loads a saved
-        one (:meth:`save_adapter`). ``height``/``width``: size of the generated images (rounded
-        down to the model's multiple). ``options``: model-specific (see the subclasses)."""
+        one (:meth:`save_adapter`). ``height``/``width``: one size for all generated images
+        (rounded down to the model's multiple); ``None`` (default): each edit gets the size the
+        pipeline gives its source (:meth:`output_size`). ``options``: model-specific (see the
+        subclasses)."""
         pipe = cls.load_pipeline(path, dtype=dtype)
         pipe.to(device)
         return cls(
@@ -364,29 +379,67 @@ class Policy:
     def dtype(self):
         return self.transformer.dtype
 
+    # --- the output size
+
+    @property
+    def _multiple_of(self) -> int:
+        """What the generated sides must be a multiple of: the VAE's downscaling times the 2x2
+        packing of latents (both pipelines' ``multiple_of = self.vae_scale_factor * 2``)."""
+        return self.pipe.vae_scale_factor * 2
+
+    def _multiple(self, side) -> int:
+        return int(side) // self._multiple_of * self._multiple_of
+
+    def output_size(self, source: Image.Image) -> tuple[int, int]:
+        """``(height, width)`` of the edit of ``source``: the fixed ``height x width`` when the
+        policy has one, else the size the diffusers pipeline gives this source
+        (:meth:`_source_size`)."""
+        if self.height is not None:
+            return self.height, self.width
+        return self._source_size(source)
+
+    def _source_size(self, source: Image.Image) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _size(self, size) -> tuple[int, int]:
+        if size is not None:
+            return int(size[0]), int(size[1])
+        if self.height is None:
+            raise ValueError(
+                "this policy sizes each edit from its source image: pass size=cond.size "
+                "(or load it with a fixed height and width)"
+            )
+        return self.height, self.width
+
+    def seq_len(self, size: tuple[int, int] | None = None) -> int:
+        """Packed tokens of a generated image of ``size`` (default: the fixed size)."""
+        height, width = self._size(size)
+        scale = self._multiple_of
+        return (height // scale) * (width // scale)
+
     @property
     def image_seq_len(self) -> int:
-        scale = self.pipe.vae_scale_factor * 2
-        return (self.height // scale) * (self.width // scale)
+        return self.seq_len()
 
     # --- the schedule
 
     def _pipeline_module(self):
         raise NotImplementedError
 
-    def sigmas(self, num_steps: int) -> torch.Tensor:
+    def sigmas(self, num_steps: int, size: tuple[int, int] | None = None) -> torch.Tensor:
         """The ``num_steps + 1`` sigmas (float32, on the policy's device) the pipeline would step
-        through: ``linspace(1, 1/num_steps, num_steps)`` shifted by the scheduler (dynamic
-        shifting with ``mu = calculate_shift(image_seq_len, ...)`` as the pipeline computes it,
-        or the static ``shift``; then ``shift_terminal``), with the terminal 0 appended. Step
-        ``i`` goes from ``sigmas[i]`` to ``sigmas[i + 1]``."""
+        through for an image of ``size`` (``cond.size``; default the fixed size):
+        ``linspace(1, 1/num_steps, num_steps)`` shifted by the scheduler (dynamic shifting with
+        ``mu = calculate_shift(image_seq_len, ...)`` as the pipeline computes it, or the static
+        ``shift``; then ``shift_terminal``), with the terminal 0 appended. Step ``i`` goes from
+        ``sigmas[i]`` to ``sigmas[i + 1]``."""
         import numpy as np
         import torch
 
         module = self._pipeline_module()
         config = self.scheduler.config
         mu = module.calculate_shift(
-            self.image_seq_len,
+            self.seq_len(size),
             config.get("base_image_seq_len", 256),
             config.get("max_image_seq_len", 4096),
             config.get("base_shift", 0.5),
@@ -409,7 +462,8 @@ class Policy:
         """Encode instructions and their source images (one each; or one source for all) once,
         without gradients: prompt embeddings for the branches the current :attr:`guidance`
         needs, and the sources' VAE latents, packed. All sources are resized to the size the
-        pipeline picks for the first one. Expand to a group with ``cond.repeat(n)``."""
+        pipeline picks for the first one, and all edits get the first one's output size
+        (``cond.size``). Expand to a group with ``cond.repeat(n)``."""
         import torch
 
         instructions = [instructions] if isinstance(instructions, str) else list(instructions)
@@ -426,13 +480,15 @@ class Policy:
     def _encode(self, instructions: list[str], sources: list) -> Condition:
         raise NotImplementedError
 
-    def initial_latents(self, n: int, generator=None) -> torch.Tensor:
-        """``n`` packed noise latents, float32, drawn as the pipeline draws them (the same
-        ``generator`` gives the pipeline's own initial latents)."""
+    def initial_latents(self, n: int, generator=None, size=None) -> torch.Tensor:
+        """``n`` packed noise latents of an image of ``size`` (``cond.size``; default the fixed
+        size), float32, drawn as the pipeline draws them (the same ``generator`` gives the
+        pipeline's own initial latents)."""
         raise NotImplementedError
 
-    def decode(self, latents: torch.Tensor) -> list[Image.Image]:
-        """Packed latents (at sigma 0) to ``height x width`` RGB images, without gradients."""
+    def decode(self, latents: torch.Tensor, size=None) -> list[Image.Image]:
+        """Packed latents (at sigma 0) of images of ``size`` (``cond.size``; default the fixed
+        size) to RGB images, without gradients."""
         raise NotImplementedError
 
     # --- the velocity
@@ -503,8 +559,10 @@ class Policy:
         sigma 0, what the pipeline makes; :meth:`decode` them."""
         import torch
 
-        x = self.initial_latents(len(cond), generator) if latents is None else latents.float()
-        sigmas = self.sigmas(num_steps)
+        sized = {"size": cond.meta["size"]} if cond.meta.get("size") else {}
+        x = self.initial_latents(len(cond), generator, **sized) if latents is None else latents
+        x = x.float()
+        sigmas = self.sigmas(num_steps, **sized)
         with torch.no_grad():
             for i in range(num_steps):
                 v = self.velocity(x, sigmas[i], cond, step_index=i, num_steps=num_steps)
@@ -641,8 +699,9 @@ class FluxKontextPolicy(Policy):
     Options: ``auto_resize`` (default True): resize the source to the Kontext resolution closest
     to its aspect ratio, like the pipeline's default; False keeps the source's size (rounded
     down to a multiple of 16 px), like ``_auto_resize=False``. ``max_sequence_length`` (512) for
-    T5. The generated size is ``height x width``, what the pipeline makes for
-    ``max_area=height*width`` and that aspect ratio.
+    T5. ``max_area`` (default ``1024**2``, the pipeline's): the pixel area of the edits when
+    their size follows the source (:meth:`output_size`). A fixed ``height x width`` is what the
+    pipeline makes for ``max_area=height*width`` and that aspect ratio.
     """
 
     name = "flux-kontext"
@@ -650,9 +709,11 @@ class FluxKontextPolicy(Policy):
     default_guidance = {"scale": 2.5, "true_cfg_scale": 1.0}
     cfg_renorm = False
 
-    def __init__(self, pipe, *, auto_resize: bool = True, max_sequence_length: int = 512, **kw):
+    def __init__(self, pipe, *, auto_resize: bool = True, max_sequence_length: int = 512,
+                 max_area: int = 1024**2, **kw):  # fmt: skip
         self.auto_resize = auto_resize
         self.max_sequence_length = max_sequence_length
+        self.max_area = int(max_area)
         super().__init__(pipe, **kw)
 
     @classmethod
@@ -673,6 +734,21 @@ class FluxKontextPolicy(Policy):
     def _num_channels_latents(self) -> int:
         return self.transformer.config.in_channels // 4
 
+    def _source_size(self, source) -> tuple[int, int]:
+        """The size ``FluxKontextPipeline.__call__`` gives the edit when called with the source's
+        ``height`` and ``width`` (diffusers 0.42, pipeline_flux_kontext.py lines 841-851, inline
+        in ``__call__``, hence re-typed here): the source's aspect ratio at ``max_area`` pixels,
+        each side rounded down to a multiple of ``vae_scale_factor * 2``. Without a height and
+        width the pipeline would make a 1024² square whatever the source; the EditScore authors'
+        Kontext inference passes the source's size (examples/OmniGen2-RL/evaluation/GEdit-Bench/
+        inference_flux_kontext_dev.py lines 154-158), which keeps its aspect ratio.
+        (``PREFERRED_KONTEXT_RESOLUTIONS`` / ``_auto_resize`` size the *condition* image only:
+        :meth:`_condition_size`.)"""
+        aspect = source.width / source.height
+        width = round((self.max_area * aspect) ** 0.5)
+        height = round((self.max_area / aspect) ** 0.5)
+        return self._multiple(height), self._multiple(width)
+
     def _condition_size(self, image) -> tuple[int, int]:
         pipe = self.pipe
         multiple = pipe.vae_scale_factor * 2
@@ -689,6 +765,7 @@ class FluxKontextPolicy(Policy):
         pipe = self.pipe
         batch = len(instructions)
         height, width = self._condition_size(sources[0])
+        out_height, out_width = self.output_size(sources[0])
         images = [pipe.image_processor.resize(s, height, width) for s in sources]
         image = pipe.image_processor.preprocess(images, height, width)
         tensors, branches = {}, self._branches()
@@ -711,8 +788,8 @@ class FluxKontextPolicy(Policy):
             image,
             batch,
             self._num_channels_latents,
-            self.height,
-            self.width,
+            out_height,
+            out_width,
             tensors["prompt_embeds"].dtype,
             self.device,
             None,
@@ -725,18 +802,20 @@ class FluxKontextPolicy(Policy):
             "latent_ids": latent_ids,
             "latent_image_ids": torch.cat([latent_ids, image_ids], dim=0),
             "condition_size": (height, width),
+            "size": (out_height, out_width),
         }
         return Condition(tensors, meta)
 
-    def initial_latents(self, n, generator=None):
+    def initial_latents(self, n, generator=None, size=None):
         import torch
 
+        height, width = self._size(size)
         latents, _, _, _ = self.pipe.prepare_latents(
             None,
             n,
             self._num_channels_latents,
-            self.height,
-            self.width,
+            height,
+            width,
             torch.float32,
             self.device,
             generator,
@@ -771,13 +850,14 @@ class FluxKontextPolicy(Policy):
         )[0]
         return out[:, : x.shape[1]]
 
-    def decode(self, latents):
+    def decode(self, latents, size=None):
         import torch
 
         pipe = self.pipe
+        height, width = self._size(size)
         with torch.no_grad():
             latents = pipe._unpack_latents(
-                latents.to(self.device), self.height, self.width, pipe.vae_scale_factor
+                latents.to(self.device), height, width, pipe.vae_scale_factor
             )
             latents = latents / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
             image = pipe.vae.decode(latents.to(pipe.vae.dtype), return_dict=False)[0]
@@ -838,17 +918,23 @@ def load_qwen_image_edit_pipeline(path: str | Path, *, dtype=None):
 
 @register_policy("QwenImageEditPipeline")
 class QwenImageEditPolicy(Policy):
-    """Qwen-Image-Edit (``QwenImageEditPipeline``): native guidance is true CFG (negative prompt
-    ``" "``, ``true_cfg_scale`` 4.0) with the pipeline's norm rescale, two forwards a call.
+    """Qwen-Image-Edit (``QwenImageEditPipeline``): native guidance is what
+    ``pipe(image=..., prompt=...)`` does, one forward without true CFG (the pipeline applies
+    ``true_cfg_scale`` only with a negative prompt); ``true_cfg_scale > 1`` turns on true CFG
+    against ``negative_prompt`` with the pipeline's norm rescale, two forwards a call.
 
     Options: ``condition_area`` (default ``1024 * 1024``): the pixel area the source image is
     resized to (keeping its aspect ratio, by the pipeline's ``calculate_dimensions``) for both
-    the VAE and the Qwen2.5-VL text encoder; the pipeline hard-codes 1024².
+    the VAE and the Qwen2.5-VL text encoder, and the area of the edits when their size follows
+    the source; the pipeline hard-codes 1024² for both.
     """
 
     name = "qwen-image-edit"
     pipeline_class = "QwenImageEditPipeline"
-    default_guidance = {"scale": 1.0, "true_cfg_scale": 4.0}
+    # true_cfg_scale 1.0: QwenImageEditPipeline.__call__ sets do_true_cfg = true_cfg_scale > 1
+    # and has_neg_prompt (pipeline_qwenimage_edit.py line 678), and a call without a negative
+    # prompt has none, so its own default (4.0) only applies when a negative prompt is given.
+    default_guidance = {"scale": 1.0, "true_cfg_scale": 1.0}
     cfg_renorm = True
 
     def __init__(self, pipe, *, condition_area: int = 1024 * 1024, **kw):
@@ -871,6 +957,22 @@ class QwenImageEditPolicy(Policy):
     def _num_channels_latents(self) -> int:
         return self.transformer.config.in_channels // 4
 
+    def _calculated(self, source) -> tuple[int, int]:
+        """(height, width) of diffusers' own module-level ``calculate_dimensions(area, ratio)``
+        for ``source``: what the pipeline resizes the condition image to."""
+        width, height, _ = self._pipeline_module().calculate_dimensions(
+            self.condition_area, source.width / source.height
+        )
+        return height, width
+
+    def _source_size(self, source) -> tuple[int, int]:
+        """The size ``QwenImageEditPipeline.__call__`` gives the edit of ``source`` without a
+        height and width (pipeline_qwenimage_edit.py lines 623-630): ``calculate_dimensions``
+        of the source's aspect ratio at the area, each side rounded down to a multiple of
+        ``vae_scale_factor * 2``."""
+        height, width = self._calculated(source)
+        return self._multiple(height), self._multiple(width)
+
     def _shape(self, height: int, width: int) -> tuple[int, int, int]:
         scale = self.pipe.vae_scale_factor
         return (1, height // scale // 2, width // scale // 2)
@@ -880,10 +982,8 @@ class QwenImageEditPolicy(Policy):
 
         pipe = self.pipe
         batch = len(instructions)
-        width0, height0 = sources[0].size
-        width, height, _ = self._pipeline_module().calculate_dimensions(
-            self.condition_area, width0 / height0
-        )
+        height, width = self._calculated(sources[0])
+        out_height, out_width = self.output_size(sources[0])
         images = [pipe.image_processor.resize(s, height, width) for s in sources]
         image = pipe.image_processor.preprocess(images, height, width).unsqueeze(2)
         prompt_image = images[0] if batch == 1 else images
@@ -917,8 +1017,8 @@ class QwenImageEditPolicy(Policy):
             image,
             batch,
             self._num_channels_latents,
-            self.height,
-            self.width,
+            out_height,
+            out_width,
             embeds.dtype,
             self.device,
             None,
@@ -927,21 +1027,23 @@ class QwenImageEditPolicy(Policy):
         tensors["image_latents"] = image_latents
         meta = {
             "branches": branches,
-            "img_shapes": [self._shape(self.height, self.width), self._shape(height, width)],
-            "img_shapes_noimage": [self._shape(self.height, self.width)],
+            "img_shapes": [self._shape(out_height, out_width), self._shape(height, width)],
+            "img_shapes_noimage": [self._shape(out_height, out_width)],
             "condition_size": (height, width),
+            "size": (out_height, out_width),
         }
         return Condition(tensors, meta)
 
-    def initial_latents(self, n, generator=None):
+    def initial_latents(self, n, generator=None, size=None):
         import torch
 
+        height, width = self._size(size)
         latents, _ = self.pipe.prepare_latents(
             None,
             n,
             self._num_channels_latents,
-            self.height,
-            self.width,
+            height,
+            width,
             torch.float32,
             self.device,
             generator,
@@ -971,14 +1073,15 @@ class QwenImageEditPolicy(Policy):
             )[0]
         return out[:, : x.shape[1]]
 
-    def decode(self, latents):
+    def decode(self, latents, size=None):
         import torch
 
         pipe = self.pipe
         vae = pipe.vae
+        height, width = self._size(size)
         with torch.no_grad():
             latents = pipe._unpack_latents(
-                latents.to(self.device), self.height, self.width, pipe.vae_scale_factor
+                latents.to(self.device), height, width, pipe.vae_scale_factor
             ).to(vae.dtype)
             shape = (1, vae.config.z_dim, 1, 1, 1)
             mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)

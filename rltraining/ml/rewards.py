@@ -1,6 +1,7 @@
 """Reward functions for RL: plain callables ``(sources, instructions, images) -> list[float]``,
 one reward per edited image (``sources[i]`` and ``instructions[i]`` are what ``images[i]`` was
-made from).
+made from). A reward that can fail (a judge) may give ``None`` for an image it could not score:
+the trainer leaves such a sample out of its group's advantages and out of the loss.
 
 Two families:
 
@@ -25,7 +26,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-RewardFn = Callable[[list[Image.Image], list[str], list[Image.Image]], list[float]]
+RewardFn = Callable[[list[Image.Image], list[str], list[Image.Image]], list[float | None]]
+# What EditScoreReward does with an edit the reward model leaves unscored (besides a number, the
+# fixed reward it gets, and None, raise).
+UNSCORED_MODES = ("exclude", "reference")
 
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as PIL's "L" conversion
 _MAX_RGB_DISTANCE = 255.0 * math.sqrt(3.0)
@@ -86,7 +90,7 @@ def _check_colour(target: Any) -> list[int]:
 
 def weighted_sum(terms: Sequence[tuple[RewardFn, float]]) -> RewardFn:
     """``Σ w·fn(...)`` over ``terms`` (pairs of reward function and weight, weights may be
-    negative to penalise)."""
+    negative to penalise); None (unscored) where any term gives None."""
     terms = [(fn, float(w)) for fn, w in terms]
     if not terms:
         raise ValueError("weighted_sum needs at least one (function, weight) term")
@@ -103,7 +107,9 @@ def weighted_sum(terms: Sequence[tuple[RewardFn, float]]) -> RewardFn:
             values = fn(sources, instructions, images)
             if len(values) != len(images):
                 raise ValueError(f"{fn!r} returned {len(values)} rewards for {len(images)} images")
-            total = [t + w * float(v) for t, v in zip(total, values, strict=True)]
+            # a term that could not score an image leaves the sum unscored, too
+            total = [None if t is None or v is None else t + w * float(v)
+                     for t, v in zip(total, values, strict=True)]  # fmt: skip
         return total
 
     return reward
@@ -112,12 +118,14 @@ def weighted_sum(terms: Sequence[tuple[RewardFn, float]]) -> RewardFn:
 def _check_options(k: Any, unscored: Any) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    if unscored is not None and (
-        isinstance(unscored, bool)
-        or not isinstance(unscored, int | float)
-        or not math.isfinite(unscored)
-    ):
-        raise ValueError(f"unscored must be a finite number or None (raise), got {unscored!r}")
+    if unscored is None or (isinstance(unscored, str) and unscored in UNSCORED_MODES):
+        return
+    number = isinstance(unscored, int | float) and not isinstance(unscored, bool)
+    if not (number and math.isfinite(unscored)):
+        raise ValueError(
+            f"unscored must be 'exclude', 'reference', a finite number or None (raise), "
+            f"got {unscored!r}"
+        )
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -135,8 +143,18 @@ class EditScoreReward:
     :class:`rewardmodel.ml.client.RewardClient`. Items are
     :class:`rewardmodel.ml.model.ScoreItem` with PNG bytes, which both accept. ``k`` is Avg@K.
 
-    An item left unscored gets the reward ``unscored`` (default 0.0, the bottom of the scale: an
-    edit the judge cannot rate earns nothing), or, with ``unscored=None``, raises RuntimeError.
+    ``unscored`` says what an item left unscored gets:
+
+    * ``"exclude"`` (default): the reward ``None``. The trainer leaves the sample out of its
+      group's mean and std and masks it out of the loss. A made-up reward (0 was the old
+      default) would move the whole group's advantages for a reason unrelated to the edit.
+    * ``"reference"``: reproduce the authors' RL reward server, which scores with the EditScore
+      package's batch path, where an unreadable answer counts as the middle of the scale (R/2):
+      the scorer is called with ``parse_policy="reference_batch"`` and its results are always
+      scored; one that is not anyway raises RuntimeError.
+    * a number: that fixed reward (the old behaviour, e.g. 0.0).
+    * ``None``: raise RuntimeError.
+
     Unscored is: ``overall`` None (the reward model's answers could not be read after its
     retries; with ``reward_server``, also a server that failed, timed out, or answered too much
     or malformed JSON after the client's retries), and, as the answer cannot be trusted, a result
@@ -146,8 +164,9 @@ class EditScoreReward:
     """
 
     def __init__(
-        self, scorer: Any, k: int = 1, *, unscored: float | None = 0.0, scale: float = 10.0
-    ):
+        self, scorer: Any, k: int = 1, *, unscored: str | float | None = "exclude",
+        scale: float = 10.0,
+    ):  # fmt: skip
         if not callable(getattr(scorer, "score", None)):
             raise ValueError(f"{scorer!r} has no score(items, k=...) method")
         _check_options(k, unscored)
@@ -155,7 +174,8 @@ class EditScoreReward:
             raise ValueError(f"scale must be > 0, got {scale!r}")
         self.scorer = scorer
         self.k = k
-        self.unscored = None if unscored is None else float(unscored)
+        fixed = unscored is not None and not isinstance(unscored, str)
+        self.unscored = float(unscored) if fixed else unscored
         self.scale = float(scale)
         self.unscored_count = 0
         self.last_errors: list[str] = []
@@ -177,7 +197,8 @@ class EditScoreReward:
             ScoreItem(instruction=text, source=source_png(src), edited=png_bytes(img))
             for src, text, img in zip(sources, instructions, images, strict=True)
         ]
-        results = self.scorer.score(items, k=self.k) if items else []
+        options = {"parse_policy": "reference_batch"} if self.unscored == "reference" else {}
+        results = self.scorer.score(items, k=self.k, **options) if items else []
         if len(results) != len(items):
             raise RuntimeError(f"the scorer returned {len(results)} results for {len(items)} items")
         rewards, self.last_errors = [], []
@@ -187,9 +208,9 @@ class EditScoreReward:
                 error = f"item {n}: {reason}"
                 self.unscored_count += 1
                 self.last_errors.append(error)
-                if self.unscored is None:
+                if self.unscored is None or self.unscored == "reference":
                     raise RuntimeError(f"the reward model left an edit unscored: {error}")
-                rewards.append(self.unscored)
+                rewards.append(None if self.unscored == "exclude" else self.unscored)
             else:
                 rewards.append(overall / self.scale)
         return rewards
@@ -213,8 +234,9 @@ def _overall(result: Any, scale: float) -> tuple[float | None, str]:
 
 
 def editscore_reward(
-    scorer_like: Any, k: int = 1, *, unscored: float | None = 0.0, scale: float = 10.0
-) -> EditScoreReward:
+    scorer_like: Any, k: int = 1, *, unscored: str | float | None = "exclude",
+    scale: float = 10.0,
+) -> EditScoreReward:  # fmt: skip
     """The method's reward, EditScore overall / 10; see :class:`EditScoreReward`."""
     return EditScoreReward(scorer_like, k, unscored=unscored, scale=scale)
 
@@ -246,16 +268,18 @@ def build_reward(spec: Mapping[str, Any], *, load: bool = True) -> RewardFn | No
         {"kind": "colour", "target": [255, 0, 0]}                 # "color" is accepted too
         {"kind": "weighted", "terms": [[{"kind": "brightness"}, 0.5], [spec, weight], ...]}
         {"kind": "editscore", "base": path, "adapter": path | None, "k": 1, "device": "cpu",
-         "dtype": None, "unscored": 0.0}
+         "dtype": None, "unscored": "exclude"}
         {"kind": "reward_server", "urls": [...], "token": "...", "k": 1, "timeout": 120,
-         "unscored": 0.0}
+         "unscored": "exclude"}
         {"kind": "editworld_oracle", "n": 96, "size": 32, "seed": 0, "dimension": "overall"}
 
-    ``reward_server`` may name an environment variable with ``"token_env"`` instead of putting
-    the token in the spec (specs are stored with jobs). ``editscore`` loads the model now.
-    Unknown kinds and unknown or missing keys raise ValueError (a typo must not silently train
-    against a default). ``load=False`` only checks the spec (what the web process does before
-    queueing a job) and returns None for the kinds that need a model or a server.
+    ``unscored``: ``"exclude"`` (default), ``"reference"``, a number or None; see
+    :class:`EditScoreReward`. ``reward_server`` may name an environment variable with
+    ``"token_env"`` instead of putting the token in the spec (specs are stored with jobs).
+    ``editscore`` loads the model now. Unknown kinds and unknown or missing keys raise
+    ValueError (a typo must not silently train against a default). ``load=False`` only checks
+    the spec (what the web process does before queueing a job) and returns None for the kinds
+    that need a model or a server.
     """
     if not isinstance(spec, Mapping):
         raise ValueError(f"a reward spec is a JSON object, got {type(spec).__name__}")
@@ -268,7 +292,7 @@ def build_reward(spec: Mapping[str, Any], *, load: bool = True) -> RewardFn | No
         raise ValueError(f"unknown keys for reward kind {kind!r}: {sorted(keys - _KEYS[kind])}")
     if _REQUIRED.get(kind, set()) - keys:
         raise ValueError(f"reward kind {kind!r} needs {sorted(_REQUIRED[kind] - keys)}")
-    unscored, k = spec.get("unscored", 0.0), spec.get("k", 1)
+    unscored, k = spec.get("unscored", "exclude"), spec.get("k", 1)
     if kind in ("editscore", "reward_server"):
         _check_options(k, unscored)  # before a model is loaded
 
@@ -328,12 +352,15 @@ def build_reward(spec: Mapping[str, Any], *, load: bool = True) -> RewardFn | No
             raise ValueError(f"environment variable {spec['token_env']!r} is unset or empty")
     else:
         token = spec.get("token", "")
-    # A server that fails, hangs or answers garbage leaves the request's items unscored (a
-    # defined reward, counted) rather than stopping the training; unscored=None keeps it fatal.
+    # A server that fails, hangs or answers garbage leaves the request's items unscored
+    # (excluded or a fixed reward, counted) rather than stopping the training. unscored=None
+    # keeps it fatal, and so does "reference": the authors' client gives up after its retries
+    # and their training stops (omnigen2/grpo/reward_client_edit.py returns None, which
+    # train.py unpacks).
     client = RewardClient(
         spec["urls"],
         token,
         timeout=spec.get("timeout", 120),
-        on_failure="raise" if unscored is None else "unscored",
+        on_failure="raise" if unscored in (None, "reference") else "unscored",
     )
     return editscore_reward(client, k, unscored=unscored)

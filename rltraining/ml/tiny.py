@@ -17,7 +17,9 @@ code path a real checkpoint takes (:func:`rltraining.ml.policies.load_policy`). 
 Both use the schedulers of the released checkpoints (dynamic, resolution-dependent shifting), so
 the tiny sigma schedules go through the same code as the real ones. Building is deterministic for
 a given ``seed`` and takes well under a second; the folders are under 1 MB. Use images of 32 px
-(Kontext) or 64 px (Qwen) in tests; with Qwen, also give a small ``condition_area``.
+(Kontext) or 64 px (Qwen) in tests: a fixed ``height``/``width``, or a small ``max_area``
+(Kontext) / ``condition_area`` (Qwen, which needs a small ``condition_area`` anyway) when the
+edits' size follows the source.
 
 torch, transformers and diffusers are imported inside the functions: importing this module costs
 nothing.

@@ -9,10 +9,12 @@ One *round* has named phases:
     (:func:`rltraining.ml.sde.sde_step_with_logprob`, ``num_steps`` steps, ``noise_level``),
     in chunks of ``micro_batch`` samples, keeping every latent and every transition's log-prob.
 ``score``
-    the decoded images go to ``reward_fn(sources, instructions, images)``.
+    the decoded images go to ``reward_fn(sources, instructions, images)``; a reward of
+    ``None`` means the image could not be scored.
 ``advantages``
-    per group (one prompt): ``(r − mean)/(std + eps)``, population std, clipped to
-    ``±adv_clip``; groups with zero reward variance are dropped (no signal).
+    per group (one prompt): ``(r − mean)/(std + eps)`` over the group's *scored* samples,
+    population std, clipped to ``±adv_clip``; groups with fewer than two scored samples or
+    zero reward variance are dropped (no signal); unscored samples are masked out of the loss.
 ``update``
     the kept chunks are shuffled and split into ``updates_per_round`` optimizer steps. Each step
     trains a random ``train_steps`` of the ``num_steps − 1`` transitions (the last one never):
@@ -20,8 +22,11 @@ One *round* has named phases:
     the ratio ρ = exp(logp_new − logp_old), the clipped loss
     ``max(−A·ρ, −A·clip(ρ, 1−clip_low, 1+clip_high))`` and the KL to the reference policy (the
     same network with LoRA disabled) ``β·mean((μ_θ − μ_ref)²)/(2·std_t²)``; with
-    ``std_weighting`` (the paper's v1.1) each transition's loss is weighted by its noise std,
-    normalised to mean 1. AdamW, gradient clipping, optional EMA of the trainable weights.
+    ``std_weighting`` (v1.1, on by default) only the *policy* loss of each trained transition
+    is multiplied by ``S·w`` (``S`` transitions trained, ``w`` its noise scale
+    ``std_t·sqrt(−dt)`` over their mean), the KL term stays unweighted, as in the reference
+    (:func:`rltraining.ml.grpo.step_loss`). AdamW, gradient clipping, optional EMA of the
+    trainable weights.
 ``evaluate`` / ``checkpoint``
     every ``eval_every`` rounds (and before the first and after the last) the deterministic ODE
     sampler (noise 0, fixed noise per held-out prompt) runs on the held-out prompts;
@@ -91,7 +96,10 @@ class RLConfig:
     adv_clip: float = 5.0
     adv_eps: float = 1e-4
     beta: float = 0.04
-    std_weighting: bool = False  # v1.1
+    # v1.1's re-weighting of the policy loss (rltraining.ml.grpo.step_loss): the reference's
+    # `policy_loss_reweighting`, true in all its released RL configs
+    # (examples/OmniGen2-RL/options/omnigen2_edit_rl_*.yml, line 108). False: plain mean.
+    std_weighting: bool = True
     learning_rate: float = 4e-4
     adam_betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.01
@@ -166,9 +174,18 @@ class Chunk:
     latents: Any  # (n, num_steps + 1, ...) x_0 (noise) .. x_T (final)
     log_probs: Any  # (n, num_steps) of each transition at sampling time
     std_devs: Any  # (num_steps,) std_t * sqrt(-dt) of each transition
-    rewards: Any = None
+    sigmas: Any = None  # (num_steps + 1,) the group's schedule (it depends on the image size)
+    rewards: Any = None  # (n,) float, NaN where unscored
     advantages: Any = None
-    keep: bool = True  # False when the group's rewards have no variance
+    keep: Any = None  # (n,) bool: False for unscored samples and groups without signal
+
+
+def _sized(cond) -> dict:
+    """The keyword that tells a policy's ``sigmas``/``initial_latents``/``decode`` the output
+    size this condition was encoded for (``{}`` for policies of one fixed size, whose
+    conditions carry none): the diffusers policies size each edit from its source image."""
+    size = getattr(cond, "meta", {}).get("size")
+    return {} if size is None else {"size": size}
 
 
 def _sample(policy, cond, n, sigmas, noise_level, generator):
@@ -178,7 +195,7 @@ def _sample(policy, cond, n, sigmas, noise_level, generator):
     from rltraining.ml.sde import sde_step_with_logprob
 
     steps = len(sigmas) - 1
-    x = policy.initial_latents(n, generator)
+    x = policy.initial_latents(n, generator, **_sized(cond))
     latents, log_probs, stds = [x], [], []
     sigma_max = float(sigmas[1])
     for j in range(steps):
@@ -204,14 +221,14 @@ def sample_images(policy, prompts: Sequence[Prompt], *, num_steps: int, noise_le
     import torch
 
     out = []
-    sigmas = policy.sigmas(num_steps)
     with torch.no_grad():
         for index, prompt in enumerate(prompts):
             cond = policy.encode([prompt.instruction], [prompt.source])
+            sigmas = policy.sigmas(num_steps, **_sized(cond))
             generator = _generator(seed, "eval", index)
             final, *_ = _sample(policy, cond.repeat(per_prompt), per_prompt, sigmas,
                                 noise_level, generator)  # fmt: skip
-            out.append(policy.decode(final))
+            out.append(policy.decode(final, **_sized(cond)))
     return out
 
 
@@ -264,13 +281,14 @@ def train(
     ``history`` holds every round, those of earlier, resumed calls included).
 
     ``on_step(round, metrics)`` gets floats after each round: reward_mean, reward_std,
-    reward_mean/<task type>, kept_fraction, policy_loss, kl, clip_fraction, ratio_min,
-    ratio_max, grad_norm, lr, seconds (per round), unscored_fraction (rewards that record
-    ``last_errors``), and eval_reward_mean on evaluation rounds.
-    ``on_eval(round, images, rewards)`` gets the ODE samples of ``eval_prompts`` (round 0 is
-    the policy before training). ``should_stop()`` is asked after each round (single-process
-    runs): when it returns true, or raises (a cancelled job), a checkpoint is written and
-    training stops; a later call with the same ``checkpoint_dir`` resumes."""
+    reward_mean/<task type> (over the scored samples; absent when none was scored),
+    kept_fraction, policy_loss, kl, clip_fraction, ratio_min, ratio_max, grad_norm, lr, seconds
+    (per round), unscored_fraction (rewards that record ``last_errors``), and eval_reward_mean
+    on evaluation rounds. ``on_eval(round, images, rewards)`` gets the ODE samples of
+    ``eval_prompts`` (round 0 is the policy before training) and their rewards (None where
+    unscored). ``should_stop()`` is asked after each round (single-process runs): when it
+    returns true, or raises (a cancelled job), a checkpoint is written and training stops; a
+    later call with the same ``checkpoint_dir`` resumes."""
     import torch
 
     from rewardmodel.ml.distributed import Dist, load_optimizer
@@ -304,8 +322,6 @@ def train(
                     s.copy_(shadow[str(i)])
             start, history = state["round"], state["history"]
 
-    sigmas = policy.sigmas(config.num_steps)
-
     def evaluate(round_index):
         if not eval_prompts or not dist.main:
             return None
@@ -319,12 +335,13 @@ def train(
         finally:
             if ema is not None:
                 ema.swap()
-        rewards = [float(r) for r in reward_fn(
+        rewards = [_reward(r) for r in reward_fn(
             [p.source for p in eval_prompts], [p.instruction for p in eval_prompts], images
         )]  # fmt: skip
         if on_eval is not None:
             on_eval(round_index, images, rewards)
-        return sum(rewards) / len(rewards)
+        scored = [r for r in rewards if r is not None]
+        return sum(scored) / len(scored) if scored else None
 
     if start == 0:
         baseline = evaluate(0)
@@ -334,8 +351,8 @@ def train(
     round_index = start
     try:
         for round_index in range(start + 1, config.rounds + 1):
-            metrics = _round(config, policy, reward_fn, prompts, sigmas, round_index, dist,
-                             optimizer, params, ema)  # fmt: skip
+            metrics = _round(config, policy, reward_fn, prompts, round_index, dist, optimizer,
+                             params, ema)  # fmt: skip
             last = round_index == config.rounds
             if round_index % config.eval_every == 0 or last:
                 value = evaluate(round_index)
@@ -361,11 +378,11 @@ def train(
             "history": history}  # fmt: skip
 
 
-def _round(config, policy, reward_fn, prompts, sigmas, round_index, dist, optimizer, params, ema):
+def _round(config, policy, reward_fn, prompts, round_index, dist, optimizer, params, ema):
     """One round's sample -> score -> advantages -> update; its metrics."""
     began = time.perf_counter()
-    chunks, metrics = _rollout(config, policy, reward_fn, prompts, sigmas, round_index, dist)
-    metrics.update(_update(config, policy, optimizer, params, chunks, sigmas, round_index, dist))
+    chunks, metrics = _rollout(config, policy, reward_fn, prompts, round_index, dist)
+    metrics.update(_update(config, policy, optimizer, params, chunks, round_index, dist))
     if ema is not None:
         ema.update()
     metrics["lr"] = config.learning_rate
@@ -373,7 +390,12 @@ def _round(config, policy, reward_fn, prompts, sigmas, round_index, dist, optimi
     return metrics
 
 
-def _rollout(config, policy, reward_fn, prompts, sigmas, round_index, dist):
+def _reward(value) -> float | None:
+    """A reward as a float, or None for an image the reward function could not score."""
+    return None if value is None else float(value)
+
+
+def _rollout(config, policy, reward_fn, prompts, round_index, dist):
     """sample -> score -> advantages for this rank's prompts of the round."""
     import torch
 
@@ -385,6 +407,7 @@ def _rollout(config, policy, reward_fn, prompts, sigmas, round_index, dist):
     with torch.no_grad():
         for g, prompt in mine:
             cond = policy.encode([prompt.instruction], [prompt.source])
+            sigmas = policy.sigmas(config.num_steps, **_sized(cond))
             for start in range(0, config.group_size, config.micro_batch):
                 n = min(config.micro_batch, config.group_size - start)
                 generator = _generator(config.seed, "sample", round_index, g, start)
@@ -392,55 +415,60 @@ def _rollout(config, policy, reward_fn, prompts, sigmas, round_index, dist):
                 final, latents, log_probs, stds = _sample(
                     policy, repeated, n, sigmas, config.noise_level, generator
                 )
-                chunks.append(Chunk(g, repeated, latents, log_probs, stds))
-                images.append(policy.decode(final))
+                chunks.append(Chunk(g, repeated, latents, log_probs, stds, sigmas))
+                images.append(policy.decode(final, **_sized(cond)))
     flat = [img for imgs in images for img in imgs]
     owners = [(c.group, picks[c.group]) for c in chunks for _ in range(c.latents.shape[0])]
-    rewards = [float(r) for r in reward_fn(
+    rewards = [_reward(r) for r in reward_fn(
         [prompts[i].source for _, i in owners], [prompts[i].instruction for _, i in owners], flat
     )]  # fmt: skip
     if len(rewards) != len(flat):
         raise ValueError(f"the reward function gave {len(rewards)} rewards for {len(flat)} images")
+    # An unscored sample (None) is left out of its group's statistics and masked out of the
+    # loss: a made-up reward would move the group's advantages for a reason unrelated to the edit.
     advantages, keep = group_advantages(
         rewards, [g for g, _ in owners], eps=config.adv_eps, clip=config.adv_clip
     )
     offset = 0
     for chunk in chunks:
         n = chunk.latents.shape[0]
-        chunk.rewards = torch.tensor(rewards[offset : offset + n])
+        part = rewards[offset : offset + n]
+        chunk.rewards = torch.tensor([math.nan if r is None else r for r in part])
         chunk.advantages = advantages[offset : offset + n]
-        chunk.keep = bool(keep[offset])  # a chunk lies inside one group: all kept or none
+        chunk.keep = keep[offset : offset + n]
         offset += n
-    # statistics over every rank's samples
+    # statistics over every rank's samples; reward statistics over the scored ones
+    scored = [(i, r) for (_, i), r in zip(owners, rewards, strict=True) if r is not None]
     by_task: dict[str, list[float]] = {}
-    for (_, i), r in zip(owners, rewards, strict=True):
+    for i, r in scored:
         by_task.setdefault(prompts[i].task_type or "", []).append(r)
     tasks = sorted({p.task_type or "" for p in prompts})
     # Rewards that can fail (a judge, a reward server) say why in `last_errors`, one per
     # unscored image of their latest call: the run shows how much of its signal is missing.
     unscored = len(getattr(reward_fn, "last_errors", None) or ())
-    sums = [len(rewards), sum(rewards), sum(r * r for r in rewards), float(keep.sum()), unscored]
+    values = [r for _, r in scored]
+    sums = [len(rewards), len(values), sum(values), sum(r * r for r in values),
+            float(keep.sum()), unscored]  # fmt: skip
     for task in tasks:
-        values = by_task.get(task, [])
-        sums += [len(values), sum(values)]
+        got = by_task.get(task, [])
+        sums += [len(got), sum(got)]
     sums = dist.sum(sums)
-    count, total, squares, kept, unscored = sums[:5]
-    mean = total / count
-    metrics = {
-        "reward_mean": mean,
-        "reward_std": math.sqrt(max(0.0, squares / count - mean * mean)),
-        "kept_fraction": kept / count,
-    }
+    count, n_scored, total, squares, kept, unscored = sums[:6]
+    metrics = {"kept_fraction": kept / count}
+    if n_scored:
+        mean = total / n_scored
+        metrics["reward_mean"] = mean
+        metrics["reward_std"] = math.sqrt(max(0.0, squares / n_scored - mean * mean))
     if hasattr(reward_fn, "last_errors"):
         metrics["unscored_fraction"] = unscored / count
     for k, task in enumerate(tasks):
-        n, s = sums[5 + 2 * k : 7 + 2 * k]
+        n, s = sums[6 + 2 * k : 8 + 2 * k]
         if task and n:
             metrics[f"reward_mean/{task}"] = s / n
-    return [c for c in chunks if c.keep], metrics
+    return [c for c in chunks if bool(c.keep.any())], metrics
 
 
-def _update(config, policy, optimizer, params, chunks, sigmas, round_index, dist):
+def _update(config, policy, optimizer, params, chunks, round_index, dist):
     """``updates_per_round`` optimizer steps over the kept chunks."""
     import torch
 
@@ -448,12 +476,12 @@ def _update(config, policy, optimizer, params, chunks, sigmas, round_index, dist
         choose_train_steps,
         clipped_policy_loss,
         kl_penalty,
+        step_loss,
         step_weights,
     )
     from rltraining.ml.sde import sde_step_with_logprob
 
     steps = config.num_steps
-    sigma_max = float(sigmas[1])
     order = torch.randperm(len(chunks), generator=_generator(config.seed, "order", round_index))
     parts = [[chunks[int(i)] for i in order[u :: config.updates_per_round]]
              for u in range(config.updates_per_round)]  # fmt: skip
@@ -461,17 +489,23 @@ def _update(config, policy, optimizer, params, chunks, sigmas, round_index, dist
     ratio_min, ratio_max, terms, updates = math.inf, -math.inf, 0, 0
     fraction = config.train_steps / (steps - 1)
     for u, part in enumerate(parts):
-        kept = dist.sum([float(sum(c.latents.shape[0] for c in part))])[0]
+        kept = dist.sum([float(sum(int(c.keep.sum()) for c in part))])[0]
         if kept == 0:
             continue  # no rank has a sample with signal for this step
         trained = choose_train_steps(steps, fraction, _generator(config.seed, "steps",
                                                                  round_index, u))  # fmt: skip
-        weights = None
-        if config.std_weighting and part:
-            weights = step_weights(part[0].std_devs[trained])
+        num_trained = len(trained)
         optimizer.zero_grad(set_to_none=True)
         for chunk in part:
-            n = chunk.latents.shape[0]
+            n = int(chunk.keep.sum())  # the samples of the chunk that enter the loss
+            # Unscored samples stay in the batch (so the forward passes match sampling's and
+            # the ratio is exactly 1 before the first update) with weight 0 in both terms.
+            mask = None if n == chunk.latents.shape[0] else chunk.keep.float()
+            sigmas = chunk.sigmas
+            sigma_max = float(sigmas[1])
+            # v1.1: the weights are normalised over the steps trained on this micro-batch, as
+            # the reference does per forward micro-batch (train.py lines 752-763).
+            weights = step_weights(chunk.std_devs[trained]) if config.std_weighting else None
             for k, j in enumerate(trained):
                 x, x_next = chunk.latents[:, j], chunk.latents[:, j + 1]
                 sigma, sigma_next = float(sigmas[j]), float(sigmas[j + 1])
@@ -488,19 +522,19 @@ def _update(config, policy, optimizer, params, chunks, sigmas, round_index, dist
                     )  # fmt: skip
                 pg, stats = clipped_policy_loss(
                     logp, chunk.log_probs[:, j], chunk.advantages, config.clip_low,
-                    config.clip_high,
+                    config.clip_high, weights=mask,
                 )  # fmt: skip
-                kl_loss, kl = kl_penalty(mean, ref_mean, std_t, config.beta)
-                w = float(weights[k]) if weights is not None else 1.0
-                # every kept sample of every rank counts once per trained transition
-                scale = w * n / (kept * len(trained))
-                ((pg + kl_loss) * scale).backward()
-                totals["policy_loss"] += float(pg.detach()) * n / len(trained)
-                totals["kl"] += float(kl.detach()) * n / len(trained)
-                totals["clip_fraction"] += stats["clip_fraction"] * n / len(trained)
+                kl_loss, kl = kl_penalty(mean, ref_mean, std_t, config.beta, weights=mask)
+                loss = step_loss(pg, kl_loss, num_trained,
+                                 None if weights is None else float(weights[k]))  # fmt: skip
+                # every kept sample of every rank counts once (step_loss divides by the steps)
+                (loss * (n / kept)).backward()
+                totals["policy_loss"] += float(pg.detach()) * n / num_trained
+                totals["kl"] += float(kl.detach()) * n / num_trained
+                totals["clip_fraction"] += stats["clip_fraction"] * n / num_trained
                 ratio_min = min(ratio_min, stats["ratio_min"])
                 ratio_max = max(ratio_max, stats["ratio_max"])
-                terms += n / len(trained)
+                terms += n / num_trained
         dist.sum_grads(params)
         norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
