@@ -13,7 +13,7 @@ by :func:`make_scorer`. Kinds:
 ``file``     scores precomputed elsewhere, one JSON object per line. Options: ``path``.
 ``openai``   any OpenAI-compatible chat-completions endpoint used as a VIEScore judge
              (see :class:`OpenAIScorer`).
-``editscore`` arrives with the reward-model issue.
+``editscore`` the EditScore VLM, loaded in the worker (see :class:`EditScoreScorer`).
 
 Every scorer that looks at pixels first resizes the edited image to the source's size
 (docs/method.md section 2); random, constant and file never look at pixels.
@@ -901,8 +901,7 @@ def make_scorer(
 ) -> Scorer:
     """The scorer a spec describes (a dict as :func:`parse_spec` returns, or its text).
 
-    Raises ValueError naming an unknown kind or a bad option, and NotImplementedError for
-    ``editscore``. The openai kind reads OPENAI_API_KEY (and OPENAI_BASE_URL when the spec has no
+    Raises ValueError naming an unknown kind or a bad option. The openai kind reads OPENAI_API_KEY (and OPENAI_BASE_URL when the spec has no
     base_url) from ``env``; a key in the spec itself is refused, to keep it out of command lines
     and job configs.
     """

@@ -39,6 +39,7 @@ def model_list(request):
                 name=request.POST.get("name", "").strip(),
                 base=request.POST.get("base", "").strip(),
                 adapter=request.POST.get("adapter", "").strip(),
+                prompt_set=request.POST.get("prompt_set", "reference"),
                 user=request.user,
             )
             messages.success(request, f"Registered {model.name}.")
@@ -78,6 +79,7 @@ def _finetune_config(post) -> dict:
         "base_model": post.get("base", "").strip(),
         "training": training,
         "benchmark_dataset_id": number("benchmark"),
+        "prompt_set": post.get("prompt_set", "reference"),
     }
 
 

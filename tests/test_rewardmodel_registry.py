@@ -62,6 +62,33 @@ def test_register_validates_folders_and_names(tmp_path):
     assert RewardModel.objects.count() == 1
 
 
+def test_a_model_records_its_prompt_set_and_is_scored_with_it(client, researcher, tmp_path):
+    """Released checkpoints learned the authors' prompts (the default); a model trained on
+    EditLoop's wording says so, and its benchmark spec asks for that wording."""
+    base = _checkpoint(tmp_path / "base")
+    call_command("register_reward_model", "released", "--base", str(base))
+    assert RewardModel.objects.get(name="released").prompt_set == "reference"
+    call_command("register_reward_model", "ours", "--base", str(base), "--prompt-set", "editloop")
+    ours = RewardModel.objects.get(name="ours")
+    assert ours.scorer_spec(1) == {"kind": "editscore", "base": str(base), "k": 1,
+                                   "prompt_set": "editloop"}  # fmt: skip
+    from benchmark.scorers import make_scorer
+
+    assert make_scorer(ours.scorer_spec(1)).config()["prompt_set"] == "editloop"
+    with pytest.raises(CommandError, match="invalid choice"):
+        call_command("register_reward_model", "x", "--base", str(base), "--prompt-set", "mine")
+    client.force_login(researcher)
+    page = client.get("/reward-models/").content.decode()
+    assert 'name="prompt_set"' in page and "<td>editloop</td>" in page
+    dataset = make_dataset(groups=1)
+    form = {"action": "finetune", "name": "m2", "dataset": dataset.pk, "base": "/x"}
+    assert client.post("/reward-models/", {**form, "prompt_set": "editloop"}).status_code == 302
+    trained = RewardModel.objects.get(name="m2")
+    assert trained.prompt_set == "editloop" and trained.job.config["prompt_set"] == "editloop"
+    bad = client.post("/reward-models/", {**form, "name": "m3", "prompt_set": "mine"})
+    assert bad.status_code == 400 and b"prompt_set must be one of" in bad.content
+
+
 def test_only_one_model_is_promoted(tmp_path):
     base = _checkpoint(tmp_path / "base")
     for name in ("a", "b"):

@@ -26,11 +26,11 @@ What :func:`finetune` does
       add names to it (``["all-linear", "lm_head"]``); any other string (a regex) or list
       goes to peft as it is, vision layers included if named;
     * builds each input as :class:`rewardmodel.ml.model.EditScore` does at scoring time: the
-      same image preparation (RGB, shrunk to ``max_pixels`` with the aspect kept; in the SC
-      conversation the edited image resized to the source's size), the chat text of
-      :func:`rewardmodel.ml.prompts.qwen_messages` (system "You are a helpful assistant.", a
-      user turn with the labelled images then the prompt) through the processor's chat
-      template up to the generation prompt. The answer tokens (the target, then
+      same image preparation (RGB, shrunk to ``max_pixels`` with the aspect kept, in the SC
+      conversation the edited image resized to the source's size, then sized as the reference
+      sizes images), the chat text of :func:`rewardmodel.ml.model.chat_text` for the config's
+      ``prompt_set`` (the reference's template by default: the system turn, the labelled
+      images, then the prompt) up to the generation prompt. The answer tokens (the target, then
       ``<|im_end|>``) are appended *after* the tokenised prompt, so training sees the very
       token boundary generation starts from, and the loss is computed on those answer tokens
       only: labels are -100 on the system turn, the images, the prompt and the padding;

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 MAX_ITEMS = 256
 MAX_K = 16
-MAX_PIXELS = 40_000_000  # per image; far above the 512x512 budget the model sees
+MAX_PIXELS = 40_000_000  # per image; bounds decoding (the model's sizing caps what it sees)
 IMAGE_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
 SCORE_PATH = "/v1/score"
 HEALTH_PATH = "/healthz"
