@@ -2,9 +2,21 @@
 
 import io
 
+import pyarrow as pa
 from PIL import Image
 
 from benchmark.snapshot import ImageRef, PairRow, write_snapshot
+
+# The published EditReward-Bench parquet layout, as the `datasets` library stores it.
+IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+PUBLISHED_FIELDS = [
+    ("key", pa.list_(pa.string())),
+    ("instruction", pa.string()),
+    ("input_image", IMAGE_STRUCT),
+    ("output_images", pa.list_(IMAGE_STRUCT)),
+    ("task_type", pa.string()),
+    ("dimension", pa.string()),
+]
 
 TASKS = ["subject-add", "color_alter", "extract", "text_change"]
 DIMS = ["prompt_following", "consistency", "overall"]

@@ -24,17 +24,12 @@ from benchmark.bench_data import (
     validate,
 )
 from benchmark.snapshot import ImageRef, PairRow, write_snapshot
+from tests.benchmark_fixtures import PUBLISHED_FIELDS
 
 REPO = Path(__file__).resolve().parent.parent
-IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 SCHEMA = pa.schema(
     [
-        ("key", pa.list_(pa.string())),
-        ("instruction", pa.string()),
-        ("input_image", IMAGE),
-        ("output_images", pa.list_(IMAGE)),
-        ("task_type", pa.string()),
-        ("dimension", pa.string()),
+        *PUBLISHED_FIELDS,
         ("votes", pa.struct([("for", pa.int64()), ("against", pa.int64()), ("tie", pa.int64())])),
         ("group_id", pa.string()),
     ]

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from benchmark.metric import DIMENSIONS, TASK_GROUPS, evaluate, pairs_from_rows
+from tests.benchmark_fixtures import PUBLISHED_FIELDS
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "benchmarks" / "reproduce_editreward_bench.py"
@@ -25,17 +26,7 @@ PUBLISHED = json.loads((REPO / "benchmark/data/published_editreward_bench.json")
     "results"
 ]
 TASKS = [task for tasks in TASK_GROUPS.values() for task in tasks]
-IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-SCHEMA = pa.schema(
-    [
-        ("key", pa.list_(pa.string())),
-        ("instruction", pa.string()),
-        ("input_image", IMAGE),
-        ("output_images", pa.list_(IMAGE)),
-        ("task_type", pa.string()),
-        ("dimension", pa.string()),
-    ]
-)
+SCHEMA = pa.schema(PUBLISHED_FIELDS)
 
 
 def png(seed: int, size=(56, 56)) -> dict:
