@@ -38,12 +38,11 @@ def _k_of(model: str) -> int:
     return 4 if "Avg@4" in model else 1
 
 
-# How a run's answers became scores, in words, for the settings that change results the most.
+# How a run's answers became scores, in words, for the setting that changes results the most.
 _POLICY_WORDS = {
-    "unscored": "unreadable answers: re-asked, then the candidate is unscored (its pairs count "
-    "wrong)",
-    "reference": "unreadable answers: as the authors' package (the same seed once more, then "
-    "its seeded random guess), to reproduce a published number",
+    "unscored": "re-asked, then the candidate is unscored (its pairs count wrong)",
+    "reference": "as the authors' package (the same seed once more, then its seeded random "
+    "guess), to reproduce a published number",
 }
 
 
@@ -55,19 +54,21 @@ PUBLIC_SETTINGS = frozenset({
 })  # fmt: skip
 
 
-def scoring_settings(config: dict, *, full: bool) -> list[tuple[str, str]]:
-    """(name, value) pairs of a run's scorer config for its page: prompts, decoding and parse
-    policy first, in words where they need them; with ``full`` False only PUBLIC_SETTINGS."""
+def scoring_settings(config: dict, *, full: bool) -> dict:
+    """A run's scorer config for its page: ``summary``, the (name, value) of its prompt set,
+    decoding and parse policy, and ``rows``, every (name, value) with the parse policy in words;
+    with ``full`` False only PUBLIC_SETTINGS (no model folders or endpoints)."""
     words = {"prompt_set": "prompts", "decoding": "decoding", "parse_policy": "parse policy"}
     first = [name for name in words if name in config]
     rest = [name for name in config if name not in words and (full or name in PUBLIC_SETTINGS)]
-    shown = []
+    rows = []
     for name in first + rest:
-        value = config[name]
-        if name == "parse_policy":
-            value = _POLICY_WORDS.get(value, value)
-        shown.append((words.get(name, name), "–" if value is None else str(value)))
-    return shown
+        value = "–" if config[name] is None else str(config[name])
+        if name == "parse_policy" and value in _POLICY_WORDS:
+            value = f"{value}: {_POLICY_WORDS[value]}"
+        rows.append((words.get(name, name), value))
+    summary = [(words[name], str(config[name])) for name in first]
+    return {"summary": summary, "rows": rows}
 
 
 def run_row(run: BenchmarkRun) -> dict:

@@ -313,6 +313,7 @@ def test_run_page_says_how_answers_became_scores(client, bench, tiny_dir):
     page = client.get(f"/benchmark/runs/{run.pk}/").content.decode()
     assert 'id="scoring-settings"' in page and "as the authors&#x27; package" in page
     assert "prompts <strong>reference</strong>" in page and str(tiny_dir) in page
+    assert "parse policy <strong>reference</strong>" in page
     client.force_login(UserFactory(username="anna"))
     page = client.get(f"/benchmark/runs/{run.pk}/").content.decode()
     assert "as the authors&#x27; package" in page and str(tiny_dir) not in page
