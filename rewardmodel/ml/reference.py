@@ -99,6 +99,8 @@ def _torchvision_loads() -> bool:
 def _source_file(module: str) -> Path:
     """The installed source file of ``module`` (found without importing it)."""
     head, _, tail = module.rpartition(".")
+    if module.startswith("editscore."):
+        package()  # finding a submodule imports the package: through package(), which tidies up
     try:
         spec = importlib.util.find_spec(module) if not head else None
         if spec is None:
@@ -254,5 +256,5 @@ def parse_answer(text: str, *, give_up: bool, score_range: int, instruction: str
 def parse_answer_batch(text: str) -> dict:
     """``editscore.json_parser.parse_vlm_output_to_dict``, the parser of the batch path
     (``EditScore.batch_evaluate``, the RL reward server): always a dict; ``score`` may be []."""
-    importlib.import_module("editscore.json_parser")
-    return package().json_parser.parse_vlm_output_to_dict(text)
+    package()
+    return importlib.import_module("editscore.json_parser").parse_vlm_output_to_dict(text)
