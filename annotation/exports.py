@@ -19,8 +19,8 @@ from django.conf import settings
 from annotation.models import Dataset
 from annotation.quality import ConsensusPair, consensus_pairs
 from annotation.stats.consensus import Policy
+from benchmark.ml.snapshot import ImageRef, PairRow, write_snapshot
 from benchmark.models import Snapshot
-from benchmark.snapshot import ImageRef, PairRow, write_snapshot
 from config.storage import read_stored
 
 
@@ -68,7 +68,7 @@ def _free_name(kind: str, name: str) -> str:
 def export_benchmark(
     dataset: Dataset, policy: Policy, out_dir: Path, *, name: str | None = None, user=None
 ) -> Snapshot:
-    """EditReward-Bench layout (see benchmark/snapshot.py): one row per strict
+    """EditReward-Bench layout (see benchmark/ml/snapshot.py): one row per strict
     consensus pair per dimension, output_images[0] the preferred candidate."""
     name = _free_name(Snapshot.Kind.BENCHMARK, name or Path(out_dir).name)
     counts: Counter = Counter()

@@ -12,9 +12,9 @@ from rest_framework.views import APIView
 
 from accounts.permissions import IsResearcher, PublicRead, is_researcher
 from benchmark import selectors
+from benchmark.ml.scorers import parse_spec
 from benchmark.models import BenchmarkDataset, BenchmarkRun
 from benchmark.runs import run_enqueue
-from benchmark.scorers import parse_spec
 from jobs.registry import InvalidJobConfig
 
 

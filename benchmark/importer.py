@@ -16,9 +16,9 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from PIL import Image
 
-from benchmark.bench_data import DatasetInvalid, detect, read_rows, validate
+from benchmark.ml.bench_data import DatasetInvalid, detect, read_rows, validate
+from benchmark.ml.scorers import Candidate
 from benchmark.models import BenchmarkCandidate, BenchmarkDataset, BenchmarkPair, Snapshot
-from benchmark.scorers import Candidate
 
 
 class ImportRefused(Exception):

@@ -137,7 +137,9 @@ class BenchmarkRun(models.Model):
     # Every setting that determines the scores (Scorer.config(): prompt set, decoding, seeds,
     # parse policy, image handling...), defaults included: what the run page shows.
     scorer_config = models.JSONField(default=dict, blank=True)
-    metric = models.JSONField(null=True, blank=True, help_text="benchmark.metric.evaluate output")
+    metric = models.JSONField(
+        null=True, blank=True, help_text="benchmark.ml.metric.evaluate output"
+    )
     # Candidates the scorer could not score, {key: {"error", "raw"}}: kept here, not
     # in the cache, so that a rerun tries them again (a timeout is not a verdict).
     unscored = models.JSONField(default=dict, blank=True)

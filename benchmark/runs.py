@@ -16,7 +16,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from benchmark.metric import evaluate, pairs_from_rows
+from benchmark.ml.metric import evaluate, pairs_from_rows
+from benchmark.ml.scorers import Candidate, make_scorer
 from benchmark.models import (
     BenchmarkCandidate,
     BenchmarkDataset,
@@ -24,7 +25,6 @@ from benchmark.models import (
     BenchmarkRun,
     ScoreCache,
 )
-from benchmark.scorers import Candidate, make_scorer
 from config.storage import read_stored
 from jobs.services import job_enqueue
 

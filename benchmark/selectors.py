@@ -7,7 +7,7 @@ import json
 from functools import cache
 from pathlib import Path
 
-from benchmark.metric import DIMENSIONS, TASK_GROUPS
+from benchmark.ml.metric import DIMENSIONS, TASK_GROUPS
 from benchmark.models import BenchmarkRun
 from config.ids import parse_id
 

@@ -10,10 +10,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.permissions import is_researcher, public_read
 from benchmark import selectors
-from benchmark.metric import DIMENSIONS, TASK_GROUPS
+from benchmark.ml.metric import DIMENSIONS, TASK_GROUPS
+from benchmark.ml.scorers import parse_spec
 from benchmark.models import BenchmarkDataset
 from benchmark.runs import run_enqueue
-from benchmark.scorers import parse_spec
 from jobs.charts import interval_chart
 from jobs.registry import InvalidJobConfig
 

@@ -1,4 +1,4 @@
-"""EditReward-Bench accuracy at scale: benchmark/metric.py on 1,000,000 and 3,072 pairs.
+"""EditReward-Bench accuracy at scale: benchmark/ml/metric.py on 1,000,000 and 3,072 pairs.
 
     .venv/bin/python benchmarks/benchmark_metric.py [--pairs 1000000 3072] [--repeat 3]
 
@@ -24,7 +24,7 @@ from harness import REPO, proc_kib  # benchmarks/harness.py
 
 sys.path.insert(0, str(REPO))
 
-from benchmark.metric import DIMENSIONS, TASK_GROUPS, evaluate, pairs_from_rows  # noqa: E402
+from benchmark.ml.metric import DIMENSIONS, TASK_GROUPS, evaluate, pairs_from_rows  # noqa: E402
 
 TASKS = [task for tasks in TASK_GROUPS.values() for task in tasks]
 PAIRS_OF_FOUR = [(a, b) for a in range(4) for b in range(a + 1, 4)]

@@ -42,7 +42,7 @@ def main() -> None:
 
     from accounts.models import Role
     from accounts.services import user_create_or_update
-    from benchmark.metric import DIMENSIONS, TASK_GROUPS, Pairs, evaluate
+    from benchmark.ml.metric import DIMENSIONS, TASK_GROUPS, Pairs, evaluate
     from benchmark.models import BenchmarkDataset, BenchmarkRun
     from jobs.models import Job
 

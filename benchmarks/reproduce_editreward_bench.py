@@ -6,16 +6,16 @@
 
 ``--bench`` is the Hugging Face dataset EditScore/EditReward-Bench as downloaded (parquet files
 with key, instruction, input_image, output_images, task_type, dimension; any layout
-``benchmark.bench_data.detect`` accepts). It is checked first (``bench_data.validate``: every
+``benchmark.ml.bench_data.detect`` accepts). It is checked first (``bench_data.validate``: every
 row, every image), so a broken folder fails at once with a message naming it, not hours into a
 run; with ``--limit N`` only the first N pairs are read and checked.
 
 For each K of ``--k`` (default 1 and 4: one pass, and the Avg@4 self-ensemble) the script
 builds the scorer ``editscore:base=DIR,adapter=DIR,k=K,...`` with
-``benchmark.scorers.make_scorer`` (extra scorer options with ``--set``, e.g.
+``benchmark.ml.scorers.make_scorer`` (extra scorer options with ``--set``, e.g.
 ``--set decoding=greedy --set max_new_tokens=256``), scores every candidate of the bench once
 (streamed, ``--batch-size`` candidates at a time, its score reused in all its pairs) and
-computes the paper's metric with ``benchmark.metric`` (a tie is wrong, an unscored candidate
+computes the paper's metric with ``benchmark.ml.metric`` (a tie is wrong, an unscored candidate
 loses its pairs; task accuracy = mean over its pairs, group = mean of its tasks, headline =
 unweighted mean over the 13 tasks). The scorer is the authors' procedure by default (their
 prompts, sampling on every pass with seed 42 + pass, their image sizing) and this script adds
@@ -52,9 +52,9 @@ from harness import REPO  # benchmarks/harness.py
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local folders only: a hub call fails at once
 
-from benchmark import bench_data  # noqa: E402
-from benchmark.metric import DIMENSIONS, TASK_GROUPS, evaluate, pairs_from_rows  # noqa: E402
-from benchmark.scorers import MAX_K, Candidate, make_scorer, parse_spec  # noqa: E402
+from benchmark.ml import bench_data  # noqa: E402
+from benchmark.ml.metric import DIMENSIONS, TASK_GROUPS, evaluate, pairs_from_rows  # noqa: E402
+from benchmark.ml.scorers import MAX_K, Candidate, make_scorer, parse_spec  # noqa: E402
 
 PUBLISHED = REPO / "benchmark" / "data" / "published_editreward_bench.json"
 HEADLINE = "Overall"  # the published file's name for the headline row

@@ -191,7 +191,7 @@ def truth_by_image_hash(bundle_root: Path | str) -> dict[str, Truth]:
 
 
 def truth_scores_file(bundle_root: Path | str, out_path: Path | str) -> Path:
-    """Write the truth as the benchmark ``file`` scorer's JSONL (``benchmark/scorers.py``
+    """Write the truth as the benchmark ``file`` scorer's JSONL (``benchmark/ml/scorers.py``
     ``FileScorer``): one line per candidate, ``{"key": candidate id, "prompt_following",
     "consistency", "perceptual_quality", "overall"}`` on its 0-10 scale (truth x 10). Returns
     ``out_path``. The scorer reads it from inside ``BENCHMARK_SCORES_DIR``."""

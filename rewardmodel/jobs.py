@@ -68,7 +68,7 @@ class FinetuneJobConfig:
         if not isinstance(self.base_model, str) or not self.base_model:
             raise ValueError("base_model must be a path to a Qwen2.5-VL checkpoint folder")
         if self.teacher is not None:
-            from benchmark.scorers import make_scorer
+            from benchmark.ml.scorers import make_scorer
 
             if not isinstance(self.teacher, dict) or self.teacher.get("kind") != "openai":
                 raise ValueError("teacher must be an openai scorer spec (a judge that reasons)")
@@ -99,9 +99,9 @@ class FinetuneJobConfig:
 
 def run_finetune(ctx) -> dict:
     from annotation.models import Dataset
+    from benchmark.ml.scorers import Candidate
     from benchmark.models import BenchmarkDataset
     from benchmark.runs import build_scorer, run_enqueue
-    from benchmark.scorers import Candidate
     from config.storage import read_stored
     from rewardmodel.ml.finetune import FinetuneConfig, examples_for_candidate, finetune
     from rewardmodel.models import RewardModel

@@ -9,8 +9,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.permissions import researcher_required
 from annotation.models import Dataset
+from benchmark.ml.scorers import parse_spec
 from benchmark.models import BenchmarkDataset
-from benchmark.scorers import parse_spec
 from jobs.registry import InvalidJobConfig
 from rewardmodel.jobs import PAPER_DEFAULTS, TUNABLE, finetune_enqueue
 from rewardmodel.models import RewardModel

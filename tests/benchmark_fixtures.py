@@ -5,7 +5,7 @@ import io
 import pyarrow as pa
 from PIL import Image
 
-from benchmark.snapshot import ImageRef, PairRow, write_snapshot
+from benchmark.ml.snapshot import ImageRef, PairRow, write_snapshot
 
 # The published EditReward-Bench parquet layout, as the `datasets` library stores it.
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])

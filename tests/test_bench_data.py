@@ -1,4 +1,4 @@
-"""benchmark/bench_data.py: reading and validating EditReward-Bench datasets (no database)."""
+"""benchmark/ml/bench_data.py: reading and validating EditReward-Bench datasets (no database)."""
 
 import hashlib
 import io
@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from benchmark import bench_data
-from benchmark.bench_data import (
+from benchmark.ml import bench_data
+from benchmark.ml.bench_data import (
     DIMENSIONS,
     MAX_ERRORS,
     DatasetInvalid,
@@ -23,7 +23,7 @@ from benchmark.bench_data import (
     read_rows,
     validate,
 )
-from benchmark.snapshot import ImageRef, PairRow, write_snapshot
+from benchmark.ml.snapshot import ImageRef, PairRow, write_snapshot
 from tests.benchmark_fixtures import PUBLISHED_FIELDS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -719,7 +719,7 @@ def test_dataset_invalid_keeps_a_bounded_list(tmp_path):
 
 def test_importing_the_module_loads_neither_django_nor_pyarrow_nor_pillow():
     code = (
-        "import sys, benchmark.bench_data; "
+        "import sys, benchmark.ml.bench_data; "
         "print(sorted(m for m in ('django', 'pyarrow', 'PIL') if m in sys.modules))"
     )
     result = subprocess.run(

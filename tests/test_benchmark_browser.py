@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from accounts.models import Role
-from benchmark.metric import DIMENSIONS, Pairs, evaluate
+from benchmark.ml.metric import DIMENSIONS, Pairs, evaluate
 from benchmark.models import BenchmarkDataset, BenchmarkRun
 from jobs.models import Job
 from tests.factories import PASSWORD, UserFactory

@@ -1,4 +1,4 @@
-"""EditReward-Bench pairwise accuracy: benchmark/metric.py (docs/method.md, section 2)."""
+"""EditReward-Bench pairwise accuracy: benchmark/ml/metric.py (docs/method.md, section 2)."""
 
 import itertools
 import json
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmark.metric import (
+from benchmark.ml.metric import (
     DIMENSIONS,
     OTHER_GROUP,
     TASK_GROUPS,

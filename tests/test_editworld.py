@@ -339,7 +339,7 @@ def test_truth_by_image_hash_recognises_candidates_by_their_pixels(bundle):
 
 
 def test_truth_scores_file_is_what_the_file_scorer_reads(bundle, tmp_path):
-    from benchmark.scorers import Candidate, FileScorer
+    from benchmark.ml.scorers import Candidate, FileScorer
 
     path = truth_scores_file(bundle, tmp_path / "oracle.jsonl")
     scorer = FileScorer(path)

@@ -16,9 +16,9 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from PIL import Image
 
-from benchmark import scorers
-from benchmark.metric import evaluate, pairs_from_rows
-from benchmark.scorers import Candidate, make_scorer
+from benchmark.ml import scorers
+from benchmark.ml.metric import evaluate, pairs_from_rows
+from benchmark.ml.scorers import Candidate, make_scorer
 from rewardmodel.ml import client as client_module
 from rewardmodel.ml.client import RewardClient, RewardClientError
 from rltraining.ml.rewards import build_reward

@@ -68,3 +68,36 @@ def test_ml_subpackages_never_import_django():
         for p in ml_files
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+APPS = ("accounts", "annotation", "benchmark", "config", "jobs", "rewardmodel", "rltraining")
+
+
+def _project_imports(path: Path) -> set[str]:
+    """Full module names of the project's apps that ``path`` imports, at any depth."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name.split(".")[0] in APPS}
+
+
+def test_ml_code_imports_only_ml_code_of_the_apps():
+    """An engine (``<app>/ml/``) may use another app's engine, never its models, services or
+    views: what the web side knows reaches an engine as plain data or paths."""
+    offenders = {}
+    for path in sorted(REPO.glob("*/ml/**/*.py")):
+        bad = sorted(
+            name for name in _project_imports(path) if len(name.split(".")) < 2
+            or name.split(".")[1] != "ml"
+        )  # fmt: skip
+        if bad:
+            offenders[str(path.relative_to(REPO))] = bad
+    assert offenders == {}
+    # the benchmark's Django-free code lives in its engine package, under this guard
+    assert {p.name for p in (REPO / "benchmark" / "ml").glob("*.py")} >= {
+        "scorers.py", "bench_data.py", "metric.py", "snapshot.py",
+    }  # fmt: skip

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from benchmark.metric import DIMENSIONS, TASK_GROUPS, evaluate, pairs_from_rows
+from benchmark.ml.metric import DIMENSIONS, TASK_GROUPS, evaluate, pairs_from_rows
 from tests.benchmark_fixtures import PUBLISHED_FIELDS
 
 REPO = Path(__file__).resolve().parent.parent

@@ -167,7 +167,7 @@ def test_sc_and_pq_conversations():
 
 
 def test_prompt_modules_stay_light():
-    # The web process imports these through benchmark.scorers: no torch, transformers, Django.
+    # The web process imports these through benchmark.ml.scorers: no torch, transformers, Django.
     probe = (
         "import sys; import rewardmodel.ml.prompts, rewardmodel.ml.parsing, "
         "rewardmodel.ml.scoring; "

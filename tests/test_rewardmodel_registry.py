@@ -72,7 +72,7 @@ def test_a_model_records_its_prompt_set_and_is_scored_with_it(client, researcher
     ours = RewardModel.objects.get(name="ours")
     assert ours.scorer_spec(1) == {"kind": "editscore", "base": str(base), "k": 1,
                                    "prompt_set": "editloop"}  # fmt: skip
-    from benchmark.scorers import make_scorer
+    from benchmark.ml.scorers import make_scorer
 
     assert make_scorer(ours.scorer_spec(1)).config()["prompt_set"] == "editloop"
     with pytest.raises(CommandError, match="invalid choice"):

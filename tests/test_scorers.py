@@ -1,4 +1,4 @@
-"""Benchmark scorers (benchmark/scorers.py): simple kinds, specs, and the OpenAI-compatible judge
+"""Benchmark scorers (benchmark/ml/scorers.py): simple kinds, specs, and the OpenAI-compatible judge
 against a local chat-completions server."""
 
 import base64
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from benchmark.scorers import (
+from benchmark.ml.scorers import (
     Candidate,
     ConstantScorer,
     FileScorer,

@@ -1,4 +1,4 @@
-"""benchmark/snapshot.py: EditReward-Bench snapshot on disk (parquet, JSONL, images, manifest)."""
+"""benchmark/ml/snapshot.py: EditReward-Bench snapshot on disk (parquet, JSONL, images, manifest)."""
 
 import io
 import json
@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from benchmark.snapshot import (
+from benchmark.ml.snapshot import (
     PARQUET_NAME,
     ImageRef,
     PairRow,
@@ -308,7 +308,7 @@ def test_huggingface_schema_metadata_declares_image_features(tmp_path):
 
 def test_importing_the_module_is_cheap():
     probe = (
-        "import sys, benchmark.snapshot; print(sorted({'pyarrow', 'django'} & set(sys.modules)))"
+        "import sys, benchmark.ml.snapshot; print(sorted({'pyarrow', 'django'} & set(sys.modules)))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60

@@ -63,7 +63,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-# --- bounded HTTP answers (also used by benchmark.scorers' OpenAI-compatible judge)
+# --- bounded HTTP answers (also used by benchmark.ml.scorers' OpenAI-compatible judge)
 
 
 class ResponseTooLarge(OSError):

@@ -1,7 +1,7 @@
 """Reading a judge's answer: the reasoning and the raw scores of one EditScore / VIEScore reply.
 
 Pure Python (the standard library only): imported by the web process through
-``benchmark.scorers``, so no torch, transformers or Django here. See ``docs/method.md`` section 3.
+``benchmark.ml.scorers``, so no torch, transformers or Django here. See ``docs/method.md`` section 3.
 
 The expected answer is ``{"reasoning": "...", "score": [s1, s2]}`` with every score in [0, R].
 Models (and API judges) write many near misses; :func:`parse_score_output` reads:

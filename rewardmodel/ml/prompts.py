@@ -1,7 +1,7 @@
 """EditScore / VIEScore prompts and the chat conversations that carry them.
 
 Pure Python (the standard library and Pillow, plus the authors' ``editscore`` package, imported
-on first use): imported by the web process through ``benchmark.scorers``, so no torch,
+on first use): imported by the web process through ``benchmark.ml.scorers``, so no torch,
 transformers or Django here. The method is described in ``docs/method.md`` section 3; in short:
 
 * Two prompts per candidate. The *semantic consistency* (SC) prompt shows [source, edited] and the

@@ -1,7 +1,7 @@
 """From raw judge scores to the four 0-10 EditScore dimensions, and Avg@K over passes.
 
 Pure Python (no torch, transformers or Django): imported by the web process through
-``benchmark.scorers``. See ``docs/method.md`` section 3:
+``benchmark.ml.scorers``. See ``docs/method.md`` section 3:
 
 * Raw scores are in [0, R] (R = the prompts' score range, 25 by default) and are divided by R/10:
   PF = SC[0] / (R/10), C = SC[1] / (R/10), PQ = min(PQ scores) / (R/10),

@@ -2,9 +2,9 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from benchmark.ml.scorers import parse_spec
 from benchmark.models import BenchmarkDataset, BenchmarkRun
 from benchmark.runs import run_enqueue
-from benchmark.scorers import parse_spec
 from jobs.registry import InvalidJobConfig
 from jobs.runner import run_job
 

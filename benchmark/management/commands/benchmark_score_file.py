@@ -2,9 +2,9 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from benchmark.bench_data import DatasetInvalid, detect, read_rows
-from benchmark.metric import evaluate, pairs_from_rows
-from benchmark.scorers import FileScorer
+from benchmark.ml.bench_data import DatasetInvalid, detect, read_rows
+from benchmark.ml.metric import evaluate, pairs_from_rows
+from benchmark.ml.scorers import FileScorer
 
 
 class Command(BaseCommand):

@@ -3,8 +3,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Dataset
+from benchmark.ml.scorers import parse_spec
 from benchmark.models import BenchmarkDataset
-from benchmark.scorers import parse_spec
 from jobs.registry import InvalidJobConfig
 from jobs.runner import run_job
 from rewardmodel.jobs import TUNABLE, finetune_enqueue

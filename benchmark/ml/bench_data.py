@@ -30,7 +30,7 @@ Layouts, detected from the path (`detect`):
               with the same fields, images as paths relative to the JSONL's folder
               ("images/<name>"). JSONL has no splits: `split` is ignored.
   "snapshot"  a directory whose `manifest.json` says "format": "editreward-bench"
-              (written by benchmark.snapshot.write_snapshot): its parquet file is
+              (written by benchmark.ml.snapshot.write_snapshot): its parquet file is
               read as above; `Source.manifest` is the manifest. A manifest.json of
               another format is refused.
 
@@ -112,7 +112,7 @@ from typing import Any
 
 DIMENSIONS = ("prompt_following", "consistency", "overall")
 SPLITS = ("test", "train")
-FORMAT = "editreward-bench"  # benchmark.snapshot.FORMAT, not imported: keeps this module alone
+FORMAT = "editreward-bench"  # benchmark.ml.snapshot.FORMAT, not imported: keeps this module alone
 MANIFEST_NAME = "manifest.json"
 JSONL_NAME = "pairs.jsonl"
 FIELDS = ("key", "instruction", "input_image", "output_images", "task_type", "dimension")
