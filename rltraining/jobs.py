@@ -15,8 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-REWARD_KINDS = ("brightness", "colour", "color", "weighted", "editscore", "reward_server",
-                "editworld_oracle")  # fmt: skip
 # load_policy keyword arguments a run may set (guidance: a mode or a Guidance object's fields;
 # the model-specific ones are the policies' own options).
 POLICY_OPTIONS = {"lora_r": int, "lora_alpha": int, "height": int, "width": int,
@@ -25,10 +23,15 @@ POLICY_OPTIONS = {"lora_r": int, "lora_alpha": int, "height": int, "width": int,
 
 
 def _check_reward(spec) -> None:
-    from rltraining.ml.rewards import build_reward  # numpy and Pillow only
+    from rltraining.ml.rewards import (
+        build_reward,  # numpy and Pillow only
+        reward_kinds,
+    )
 
-    if not isinstance(spec, dict) or spec.get("kind") not in REWARD_KINDS:
-        raise ValueError(f"reward must be an object whose kind is one of {', '.join(REWARD_KINDS)}")
+    if not isinstance(spec, dict) or spec.get("kind") not in reward_kinds():
+        raise ValueError(
+            f"reward must be an object whose kind is one of {', '.join(reward_kinds())}"
+        )
     build_reward(spec, load=False)  # names a bad option; loads no model
 
 

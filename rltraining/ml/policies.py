@@ -220,8 +220,18 @@ class Condition:
 # --------------------------------------------------------------------------- registry
 
 POLICIES: dict[str, type[Policy]] = {}
-# Policies defined elsewhere, imported by load_policy on first use: name -> "module:Class".
-LAZY_POLICIES = {"EditWorldEditor": "editworld.editor:EditWorldEditorPolicy"}
+# Policies defined outside the engine (rltraining.ml.plugins), imported by load_policy on first
+# use: pipeline class name -> "module:Class".
+LAZY_POLICIES: dict[str, str] = {}
+
+
+def register_lazy_policy(pipeline_class_name: str, target: str) -> None:
+    """Let :func:`load_policy` import ``target`` ("module:Class") for folders whose
+    ``model_index.json`` has this ``_class_name``; the import waits for the first such folder."""
+    module, sep, attr = target.partition(":")
+    if not (module and sep and attr):
+        raise ValueError(f"a policy target is 'module:Class', got {target!r}")
+    LAZY_POLICIES[pipeline_class_name] = target
 
 
 def register_policy(pipeline_class_name: str):
@@ -246,6 +256,10 @@ def load_policy(path: str | Path, **kwargs) -> Policy:
     """Load the policy for a pipeline folder, its class picked from ``model_index.json``'s
     ``_class_name``; ``kwargs`` go to that class's ``from_pretrained``."""
     name = pipeline_class_name(path)
+    if name not in POLICIES and name not in LAZY_POLICIES:
+        from rltraining.ml.plugins import load_plugins
+
+        load_plugins()
     if name not in POLICIES and name in LAZY_POLICIES:
         module, _, attr = LAZY_POLICIES[name].partition(":")
         POLICIES[name] = getattr(importlib.import_module(module), attr)

@@ -21,6 +21,7 @@ import io
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -249,16 +250,49 @@ _KEYS = {
     "weighted": {"terms"},
     "editscore": {"base", "adapter", "k", "device", "dtype", "unscored"},
     "reward_server": {"urls", "token", "token_env", "k", "timeout", "unscored"},
-    # EditWorld's truth for the prompts editworld.dataset.prompts(n, size, seed) makes
-    "editworld_oracle": {"n", "size", "seed", "dimension"},
 }
 _REQUIRED = {
-    "editworld_oracle": {"n", "size", "seed"},
     "colour": {"target"},
     "weighted": {"terms"},
     "editscore": {"base"},
     "reward_server": {"urls"},
 }
+
+
+@dataclass(frozen=True)
+class RewardKind:
+    """A reward kind registered from outside the engine (:mod:`rltraining.ml.plugins`):
+    ``check(spec)`` raises ValueError on a bad spec and must not load anything heavy;
+    ``build(spec)`` returns the reward function (imports what it needs)."""
+
+    keys: frozenset[str]
+    required: frozenset[str]
+    check: Callable[[Mapping[str, Any]], None]
+    build: Callable[[Mapping[str, Any]], RewardFn]
+
+
+PLUGIN_KINDS: dict[str, RewardKind] = {}
+
+
+def register_reward_kind(
+    kind: str,
+    *,
+    keys: set[str],
+    required: set[str],
+    check: Callable[[Mapping[str, Any]], None],
+    build: Callable[[Mapping[str, Any]], RewardFn],
+) -> None:
+    if kind in _KEYS:
+        raise ValueError(f"reward kind {kind!r} is the engine's own")
+    PLUGIN_KINDS[kind] = RewardKind(frozenset(keys), frozenset(required), check, build)
+
+
+def reward_kinds() -> list[str]:
+    """Every reward kind a spec may name: the engine's and the plug-ins' ("color" too)."""
+    from rltraining.ml.plugins import load_plugins
+
+    load_plugins()
+    return sorted({*_KEYS, "color", *PLUGIN_KINDS})
 
 
 def build_reward(spec: Mapping[str, Any], *, load: bool = True) -> RewardFn | None:
@@ -271,7 +305,7 @@ def build_reward(spec: Mapping[str, Any], *, load: bool = True) -> RewardFn | No
          "dtype": None, "unscored": "exclude"}
         {"kind": "reward_server", "urls": [...], "token": "...", "k": 1, "timeout": 120,
          "unscored": "exclude"}
-        {"kind": "editworld_oracle", "n": 96, "size": 32, "seed": 0, "dimension": "overall"}
+        {"kind": <a plug-in's kind>, ...}    # e.g. EditWorld's "editworld_oracle"
 
     ``unscored``: ``"exclude"`` (default), ``"reference"``, a number or None; see
     :class:`EditScoreReward`. ``reward_server`` may name an environment variable with
@@ -285,8 +319,10 @@ def build_reward(spec: Mapping[str, Any], *, load: bool = True) -> RewardFn | No
         raise ValueError(f"a reward spec is a JSON object, got {type(spec).__name__}")
     kind = spec.get("kind")
     kind = "colour" if kind == "color" else kind
-    if kind not in _KEYS:
-        raise ValueError(f"unknown reward kind {kind!r}: one of {sorted(_KEYS)}")
+    if kind not in _KEYS and kind not in PLUGIN_KINDS and kind not in reward_kinds():
+        raise ValueError(f"unknown reward kind {kind!r}: one of {reward_kinds()}")
+    if kind in PLUGIN_KINDS:
+        return _build_plugin(PLUGIN_KINDS[kind], kind, spec, load=load)
     keys = set(spec) - {"kind"}
     if keys - _KEYS[kind]:
         raise ValueError(f"unknown keys for reward kind {kind!r}: {sorted(keys - _KEYS[kind])}")
@@ -321,18 +357,8 @@ def build_reward(spec: Mapping[str, Any], *, load: bool = True) -> RewardFn | No
         urls = spec["urls"]
         if isinstance(urls, str) or not isinstance(urls, list) or not urls:
             raise ValueError(f"urls must be a non-empty list of server URLs, got {urls!r}")
-    if kind == "editworld_oracle":
-        for key in ("n", "size", "seed"):
-            value = spec[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"editworld_oracle: {key} must be a non-negative integer")
     if not load:
         return None
-    if kind == "editworld_oracle":
-        from editworld.oracle import OracleReward
-
-        return OracleReward.generated(spec["n"], spec["size"], spec["seed"],
-                                      dimension=spec.get("dimension", "overall"))  # fmt: skip
     if kind == "editscore":
         from rewardmodel.ml.model import EditScore
 
@@ -364,3 +390,15 @@ def build_reward(spec: Mapping[str, Any], *, load: bool = True) -> RewardFn | No
         on_failure="raise" if unscored in (None, "reference") else "unscored",
     )
     return editscore_reward(client, k, unscored=unscored)
+
+
+def _build_plugin(
+    plugin: RewardKind, kind: str, spec: Mapping[str, Any], *, load: bool
+) -> RewardFn | None:
+    keys = set(spec) - {"kind"}
+    if keys - plugin.keys:
+        raise ValueError(f"unknown keys for reward kind {kind!r}: {sorted(keys - plugin.keys)}")
+    if plugin.required - keys:
+        raise ValueError(f"reward kind {kind!r} needs {sorted(plugin.required - keys)}")
+    plugin.check(spec)
+    return plugin.build(spec) if load else None
