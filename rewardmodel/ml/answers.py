@@ -182,6 +182,47 @@ def combine(
     return aggregate(sc[1], pq[1], score_range)
 
 
+PARTS = ("SC", "PQ")
+
+
+def run_passes(
+    n_items: int,
+    generate: Callable[[str, list[int], Attempt], list[str]],
+    *,
+    k: int,
+    seed: int,
+    retries: int,
+    greedy: bool,
+    policy: str,
+    score_range: int,
+) -> list[dict]:
+    """The K passes of ``n_items`` items under ``policy``, one result dict per item
+    (:func:`item_result`). ``generate(part, items, attempt)`` answers the ``part`` ("SC" or
+    "PQ") requests of those item indices, sampled as ``attempt`` says (each call seeds itself,
+    so the order of calls changes no answer). An item's raw answers are, per pass, its SC tries
+    then its PQ tries."""
+    read = reader(policy, score_range)
+    raws: list[list[str]] = [[] for _ in range(n_items)]
+    passes: list[list[dict | str]] = [[] for _ in range(n_items)]
+    for i in range(k):
+        plan = attempts(policy, pass_index=i, k=k, seed=seed, retries=retries, greedy=greedy)
+        final: dict[tuple[int, str], tuple[bool, object]] = {}
+        for part in PARTS:
+            todo = list(range(n_items))
+            for attempt in plan:
+                if not todo:
+                    break
+                for j, text in zip(todo, generate(part, todo, attempt), strict=True):
+                    raws[j].append(text)
+                    final[j, part] = read(text)
+                todo = [j for j in todo if not final[j, part][0]]
+        for j in range(n_items):
+            result = combine(policy, final[j, "SC"], final[j, "PQ"], seed=seed + i,
+                             score_range=score_range)  # fmt: skip
+            passes[j].append(result if isinstance(result, dict) else f"pass {i + 1}: {result}")
+    return [item_result(raws[j], passes[j]) for j in range(n_items)]
+
+
 def item_result(raw: list[str], passes: list[dict | str]) -> dict:
     """An item's result from its raw answers and its K passes (a dict of dimensions, or the
     reason a pass failed): the Avg@K dimensions when every pass is scored, else unscored."""

@@ -340,35 +340,6 @@ class EditScore:
         )
         return [t.strip() for t in texts]
 
-    def _answer(
-        self,
-        requests: Sequence[tuple[str, list]],
-        raws: list[list[str]],
-        *,
-        plan: Sequence[answers.Attempt],
-        read,
-        gen: dict,
-    ) -> list[tuple[bool, object]]:
-        """(readable, value) for each request after the attempts of ``plan``: the pass's
-        generation, then the retries of the still-unreadable answers. Appends every answer to
-        ``raws[j]``."""
-        results: list[tuple[bool, object]] = [(False, "not generated")] * len(requests)
-        todo = list(range(len(requests)))
-        for attempt in plan:
-            if not todo:
-                break
-            texts = self._generate(
-                [requests[j] for j in todo], sample=attempt.sample, seed=attempt.seed, **gen
-            )
-            failed = []
-            for j, text in zip(todo, texts, strict=True):
-                raws[j].append(text)
-                results[j] = read(text)
-                if not results[j][0]:
-                    failed.append(j)
-            todo = failed
-        return results
-
     def score(
         self,
         items: Sequence[ScoreItem],
@@ -430,25 +401,17 @@ class EditScore:
                 results[n] = answers.unscored([], f"bad input: {exc}", 0)
             else:
                 prepared.append((n, sc_request, pq_request))
-        if not prepared:
-            return results  # type: ignore[return-value]
-        read = answers.reader(parse_policy, self.score_range)
-        raws: list[list[str]] = [[] for _ in prepared]
-        passes: list[list[dict | str]] = [[] for _ in prepared]
-        for i in range(k):
-            plan = answers.attempts(
-                parse_policy, pass_index=i, k=k, seed=seed, retries=retries, greedy=greedy
-            )
-            sc_raws: list[list[str]] = [[] for _ in prepared]
-            pq_raws: list[list[str]] = [[] for _ in prepared]
-            sc = self._answer([p[1] for p in prepared], sc_raws, plan=plan, read=read, gen=gen)
-            pq = self._answer([p[2] for p in prepared], pq_raws, plan=plan, read=read, gen=gen)
-            for j in range(len(prepared)):
-                raws[j] += sc_raws[j] + pq_raws[j]
-                result = answers.combine(
-                    parse_policy, sc[j], pq[j], seed=seed + i, score_range=self.score_range
-                )
-                passes[j].append(result if isinstance(result, dict) else f"pass {i + 1}: {result}")
-        for j, (n, _, _) in enumerate(prepared):
-            results[n] = answers.item_result(raws[j], passes[j])
+        if prepared:
+
+            def generate(part: str, todo: list[int], attempt: answers.Attempt) -> list[str]:
+                column = 1 if part == "SC" else 2
+                requests = [prepared[j][column] for j in todo]
+                return self._generate(requests, sample=attempt.sample, seed=attempt.seed, **gen)
+
+            scored = answers.run_passes(
+                len(prepared), generate, k=k, seed=seed, retries=retries, greedy=greedy,
+                policy=parse_policy, score_range=self.score_range,
+            )  # fmt: skip
+            for (n, _, _), result in zip(prepared, scored, strict=True):
+                results[n] = result
         return results  # type: ignore[return-value]

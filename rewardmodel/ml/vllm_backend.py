@@ -123,30 +123,15 @@ class VLLMEditScore:
             raise ValueError(f"this backbone samples at temperature {self.backbone.temperature}: "
                              "set it when loading")  # fmt: skip
         answers.check_parse_policy(parse_policy)
-        read = answers.reader(parse_policy, self.score_range)
         inputs = [self._inputs(item) for item in items]
-        raws: list[list[str]] = [[] for _ in items]
-        passes: list[list[dict | str]] = [[] for _ in items]
-        for i in range(k):
-            plan = answers.attempts(
-                parse_policy, pass_index=i, k=k, seed=seed, retries=retries, greedy=False
+
+        def generate(part: str, todo: list[int], attempt: answers.Attempt) -> list[str]:
+            column = answers.PARTS.index(part)
+            return self.backbone.batch_inference(
+                [inputs[j][column] for j in todo], seed=attempt.seed
             )
-            final: dict[tuple[int, int], tuple[bool, object]] = {}
-            todo = [(j, part) for j in range(len(items)) for part in (0, 1)]
-            for attempt in plan:
-                if not todo:
-                    break
-                texts = self.backbone.batch_inference(
-                    [inputs[j][part] for j, part in todo], seed=attempt.seed
-                )
-                for (j, part), text in zip(todo, texts, strict=True):
-                    raws[j].append(text)
-                    final[j, part] = read(text)
-                todo = [key for key in todo if not final[key][0]]
-            for j in range(len(items)):
-                result = answers.combine(
-                    parse_policy, final[j, 0], final[j, 1], seed=seed + i,
-                    score_range=self.score_range,
-                )  # fmt: skip
-                passes[j].append(result if isinstance(result, dict) else f"pass {i + 1}: {result}")
-        return [answers.item_result(raws[j], passes[j]) for j in range(len(items))]
+
+        return answers.run_passes(
+            len(items), generate, k=k, seed=seed, retries=retries, greedy=False,
+            policy=parse_policy, score_range=self.score_range,
+        )  # fmt: skip
