@@ -600,6 +600,16 @@ def folder_fingerprint(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+# The EditScore scorer's options with a fixed set of values, the default first. The benchmark
+# takes two of the model's parse policies: reference_batch is the RL reward server's path.
+EDITSCORE_CHOICES = {
+    "prompt_set": prompts.PROMPT_SETS,
+    "decoding": ("sample", "greedy"),
+    "parse_policy": ("unscored", "reference"),
+    "backend": ("transformers", "vllm"),
+}
+
+
 class EditScoreScorer(Scorer):
     """The EditScore VLM (rewardmodel.ml.model.EditScore): a Qwen2.5-VL or Qwen3-VL checkpoint,
     with an optional LoRA adapter, loaded in the worker on first use (torch stays out of the web
@@ -630,14 +640,9 @@ class EditScoreScorer(Scorer):
         )
         self.max_new_tokens, self.seed, self.score_range = max_new_tokens, seed, score_range
         self.batch_size, self.retries, self.device, self.dtype = batch_size, retries, device, dtype
-        self.prompt_set = prompts.check_prompt_set(prompt_set)
-        if decoding not in ("sample", "greedy"):
-            raise ValueError(f"decoding must be sample or greedy, got {decoding!r}")
-        if parse_policy not in ("unscored", "reference"):
-            raise ValueError(f"parse_policy must be unscored or reference, got {parse_policy!r}")
-        if backend not in ("transformers", "vllm"):
-            raise ValueError(f"backend must be transformers or vllm, got {backend!r}")
-        self.decoding, self.parse_policy, self.backend = decoding, parse_policy, backend
+        # make_scorer checks these against EDITSCORE_CHOICES
+        self.prompt_set, self.decoding = prompt_set, decoding
+        self.parse_policy, self.backend = parse_policy, backend
         self.max_pixels = max_pixels
         self._model = None
 
@@ -941,11 +946,8 @@ def make_scorer(
             device=spec.get("device") or "auto",
             dtype=spec.get("dtype"),
             score_range=_number(spec, "score_range", prompts.SCORE_RANGE, integer=True, low=1),
-            prompt_set=_choice(spec, "prompt_set", prompts.PROMPT_SETS),
-            decoding=_choice(spec, "decoding", ("sample", "greedy")),
-            parse_policy=_choice(spec, "parse_policy", ("unscored", "reference")),
             max_pixels=_number(spec, "max_pixels", None, integer=True, low=28 * 28),
-            backend=_choice(spec, "backend", ("transformers", "vllm")),
+            **{name: _choice(spec, name, values) for name, values in EDITSCORE_CHOICES.items()},
         )
     if kind == "random":
         return RandomScorer(seed=_number(spec, "seed", 0, integer=True))
