@@ -32,13 +32,6 @@ class LogoutView(auth_views.LogoutView):
     pass
 
 
-def home(request):
-    from annotation.selectors import datasets_with_progress
-
-    datasets = datasets_with_progress(request.user)
-    return render(request, "accounts/home.html", {"datasets": datasets})
-
-
 @require_http_methods(["GET", "POST"])
 def api_token(request):
     """The signed-in user's API token: see, regenerate or revoke it. (Researchers revoke

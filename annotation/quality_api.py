@@ -17,7 +17,6 @@ from rest_framework.views import APIView
 from accounts.permissions import IsResearcher
 from annotation import selectors, services
 from annotation.models import Dataset, Group
-from annotation.tasks import refresh_reports_task
 from benchmark.models import Snapshot
 from jobs.registry import InvalidJobConfig
 from jobs.services import job_enqueue, send_task
@@ -227,7 +226,7 @@ def snapshot_export_enqueue(dataset: Dataset, data, user):
 def report_refresh_request(dataset: Dataset) -> bool:
     """Ask a worker to recompute the report now; False when the broker is down."""
     try:
-        send_task(refresh_reports_task, [dataset.pk, True])
+        send_task("annotation.refresh_reports", [dataset.pk, True])
     except Exception:  # kombu raises OperationalError and friends
         log.warning("could not send the report refresh of %s", dataset, exc_info=True)
         return False

@@ -1,7 +1,7 @@
 """Flow-GRPO of the tiny EditWorld editor (``editworld/editor.py``) on a CPU: the editor's
 oracle reward before and after RL.
 
-The editor is the demo's (``jobs.demo``: EDITOR_TASKS, 384 pairs, 32 px, 800 steps), trained
+The editor is the demo's (``demo.loop``: EDITOR_TASKS, 384 pairs, 32 px, 800 steps), trained
 once into ``--cache`` by ``build_cached_editor``. Prompts are EditWorld prompts of those task
 types: ``--train-prompts`` for RL and ``--eval-prompts`` held out (another seed). The
 evaluation is the deterministic ODE sampler (``--eval-per`` fixed initial noises per prompt,
@@ -76,8 +76,8 @@ def cache_dir(args) -> Path:
 
 def editor_folder(args) -> Path:
     """The demo's tiny editor, trained once into the cache."""
+    from demo.loop import EDITOR_TASKS, Scale, editor_pairs
     from editworld.editor import build_cached_editor
-    from jobs.demo import EDITOR_TASKS, Scale, editor_pairs
 
     scale = Scale()
     return build_cached_editor(
@@ -89,8 +89,8 @@ def editor_folder(args) -> Path:
 
 def prompt_pool(n: int, seed: int) -> tuple[dict, list]:
     """(the oracle spec of the pool, its first ``n`` prompts of the editor's task types)."""
+    from demo.loop import EDITOR_TASKS
     from editworld.dataset import prompts
-    from jobs.demo import EDITOR_TASKS
     from rltraining.ml.trainer import Prompt
 
     spec = {"kind": "editworld_oracle", "n": 4 * n, "size": SIZE, "seed": seed}
@@ -171,16 +171,16 @@ def main() -> None:
 
     import torch
 
+    from editworld.dataset import prompt_oracle
     from editworld.editor import EditWorldEditorPolicy
-    from editworld.oracle import OracleReward
 
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
     folder = editor_folder(args)
     train_spec, train_prompts = prompt_pool(args.train_prompts, TRAIN_SEED)
     eval_spec, eval_prompts = prompt_pool(args.eval_prompts, EVAL_SEED)
-    oracle = OracleReward.generated(eval_spec["n"], SIZE, EVAL_SEED)
-    train_oracle = OracleReward.generated(train_spec["n"], SIZE, TRAIN_SEED)
+    oracle = prompt_oracle(eval_spec["n"], SIZE, EVAL_SEED)
+    train_oracle = prompt_oracle(train_spec["n"], SIZE, TRAIN_SEED)
     reward_fn = training_reward(args, train_spec)
     torch.manual_seed(args.seed)
     policy = EditWorldEditorPolicy.from_pretrained(folder, lora_r=args.lora_r)

@@ -6,7 +6,7 @@ exporting and benchmark jobs running on a real worker at the same time (loopback
 
 Set-up (not timed): a fresh database `editloop_soak` (SQLite without a PostgreSQL URL), the
 annotation workload of `annotation_load.py`, and a benchmark from an EditWorld dataset ranked by
-simulated annotators over HTTP (`jobs.demo`). During the soak: the annotators loop `next` +
+simulated annotators over HTTP (`demo.loop`). During the soak: the annotators loop `next` +
 `rankings` (think time as in annotation_load), a researcher downloads the full rankings export
 every 2 s, and benchmark runs (the `random` scorer, a new seed each, so nothing is cached) are
 queued one after another for a `celery worker` on the filesystem broker. Prints one JSON object:

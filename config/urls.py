@@ -2,7 +2,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from config.views import home
+
 urlpatterns = [
+    path("", home, name="home"),
     path("", include("accounts.urls")),
     path("", include("jobs.urls")),
     path("annotate/", include("annotation.urls")),

@@ -27,7 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from editworld.editors import EDITORS, make_candidate
-from editworld.oracle import DIMENSIONS, Truth, pixel_hash
+from editworld.oracle import DIMENSIONS, OracleReward, Truth, pixel_hash
 from editworld.scene import Scene, random_scene, render
 from editworld.tasks import TASK_TYPES, Edit, random_edit
 
@@ -250,6 +250,12 @@ def prompts(
             )
         )  # fmt: skip
     return out
+
+
+def prompt_oracle(n: int, size: int = 64, seed: int = 0, **kwargs) -> OracleReward:
+    """The oracle reward of :func:`prompts` ``(n, size, seed)``, made again from the arguments
+    alone (what the ``editworld_oracle`` reward spec names)."""
+    return OracleReward(prompts(n, size, seed), **kwargs)
 
 
 def write_prompt_file(

@@ -402,13 +402,6 @@ class OracleReward:
         self.last_truths: list[Truth] = []
         self.__name__ = f"editworld_oracle_{dimension}"
 
-    @classmethod
-    def generated(cls, n: int, size: int = 64, seed: int = 0, **kwargs) -> OracleReward:
-        """The oracle of ``editworld.dataset.prompts(n, size, seed)``, made again."""
-        from editworld.dataset import prompts
-
-        return cls(prompts(n, size, seed), **kwargs)
-
     def find(self, source: Image.Image, instruction: str) -> Sequence:
         """The prompt of this (source, instruction); KeyError if there is none."""
         prompt = self._by_key.get((instruction, pixel_hash(source)))

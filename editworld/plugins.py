@@ -24,9 +24,9 @@ def _check_oracle(spec: Mapping[str, Any]) -> None:
 
 
 def _oracle(spec: Mapping[str, Any]):
-    from editworld.oracle import OracleReward
+    from editworld.dataset import prompt_oracle
 
-    return OracleReward.generated(
+    return prompt_oracle(
         spec["n"], spec["size"], spec["seed"], dimension=spec.get("dimension", "overall")
     )
 

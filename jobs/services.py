@@ -56,27 +56,28 @@ def job_enqueue(*, kind: str, config: dict | None = None, created_by=None) -> Jo
     return job
 
 
-def send_task(task, args: list, *, queue: str | None = None) -> None:
-    """Send a Celery message after one quick attempt to reach the broker; raises when it is
-    down. Left to itself, kombu retries a refused connect for broker_connection_timeout (~6 s)
-    on every send, holding up the request that sent it (and the sweeper, for each job)."""
-    with task.app.producer_or_acquire() as producer:
+def send_task(name: str, args: list, *, queue: str | None = None) -> None:
+    """Send the Celery task `name` after one quick attempt to reach the broker; raises when it
+    is down. Left to itself, kombu retries a refused connect for broker_connection_timeout
+    (~6 s) on every send, holding up the request that sent it (and the sweeper, for each job).
+    Sent by name: the services never import the tasks that call them."""
+    from config.celery import app
+
+    with app.producer_or_acquire() as producer:
         producer.connection.ensure_connection(
             max_retries=1, interval_start=0, interval_step=0, timeout=DISPATCH_CONNECT_SECONDS
         )
-        task.apply_async(args=args, queue=queue, retry=False, producer=producer)
+        app.send_task(name, args=args, queue=queue, retry=False, producer=producer)
 
 
 def job_dispatch(*, job_id: int) -> bool:
     """Send the job's message. A broker that is down is not an error here: the
     row stays queued and the sweeper sends it again later."""
-    from jobs.tasks import run_job_task
-
     job = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).only("queue").first()
     if job is None:
         return False
     try:
-        send_task(run_job_task, [job_id], queue=job.queue)
+        send_task("jobs.run", [job_id], queue=job.queue)
     except Exception as exc:  # kombu raises many types for a broker that is down
         log.warning("could not dispatch job %s (%s); the sweeper will retry", job_id, exc)
         return False

@@ -13,6 +13,7 @@ from PIL import Image
 from editworld import scene as sc
 from editworld.dataset import (
     Prompt,
+    prompt_oracle,
     prompts,
     read_truth,
     truth_by_image_hash,
@@ -273,7 +274,7 @@ def test_the_oracle_finds_prompts_at_other_sizes_and_refuses_unknown_ones():
         oracle([pool[2].source], [text], [target])
     with pytest.raises(ValueError, match="one of each"):
         oracle([source], [text, text], [target])
-    rebuilt = OracleReward.generated(6, 64, seed=3)
+    rebuilt = prompt_oracle(6, 64, seed=3)
     assert rebuilt([source], [text], [target]) == [1.0]
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from accounts.models import Role
 from accounts.services import user_api_token, user_create_or_update
-from jobs import demo
+from demo import loop as demo
 from jobs.models import Job
 from jobs.runner import run_job
 from tests.brokers import api_call

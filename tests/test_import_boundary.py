@@ -127,3 +127,105 @@ def test_the_rl_engine_names_no_domain():
         if hits:
             named[path.name] = hits
     assert named == {}
+
+
+PACKAGES = ("accounts", "annotation", "benchmark", "demo", "editworld", "jobs", "rewardmodel",
+            "rltraining")  # fmt: skip
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """module -> the project modules it imports (lazy imports inside functions included; a
+    `from package import module` counts as importing the module)."""
+    modules = {
+        _module_name(p): p
+        for package in PACKAGES
+        for p in (REPO / package).rglob("*.py")
+        if "migrations" not in p.parts
+    }
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in _project_imports(path) | {
+            n for n in _imports_full(path) if n.split(".")[0] in PACKAGES
+        }:
+            while imported and imported not in modules:
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name:
+                targets.add(imported)
+        graph[name] = targets
+    return graph
+
+
+def _imports_full(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return out
+
+
+def _component(module: str) -> str:
+    """An app's engine (``<app>.ml``) is a layer of its own, below every app's web side."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[1:2] == ["ml"] else parts[0]
+
+
+def test_no_import_cycles_between_apps_or_modules():
+    """Apps and engines form a layered graph (config, the project's composition root, aside):
+    no two apps import each other, and no two modules of the project do, even lazily."""
+    graph = _import_graph()
+    components: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        here = _component(module)
+        components.setdefault(here, set()).update(
+            _component(t) for t in targets if _component(t) != here
+        )
+    assert _cycles(components) == []
+    assert _cycles(graph) == []
+    # the demo sits on top: nothing in the apps imports it
+    assert sorted(m for m, targets in graph.items() if any(
+        t.split(".")[0] == "demo" for t in targets) and not m.startswith("demo")) == []  # fmt: skip
+
+
+def test_the_graph_sees_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []

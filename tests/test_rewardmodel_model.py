@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from rewardmodel.ml import model as model_module
-from rewardmodel.ml.model import EditScore, ScoreItem, cap_pixels
+from rewardmodel.ml.images import cap_pixels
+from rewardmodel.ml.model import EditScore, ScoreItem
 from rewardmodel.ml.scoring import SCORE_KEYS
 from rewardmodel.ml.tiny import build_tiny_editscore, load_processor
 

@@ -437,7 +437,8 @@ def prepare_images(example: Example, max_pixels: int, family: str = "qwen2_5_vl"
     """The example's images as scoring feeds them to the processor (see :class:`Example`):
     capped at ``max_pixels`` (the paper trains at 512x512 pixels), the SC edit resized to the
     source (as the benchmark does before scoring), then sized as the reference sizes them."""
-    from rewardmodel.ml.model import cap_pixels, open_image, sized_as_reference
+    from rewardmodel.ml.images import cap_pixels, open_image
+    from rewardmodel.ml.model import sized_as_reference
 
     opened = [open_image(data) for data in example.images]
     if not opened:

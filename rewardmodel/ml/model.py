@@ -56,8 +56,6 @@ merged once and cached, tensor parallelism for 32B/72B) where ``vllm`` is instal
 
 from __future__ import annotations
 
-import io
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +64,7 @@ from typing import Any
 from PIL import Image
 
 from rewardmodel.ml import answers, prompts, reference
+from rewardmodel.ml.images import cap_pixels, open_image
 from rewardmodel.ml.tiny import load_processor
 
 # None: images sized as the reference sizes them (qwen_vl_utils' defaults), no extra cap.
@@ -92,31 +91,6 @@ class ScoreItem:
     instruction: str
     source: bytes | Image.Image
     edited: bytes | Image.Image
-
-
-def open_image(image: bytes | Image.Image) -> Image.Image:
-    """An RGB PIL image from encoded bytes or a PIL image; ValueError when unreadable."""
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    if not isinstance(image, bytes | bytearray | memoryview):
-        raise ValueError(f"an image must be bytes or a PIL image, not {type(image).__name__}")
-    try:
-        with Image.open(io.BytesIO(bytes(image))) as img:
-            return img.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"not a readable image: {exc}") from exc
-
-
-def cap_pixels(image: Image.Image, max_pixels: int) -> Image.Image:
-    """``image`` shrunk (aspect ratio kept) so that width * height <= max_pixels."""
-    w, h = image.size
-    if w * h <= max_pixels:
-        return image
-    scale = math.sqrt(max_pixels / (w * h))
-    size = (max(1, math.floor(w * scale)), max(1, math.floor(h * scale)))
-    while size[0] * size[1] > max_pixels:  # floating-point slack
-        size = (max(1, size[0] - 1), max(1, size[1] - 1))
-    return image.resize(size, Image.Resampling.BICUBIC)
 
 
 def chat_text(processor, prompt: str, n_images: int, *, prompt_set: str, family: str) -> str:

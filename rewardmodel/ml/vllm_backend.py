@@ -87,7 +87,7 @@ class VLLMEditScore:
         return cls(backbone, score_range=score_range, max_pixels=max_pixels, prompt_set=prompt_set)
 
     def _inputs(self, item) -> tuple[object, object]:
-        from rewardmodel.ml.model import cap_pixels, open_image
+        from rewardmodel.ml.images import cap_pixels, open_image
 
         images = [open_image(item.source), open_image(item.edited)]
         if self.max_pixels is not None:

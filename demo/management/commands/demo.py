@@ -6,7 +6,7 @@ var/demo-credentials.json and printed each time), then runs the web server
 three together on Ctrl-C or when one of them dies. Unless --no-loop,
 `manage.py demo_loop` runs once beside them: the EditWorld dataset, simulated
 annotators, agreement, a benchmark, a fine-tuned reward model and an RL run
-(jobs/demo.py); its exit does not stop the demo.
+(demo/loop.py); its exit does not stop the demo.
 """
 
 from __future__ import annotations

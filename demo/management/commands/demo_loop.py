@@ -1,5 +1,5 @@
 """`python manage.py demo_loop --url http://127.0.0.1:8000`: the demo's loop on EditWorld, run
-by `manage.py demo` once its web server and worker are up (see jobs/demo.py for the steps).
+by `manage.py demo` once its web server and worker are up (see demo/loop.py for the steps).
 Prints one line per step with its wall time; safe to run again (every step reuses what
 exists)."""
 
@@ -12,7 +12,7 @@ import urllib.request
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import demo
+from demo import loop as demo
 
 
 class Command(BaseCommand):
