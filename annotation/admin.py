@@ -1,6 +1,14 @@
 from django.contrib import admin
 
-from annotation.models import Adjudication, Assignment, Candidate, Dataset, Group, Ranking
+from annotation.models import (
+    Adjudication,
+    Assignment,
+    Candidate,
+    Dataset,
+    Group,
+    Ranking,
+    Snapshot,
+)
 
 
 @admin.register(Dataset)
@@ -55,3 +63,10 @@ class AssignmentAdmin(admin.ModelAdmin):
 class AdjudicationAdmin(admin.ModelAdmin):
     list_display = ("group", "researcher", "updated_at")
     readonly_fields = ("group", "researcher", "created_at", "updated_at")
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "dataset", "rows", "sha256", "created_at")
+    list_filter = ("kind",)
+    readonly_fields = [f.name for f in Snapshot._meta.fields]

@@ -1,7 +1,7 @@
-"""Snapshots of a dataset's consensus: EditReward-Bench pairs (parquet + JSONL +
-images, for benchmarking reward models) and chosen/rejected JSONL per dimension
-(for training one). Both are written all-or-nothing and registered as
-benchmark.Snapshot rows with a content hash."""
+"""Snapshots of a dataset: its consensus as EditReward-Bench pairs (parquet + JSONL + images,
+for benchmarking reward models) or chosen/rejected JSONL per dimension, and its rankings as they
+are (annotation/ml/rankings.py: what fine-tuning and RL prompts read). All are written
+all-or-nothing and registered as Snapshot rows with a content hash."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 
-from annotation.models import Dataset
+from annotation.ml.rankings import RankedGroup, Vote, write_rankings
+from annotation.models import Adjudication, Candidate, Dataset, Group, Ranking, Snapshot
 from annotation.quality import ConsensusPair, consensus_pairs
 from annotation.stats.consensus import Policy
 from benchmark.ml.snapshot import ImageRef, PairRow, write_snapshot
-from benchmark.models import Snapshot
 from config.storage import read_stored
 
 
@@ -166,3 +166,58 @@ def export_preferences(
         counts=dict(sorted(counts.items())),
         created_by=user,
     )
+
+
+def _ranked_groups(dataset: Dataset) -> Iterator[RankedGroup]:
+    """Non-gold groups in order, each with its votes (repeats left out; an adjudication, when
+    there is one, is the only vote). Four queries per 500 groups."""
+    groups = Group.objects.filter(dataset=dataset, is_gold=False).order_by("pk")
+    ids = list(groups.values_list("pk", flat=True))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        candidates, votes = {}, {}
+        for c in Candidate.objects.filter(group_id__in=chunk).order_by("pk"):
+            candidates.setdefault(c.group_id, []).append((c.external_id, c.image))
+        rankings = Ranking.objects.filter(group_id__in=chunk, repeat=False).order_by("pk")
+        for group_id, tiers, unusable in rankings.values_list("group_id", "tiers", "unusable"):
+            votes.setdefault(group_id, []).append(Vote(tiers, unusable or {}))
+        adjudicated = {
+            a.group_id: Vote(a.tiers, a.unusable or {})
+            for a in Adjudication.objects.filter(group_id__in=chunk)
+        }
+        for group in groups.filter(pk__in=chunk):
+            verdict = adjudicated.get(group.pk)
+            yield RankedGroup(
+                group_id=group.external_id, instruction=group.instruction,
+                task_type=group.task_type, source=group.source,
+                candidates=tuple(candidates.get(group.pk, ())),
+                votes=(verdict,) if verdict else tuple(votes.get(group.pk, ())),
+                adjudicated=verdict is not None,
+            )  # fmt: skip
+
+
+def snapshot_rankings(dataset: Dataset, *, user=None) -> Snapshot:
+    """The dataset's rankings snapshot as they stand now, named ``<dataset>@<hash prefix>``.
+    Content-addressed: when nothing changed since the last one, that one is returned and
+    nothing new is kept."""
+    root = snapshots_dir() / "rankings"
+    staging = root / f".{dataset.pk}-{os.getpid()}-{os.urandom(4).hex()}"
+    metadata = {"dataset": dataset.name, "dimensions": dataset.dimension_keys}
+    written = write_rankings(
+        _ranked_groups(dataset), staging, read_image=read_stored, metadata=metadata
+    )
+    existing = Snapshot.objects.filter(kind=Snapshot.Kind.RANKINGS, sha256=written.sha256).first()
+    if existing is not None and Path(existing.path).is_dir():
+        shutil.rmtree(staging, ignore_errors=True)
+        return existing
+    final = root / f"{dataset.name}@{written.sha256[:16]}"
+    shutil.rmtree(final, ignore_errors=True)  # a folder nobody registered: a crashed attempt
+    os.replace(staging, final)
+    snapshot, _ = Snapshot.objects.update_or_create(
+        kind=Snapshot.Kind.RANKINGS, name=final.name,
+        defaults=dict(
+            dataset=dataset, policy={}, path=str(final.resolve()), sha256=written.sha256,
+            rows=written.rows, counts=written.counts, created_by=user,
+        ),
+    )  # fmt: skip
+    return snapshot

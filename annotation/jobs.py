@@ -110,8 +110,7 @@ def run_export(ctx) -> dict:
     """Both snapshots of one consensus: benchmark pairs and training preferences,
     under MEDIA_ROOT/_snapshots/<name>/."""
     from annotation.exports import export_benchmark, export_preferences, snapshots_dir
-    from annotation.models import Dataset
-    from benchmark.models import Snapshot
+    from annotation.models import Dataset, Snapshot
 
     cfg = ExportConfig(**ctx.config)
     dataset = Dataset.objects.get(pk=cfg.dataset_id)

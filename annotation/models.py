@@ -237,6 +237,43 @@ class Adjudication(models.Model):
         return full_tiers(self.tiers, self.unusable, dimension)
 
 
+class Snapshot(models.Model):
+    """A frozen, content-hashed export of a dataset: its consensus as EditReward-Bench pairs
+    (to score reward models on) or chosen/rejected preferences, or its rankings as they are
+    (what fine-tuning and RL prompts are made from). The only way annotation data reaches the
+    other apps: they read the folder's files, never annotation's tables."""
+
+    class Kind(models.TextChoices):
+        BENCHMARK = "benchmark", "EditReward-Bench pairs"
+        PREFERENCES = "preferences", "chosen/rejected training pairs"
+        RANKINGS = "rankings", "groups with their rankings"
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    dataset = models.ForeignKey(
+        "annotation.Dataset", null=True, on_delete=models.SET_NULL, related_name="snapshots"
+    )
+    policy = models.JSONField(help_text='{"name": "unanimous"|"majority", "max_tie_fraction", ...}')
+    path = models.CharField(max_length=500, help_text="folder on the shared volume")
+    sha256 = models.CharField(max_length=64)
+    rows = models.PositiveIntegerField()
+    counts = models.JSONField(default=dict, help_text="rows per dimension and task type")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "benchmark_snapshot"  # made by the benchmark app first; the table stays
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "name"], name="snapshot_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} snapshot {self.name}"
+
+
 class DatasetReport(models.Model):
     """The quality report of a dataset (agreement, annotators, consensus, editor
     leaderboard), recomputed by a periodic task so the dashboard only reads it."""

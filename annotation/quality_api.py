@@ -16,8 +16,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import IsResearcher
 from annotation import selectors, services
-from annotation.models import Dataset, Group
-from benchmark.models import Snapshot
+from annotation.models import Dataset, Group, Snapshot
 from jobs.registry import InvalidJobConfig
 from jobs.services import job_enqueue, send_task
 

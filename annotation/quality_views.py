@@ -13,10 +13,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.permissions import researcher_required
 from annotation import selectors
 from annotation.api import group_payload
-from annotation.models import Dataset, Group, Review
+from annotation.models import Dataset, Group, Review, Snapshot
 from annotation.quality_api import report_refresh_request, snapshot_export_enqueue
 from annotation.stats.consensus import DEFAULT_MAJORITY_TIE_FRACTION, POLICIES
-from benchmark.models import Snapshot
 from jobs.charts import interval_chart
 from jobs.registry import InvalidJobConfig
 

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404
 
 from accounts.models import User
 from accounts.permissions import is_researcher
-from annotation.models import Dataset, DatasetReport, Group, Ranking, Review
+from annotation.models import Dataset, DatasetReport, Group, Ranking, Review, Snapshot
 
 
 def datasets_visible_to(user) -> QuerySet[Dataset]:
@@ -220,3 +220,12 @@ def adjudication_queue_entries(groups: list[Group], dataset: Dataset) -> list[di
         }
         for g in groups
     ]  # fmt: skip
+
+
+def snapshot_with_hash(*, kind: str, sha256: str) -> Snapshot | None:
+    """The registered snapshot of this kind whose content hash is ``sha256``, if any."""
+    return Snapshot.objects.filter(kind=kind, sha256=sha256).first() if sha256 else None
+
+
+def snapshot_get(*, pk: int, kind: str) -> Snapshot | None:
+    return Snapshot.objects.filter(pk=pk, kind=kind).first()

@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from datetime import timedelta
 from itertools import combinations
+from pathlib import Path
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -513,3 +514,25 @@ def adjudication_submit(
         Group.objects.filter(pk=group.pk).update(review=Review.ADJUDICATED)
         DatasetReport.objects.filter(dataset_id=group.dataset_id).update(last_ranking_id=-1)
     return adjudication
+
+
+def rankings_snapshot(*, dataset_id: int | None = None, snapshot_id: int | None = None, user=None):
+    """A rankings snapshot for a job to learn from: the registered one named by `snapshot_id`
+    (its folder must still be there), or the dataset's rankings now (a new snapshot, or the
+    last one when nothing changed). ValueError says what is missing."""
+    from annotation.exports import snapshot_rankings
+    from annotation.models import Snapshot
+
+    if snapshot_id is not None:
+        snapshot = Snapshot.objects.filter(pk=snapshot_id, kind=Snapshot.Kind.RANKINGS).first()
+        if snapshot is None:
+            raise ValueError(f"there is no rankings snapshot with id {snapshot_id}")
+        if not (Path(snapshot.path) / "manifest.json").is_file():
+            raise ValueError(
+                f"rankings snapshot {snapshot.name}: its folder {snapshot.path} is gone"
+            )
+        return snapshot
+    dataset = Dataset.objects.filter(pk=dataset_id).first()
+    if dataset is None:
+        raise ValueError(f"there is no dataset with id {dataset_id}")
+    return snapshot_rankings(dataset, user=user)

@@ -16,9 +16,10 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from PIL import Image
 
+from annotation.selectors import snapshot_with_hash
 from benchmark.ml.bench_data import DatasetInvalid, detect, read_rows, validate
 from benchmark.ml.scorers import Candidate
-from benchmark.models import BenchmarkCandidate, BenchmarkDataset, BenchmarkPair, Snapshot
+from benchmark.models import BenchmarkCandidate, BenchmarkDataset, BenchmarkPair
 
 
 class ImportRefused(Exception):
@@ -147,10 +148,8 @@ def import_benchmark(
     )
 
 
-def _snapshot_of(source) -> Snapshot | None:
+def _snapshot_of(source):
     """The registered snapshot this folder is, when it is one of ours."""
     if source.layout != "snapshot" or not source.manifest:
         return None
-    return Snapshot.objects.filter(
-        kind=Snapshot.Kind.BENCHMARK, sha256=source.manifest.get("sha256", "")
-    ).first()
+    return snapshot_with_hash(kind="benchmark", sha256=source.manifest.get("sha256", ""))

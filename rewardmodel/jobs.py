@@ -40,8 +40,11 @@ def reward_models_dir() -> Path:
 @dataclass
 class FinetuneJobConfig:
     model_name: str
-    dataset_id: int
     base_model: str
+    # What it learns from: a dataset (its rankings are snapshotted when the job starts) or an
+    # existing rankings snapshot (to retrain on exactly the same data).
+    dataset_id: int | None = None
+    snapshot_id: int | None = None
     adapter_init: str | None = None
     training: dict = field(default_factory=dict)  # overrides of FinetuneConfig fields
     score_range: int = 25
@@ -49,7 +52,7 @@ class FinetuneJobConfig:
     benchmark_dataset_id: int | None = None  # benchmarked when training succeeds
     benchmark_k: int = 1
     # An `openai` scorer spec: the teacher whose reasoning is kept where it agrees
-    # with the humans (rewardmodel.training.curated_reasoning).
+    # with the humans (rewardmodel.ml.targets.curated_reasoning).
     teacher: dict | None = None
     # LoRA targets (FinetuneConfig.target_modules); None: "all-linear" of the language model.
     # A tiny model also needs ["all-linear", "lm_head", "embed_tokens"] to learn at all.
@@ -60,8 +63,13 @@ class FinetuneJobConfig:
     def __post_init__(self):
         if not isinstance(self.model_name, str) or not MODEL_NAME.fullmatch(self.model_name):
             raise ValueError("model_name must be 1-100 letters, digits, '.', '_' or '-'")
-        for name in ("dataset_id", "score_range", "min_votes", "benchmark_k"):
-            if type(getattr(self, name)) is not int or getattr(self, name) < 1:
+        if (self.dataset_id is None) == (self.snapshot_id is None):
+            raise ValueError("give exactly one of dataset_id and snapshot_id")
+        for name in ("dataset_id", "snapshot_id", "score_range", "min_votes", "benchmark_k"):
+            value = getattr(self, name)
+            if name.endswith("_id") and value is None:
+                continue
+            if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be a positive integer")
         if self.benchmark_dataset_id is not None and type(self.benchmark_dataset_id) is not int:
             raise ValueError("benchmark_dataset_id must be an integer or null")
@@ -97,27 +105,39 @@ class FinetuneJobConfig:
         return reward_models_dir() / self.model_name
 
 
+def training_snapshot(cfg: FinetuneJobConfig, *, user=None):
+    """The rankings snapshot the job learns from: the named one, or the dataset's now."""
+    from annotation.services import rankings_snapshot
+
+    return rankings_snapshot(dataset_id=cfg.dataset_id, snapshot_id=cfg.snapshot_id, user=user)
+
+
 def run_finetune(ctx) -> dict:
-    from annotation.models import Dataset
     from benchmark.ml.scorers import Candidate
     from benchmark.models import BenchmarkDataset
     from benchmark.runs import build_scorer, run_enqueue
-    from config.storage import read_stored
     from rewardmodel.ml.finetune import FinetuneConfig, examples_for_candidate, finetune
+    from rewardmodel.ml.targets import curated_reasoning, training_targets
     from rewardmodel.models import RewardModel
-    from rewardmodel.training import curated_reasoning, training_targets
 
     cfg = FinetuneJobConfig(**ctx.config)
     model = RewardModel.objects.get(job_id=ctx.job_id)
     try:
-        dataset = Dataset.objects.get(pk=cfg.dataset_id)
-        ctx.progress(0.01, "building the training conversations")
+        ctx.progress(0.01, "snapshotting the rankings")
+        snapshot = training_snapshot(cfg, user=model.created_by)
+        RewardModel.objects.filter(pk=model.pk).update(snapshot=snapshot)
+        ctx.progress(0.02, "building the training conversations")
         teacher = build_scorer(cfg.teacher) if cfg.teacher else None
         examples, kept = [], {"groups": 0, "sc": 0, "pq": 0}
-        targets = training_targets(dataset, score_range=cfg.score_range, min_votes=cfg.min_votes)
+        targets = training_targets(
+            snapshot.path, score_range=cfg.score_range, min_votes=cfg.min_votes
+        )
         for _, group in groupby(targets, key=attrgetter("group")):
             group = list(group)
-            images = {t.candidate: (read_stored(t.source), read_stored(t.image)) for t in group}
+            images = {
+                t.candidate: (Path(t.source).read_bytes(), Path(t.image).read_bytes())
+                for t in group
+            }
             reasoning = [(None, None)] * len(group)
             if teacher is not None:
                 ctx.heartbeat()
@@ -137,7 +157,7 @@ def run_finetune(ctx) -> dict:
                     score_range=cfg.score_range, prompt_set=cfg.prompt_set,
                 )  # fmt: skip
         if not examples:
-            raise ValueError(f"dataset {dataset.name!r} has no ranked group to train on")
+            raise ValueError(f"snapshot {snapshot.name!r} has no ranked group to train on")
         config = FinetuneConfig(
             base_model=cfg.base_model,
             output_dir=str(cfg.output_dir()),
@@ -165,7 +185,10 @@ def run_finetune(ctx) -> dict:
         adapter=result["adapter_path"], status=RewardModel.Status.READY
     )
     model.refresh_from_db()
-    summary = {**result, "model": model.name, "examples": len(examples)}
+    summary = {
+        **result, "model": model.name, "examples": len(examples),
+        "snapshot": {"id": snapshot.pk, "name": snapshot.name, "sha256": snapshot.sha256},
+    }  # fmt: skip
     if teacher is not None:
         summary["teacher_reasoning_kept"] = kept  # groups judged; groups whose SC/PQ kept
     if cfg.benchmark_dataset_id is not None:
@@ -182,6 +205,7 @@ def finetune_enqueue(*, config: dict, user=None):
     """Reserve the model name and queue the job; InvalidJobConfig names the problem."""
     from django.db import transaction
 
+    from annotation.selectors import snapshot_get
     from jobs.registry import InvalidJobConfig
     from jobs.services import job_enqueue
     from rewardmodel.models import RewardModel
@@ -194,6 +218,10 @@ def finetune_enqueue(*, config: dict, user=None):
         raise InvalidJobConfig(str(exc)) from None
     if RewardModel.objects.filter(name=clean["model_name"]).exists():
         raise InvalidJobConfig(f"a reward model named {clean['model_name']!r} exists already")
+    if clean["snapshot_id"] is not None and not snapshot_get(
+        pk=clean["snapshot_id"], kind="rankings"
+    ):
+        raise InvalidJobConfig(f"there is no rankings snapshot with id {clean['snapshot_id']}")
     with transaction.atomic():
         job = job_enqueue(kind="rewardmodel.finetune", config=clean, created_by=user)
         return RewardModel.objects.create(

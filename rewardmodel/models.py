@@ -35,7 +35,7 @@ class RewardModel(models.Model):
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="reward_model"
     )
     snapshot = models.ForeignKey(
-        "benchmark.Snapshot", null=True, blank=True, on_delete=models.SET_NULL
+        "annotation.Snapshot", null=True, blank=True, on_delete=models.SET_NULL
     )
     promoted = models.BooleanField(
         default=False, help_text="the default for RL rewards and suggestions"

@@ -102,14 +102,20 @@ def _as_prompts(rows):
 
 
 def run_prompt_rows(run, cfg: RLJobConfig, seed: int):
-    """(training rows, held-out rows) of a run."""
+    """(training rows, held-out rows) of a run. A dataset's prompts are read from a rankings
+    snapshot taken when the run first starts and recorded on it, so a resumed run and its
+    Best-of-N jobs see exactly the same prompts whatever happens to the dataset."""
     from config.storage import read_stored
-    from rltraining.prompts import dataset_prompt_rows, parse_prompt_file, split_held_out
+    from rltraining.models import RLRun
+    from rltraining.prompts import parse_prompt_file, snapshot_prompt_rows, split_held_out
 
     if cfg.dataset_id is not None:
-        from annotation.models import Dataset
+        if run.snapshot is None:
+            from annotation.services import rankings_snapshot
 
-        rows = dataset_prompt_rows(Dataset.objects.get(pk=cfg.dataset_id))
+            run.snapshot = rankings_snapshot(dataset_id=cfg.dataset_id, user=run.created_by)
+            RLRun.objects.filter(pk=run.pk).update(snapshot=run.snapshot)
+        rows = snapshot_prompt_rows(run.snapshot.path)
     else:
         rows = parse_prompt_file(read_stored(cfg.prompts_file), Path(cfg.prompts_file).name)
     return split_held_out(rows, cfg.eval_prompts, seed)

@@ -23,6 +23,10 @@ class RLRun(models.Model):
         "annotation.Dataset", null=True, blank=True, on_delete=models.SET_NULL,
         help_text="prompts: the dataset's groups (instruction + source image)",
     )  # fmt: skip
+    snapshot = models.ForeignKey(
+        "annotation.Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="the rankings snapshot of `dataset` the prompts were read from (set at start)",
+    )  # fmt: skip
     prompts_file = models.CharField(
         max_length=500, blank=True, help_text="prompts: an uploaded JSONL in the media storage"
     )

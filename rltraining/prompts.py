@@ -1,5 +1,5 @@
-"""Where an RL run's prompts come from: an annotation dataset's groups, or an uploaded JSONL
-file. Web-safe (Pillow only): the upload is checked in the request, all or nothing.
+"""Where an RL run's prompts come from: an annotation dataset's groups (through a rankings
+snapshot of it), or an uploaded JSONL file. Web-safe (Pillow only): the upload is checked in the request, all or nothing.
 
 Upload format, one JSON object per line::
 
@@ -13,10 +13,12 @@ import base64
 import binascii
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from annotation.constants import MAX_IMAGE_BYTES
 from annotation.images import BadImage, check_image
 from annotation.manifest import load_json_line
+from annotation.ml.rankings import read_rankings
 
 MAX_INSTRUCTION_CHARS = 5000  # as an imported group's
 # A line holds one base64 image of at most MAX_IMAGE_BYTES (4/3 of it in base64) and a little text.
@@ -92,15 +94,11 @@ def parse_prompt_file(data: bytes, label: str = "prompts") -> list[PromptRow]:
     return rows
 
 
-def dataset_prompt_rows(dataset) -> list[PromptRow]:
-    """The (non-gold) groups of an annotation dataset as prompts, in a stable order."""
-    from annotation.models import Group
-    from config.storage import read_stored
-
-    groups = Group.objects.filter(dataset=dataset, is_gold=False).order_by("pk")
+def snapshot_prompt_rows(folder) -> list[PromptRow]:
+    """The groups of a rankings snapshot (annotation/ml/rankings.py) as prompts, in its order."""
     return [
-        PromptRow(g.instruction, read_stored(g.source), g.external_id, g.task_type)
-        for g in groups.only("instruction", "source", "external_id", "task_type")
+        PromptRow(g.instruction, Path(g.source).read_bytes(), g.group_id, g.task_type)
+        for g in read_rankings(Path(folder))
     ]
 
 

@@ -8,10 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotation.models import Group, Review
+from annotation.models import Group, Review, Snapshot
 from annotation.quality import report_refresh
 from annotation.services import ranking_submit
-from benchmark.models import Snapshot
 from jobs.models import Job
 from jobs.runner import run_job
 from tests.annotation_fixtures import make_dataset

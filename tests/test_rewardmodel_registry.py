@@ -7,11 +7,12 @@ import uuid
 import pytest
 from django.core.management import CommandError, call_command
 
+from annotation.exports import snapshot_rankings
 from annotation.models import Group
 from annotation.services import ranking_submit
 from jobs.models import Job
+from rewardmodel.ml.targets import tier_score, training_targets
 from rewardmodel.models import RewardModel
-from rewardmodel.training import tier_score, training_targets
 from tests.annotation_fixtures import make_dataset
 from tests.factories import UserFactory
 
@@ -138,7 +139,7 @@ def test_training_targets_average_the_annotators():
     ]
     for user, body in zip(users, rankings, strict=True):
         ranking_submit(group=group, annotator=user, submission_id=uuid.uuid4(), **body)
-    targets = {t.candidate: t for t in training_targets(dataset)}
+    targets = {t.candidate: t for t in training_targets(snapshot_rankings(dataset).path)}
     # c0: tier 1 of 3 (22.5) and tier 1 of 2 (22.5); c1: 15 and 7.5 -> 11.25; c2: 7.5 and floor 1.25 -> 4.375
     assert targets[c0].sc == (22, 22) and targets[c0].pq == (22, 22)
     assert targets[c1].sc == (11, 11)
@@ -176,12 +177,22 @@ def test_finetune_job_trains_registers_and_queues_a_benchmark(tmp_path, tiny_dir
     assert job.metrics.filter(name="loss").count() == 2
     run = BenchmarkRun.objects.get(dataset=bench)
     assert run.scorer == model.scorer_spec(1) and run.job.queue == "gpu"
+    # it learned from a rankings snapshot, recorded on the model; retraining names it
+    assert model.snapshot.kind == "rankings" and model.snapshot.dataset == dataset
+    assert job.result["snapshot"]["sha256"] == model.snapshot.sha256
+    again = finetune_enqueue(config={
+        "model_name": "tiny-es-2", "snapshot_id": model.snapshot.pk, "base_model": str(base),
+        "training": {"max_steps": 1, "grad_accum": 1, "lora_r": 4, "lora_alpha": 8, "max_pixels": 28 * 28 * 16},
+    })  # fmt: skip
+    assert run_job(again.job_id, worker="test") == "succeeded", again.job.error
+    again.refresh_from_db()
+    assert again.snapshot == model.snapshot and again.job.result["examples"] == 8
 
 
 def test_curated_reasoning_keeps_a_teacher_only_where_it_orders_like_the_humans():
     from types import SimpleNamespace as NS
 
-    from rewardmodel.training import Target, curated_reasoning, orders_agree
+    from rewardmodel.ml.targets import Target, curated_reasoning, orders_agree
 
     assert orders_agree([3, 2, 1], [9.0, 5.0, 1.0])
     assert orders_agree([3, 3, 1], [4.0, 5.0, 1.0])  # a human tie constrains nothing

@@ -62,11 +62,18 @@ def test_rl_job_trains_stores_samples_and_closes_the_loop(kontext_dir, tmp_path)
         Group.objects.values_list("external_id", flat=True)
     )
 
+    # the prompts came from a rankings snapshot recorded on the run: Best-of-N reads the same
+    # held-out prompts even after the dataset gained groups
+    run.refresh_from_db()
+    assert run.snapshot.kind == "rankings" and run.snapshot.dataset == dataset
+    make_dataset("later", groups=1, candidates=2).groups.update(dataset=dataset)
+
     best_job = best_of_n_enqueue(run=run, n=3)
     assert run_job(best_job.pk, worker="test") == "succeeded", Job.objects.get(pk=best_job.pk).error
     best_job.refresh_from_db()
     picks = RLSample.objects.filter(run=run, kind="best_of_n")
     assert picks.count() == 2 * 3 and picks.filter(best=True).count() == 2
+    assert set(picks.values_list("prompt_key", flat=True)) == held_out
     for sample in picks.filter(best=True):
         rivals = picks.filter(prompt_index=sample.prompt_index).values_list("reward", flat=True)
         assert sample.reward == max(rivals)

@@ -1,4 +1,5 @@
-"""Training targets for EditScore from our rankings.
+"""Training targets for EditScore from our rankings: a pure function over a rankings snapshot's
+files (annotation/ml/rankings.py), never annotation's tables.
 
 The paper trains on JSON answers with integer scores (0..R). We have tiers, not
 grades, so each candidate's score on a dimension is anchored to its tier
@@ -12,7 +13,7 @@ group (an adjudication, when there is one, is the only voice):
 The SC answer is [prompt following, consistency]; the PQ answer (naturalness,
 artifacts) takes the overall dimension's score twice: our annotators judge the
 edit's overall quality, not naturalness and artifacts apart. Gold groups and
-repeats are left out (they are quality checks).
+repeats are left out (they are quality checks; the snapshot does not hold them).
 
 Reasoning (the paper's "curation by agreement"): a teacher judge (an
 OpenAI-compatible VLM, the benchmark's `openai` scorer) scores every candidate
@@ -27,11 +28,12 @@ neutral sentence.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from pathlib import Path
 
-from annotation.models import Adjudication, Dataset, Group, Ranking
+from annotation.ml.rankings import RankedGroup, read_manifest, read_rankings
 
 BEST, LAST_USABLE, ALL_TIED, UNUSABLE = 0.9, 0.3, 0.6, 0.05
 NEEDED = ("prompt_following", "consistency", "overall")
@@ -51,7 +53,7 @@ class Target:
     group: str
     candidate: str
     instruction: str
-    source: str  # storage names
+    source: str  # image files of the snapshot
     image: str
     sc: tuple[int, int]  # prompt following, consistency (0..R)
     pq: tuple[int, int]  # naturalness, artifacts (0..R)
@@ -66,41 +68,45 @@ def _vote_scores(tiers: list, unusable: list, score_range: int) -> dict[str, flo
 
 
 def training_targets(
-    dataset: Dataset, *, score_range: int = 25, min_votes: int = 1
+    snapshot: Path | str, *, score_range: int = 25, min_votes: int = 1
 ) -> Iterator[Target]:
-    """One target per candidate of every non-gold group with at least `min_votes`
-    rankings (or an adjudication). Needs the dimensions prompt_following,
-    consistency and overall."""
-    dims = dataset.dimension_keys
+    """One target per candidate of every group of the rankings snapshot with at least
+    `min_votes` votes (an adjudication is one vote that stands alone). Needs the dimensions
+    prompt_following, consistency and overall."""
+    manifest = read_manifest(Path(snapshot))
+    dims = manifest.get("dimensions") or []
     missing = [d for d in NEEDED if d not in dims]
     if missing:
-        raise ValueError(f"dataset {dataset.name!r} lacks dimension(s) {', '.join(missing)}")
-    groups = Group.objects.filter(dataset=dataset, is_gold=False).order_by("pk")
-    for group in groups.prefetch_related("candidates").iterator(chunk_size=500):
-        adjudication = Adjudication.objects.filter(group=group).first()
-        if adjudication is not None:
-            votes = [(adjudication.tiers, adjudication.unusable)]
-        else:
-            votes = list(
-                Ranking.objects.filter(group=group, repeat=False).values_list("tiers", "unusable")
-            )
+        raise ValueError(
+            f"snapshot of dataset {manifest.get('dataset')!r} lacks dimension(s) "
+            f"{', '.join(missing)}"
+        )
+    yield from group_targets(
+        read_rankings(Path(snapshot)), score_range=score_range, min_votes=min_votes
+    )
+
+
+def group_targets(
+    groups: Iterable[RankedGroup], *, score_range: int = 25, min_votes: int = 1
+) -> Iterator[Target]:
+    for group in groups:
+        votes = group.votes
         if len(votes) < min_votes or not votes:
             continue
         per_dim = {
-            dim: [_vote_scores(t[dim], u.get(dim) or [], score_range) for t, u in votes]
+            dim: [_vote_scores(v.tiers[dim], v.unusable.get(dim) or [], score_range) for v in votes]
             for dim in NEEDED
         }
-        for candidate in group.candidates.all():
-            key = candidate.external_id
+        for key, image in group.candidates:
             score = {
                 dim: round(sum(v[key] for v in per_dim[dim]) / len(per_dim[dim])) for dim in NEEDED
             }
             yield Target(
-                group=group.external_id,
+                group=group.group_id,
                 candidate=key,
                 instruction=group.instruction,
                 source=group.source,
-                image=candidate.image,
+                image=image,
                 sc=(score["prompt_following"], score["consistency"]),
                 pq=(score["overall"], score["overall"]),
             )
