@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404
 from accounts.models import User
 from accounts.permissions import is_researcher
 from annotation.models import Dataset, DatasetReport, Group, Ranking, Review, Snapshot
+from config.ids import parse_id
 
 
 def datasets_visible_to(user) -> QuerySet[Dataset]:
@@ -229,3 +230,23 @@ def snapshot_with_hash(*, kind: str, sha256: str) -> Snapshot | None:
 
 def snapshot_get(*, pk: int, kind: str) -> Snapshot | None:
     return Snapshot.objects.filter(pk=pk, kind=kind).first()
+
+
+# --- for the other apps (they never import annotation's models)
+
+
+def dataset_list() -> QuerySet[Dataset]:
+    return Dataset.objects.all()
+
+
+def dataset_get(*, pk=None, name: str | None = None) -> Dataset | None:
+    """The dataset with this id (an int or its text) or name; None when there is none."""
+    if name is not None:
+        return Dataset.objects.filter(name=name).first()
+    pk = parse_id(pk)
+    return Dataset.objects.filter(pk=pk).first() if pk is not None else None
+
+
+def prompt_group_count(dataset: Dataset) -> int:
+    """Groups a rankings snapshot of the dataset holds (gold groups are quality checks)."""
+    return Group.objects.filter(dataset=dataset, is_gold=False).count()

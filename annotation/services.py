@@ -536,3 +536,29 @@ def rankings_snapshot(*, dataset_id: int | None = None, snapshot_id: int | None 
     if dataset is None:
         raise ValueError(f"there is no dataset with id {dataset_id}")
     return snapshot_rankings(dataset, user=user)
+
+
+def _free_dataset_name(base: str) -> str:
+    name, n = base[:100], 2
+    while Dataset.objects.filter(name=name).exists():
+        suffix = f"-{n}"
+        name, n = base[: 100 - len(suffix)] + suffix, n + 1
+    return name
+
+
+def dataset_create_from_images(
+    *, name: str, groups: list[dict], overlap: int = 3, annotators=()
+) -> Dataset:
+    """A dataset of images already in the media storage (what other apps send to annotation,
+    e.g. an RL run's samples), named `name` or `name-2`, `name-3`... when taken. Each group:
+    {"external_id", "instruction", "task_type", "source", "source_thumb", "meta",
+    "candidates": [{"external_id", "editor", "image", "thumb", "meta"}]}."""
+    with transaction.atomic():
+        dataset = Dataset.objects.create(name=_free_dataset_name(name), overlap=overlap)
+        dataset.annotators.add(*annotators)
+        for spec in groups:
+            spec = dict(spec)
+            candidates = spec.pop("candidates")
+            group = Group.objects.create(dataset=dataset, **spec)
+            Candidate.objects.bulk_create(Candidate(group=group, **c) for c in candidates)
+    return dataset

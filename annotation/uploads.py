@@ -9,7 +9,6 @@ from django.conf import settings
 
 from annotation.jobs import uploads_dir
 from annotation.manifest import MANIFEST
-from jobs.models import Job
 from jobs.services import job_enqueue
 
 
@@ -27,8 +26,8 @@ class UploadNotStored(UploadRefused):
     status = 507  # Insufficient Storage
 
 
-def import_upload_enqueue(*, upload, dataset: str, overlap: int | None, user) -> Job:
-    """Store the upload under MEDIA_ROOT/_uploads and queue its import. Raises UploadRefused
+def import_upload_enqueue(*, upload, dataset: str, overlap: int | None, user):
+    """Store the upload under MEDIA_ROOT/_uploads and queue its import (returns the job). Raises UploadRefused
     (nothing stored) when it is not a zip with a manifest.jsonl at its top."""
     if upload is None:
         raise UploadRefused("no file: send the .zip in the 'file' field")

@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 
 from benchmark.ml.metric import DIMENSIONS, TASK_GROUPS
-from benchmark.models import BenchmarkRun
+from benchmark.models import BenchmarkDataset, BenchmarkRun
 from config.ids import parse_id
 
 PUBLISHED = Path(__file__).resolve().parent / "data" / "published_editreward_bench.json"
@@ -149,3 +149,21 @@ def _overall(a: dict, b: dict) -> list[dict]:
         x, y = a["overall"].get(dim), b["overall"].get(dim)
         cells.append({"a": x, "b": y, "diff": (y - x) if x is not None and y is not None else None})
     return [{"name": "headline", "cells": cells}]
+
+
+# --- for the other apps (they never import the benchmark's models)
+
+
+def benchmark_dataset_list():
+    return BenchmarkDataset.objects.all()
+
+
+def benchmark_dataset_get(*, pk=None, name: str | None = None) -> BenchmarkDataset | None:
+    if name is not None:
+        return BenchmarkDataset.objects.filter(name=name).first()
+    pk = parse_id(pk)
+    return BenchmarkDataset.objects.filter(pk=pk).first() if pk is not None else None
+
+
+def run_with_label(*, dataset: BenchmarkDataset, label: str) -> BenchmarkRun | None:
+    return BenchmarkRun.objects.filter(dataset=dataset, label=label).first()

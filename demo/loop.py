@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +65,16 @@ def demo_dir() -> Path:
 def import_dataset(scale: Scale, annotators=(), name: str = DATASET):
     """The EditWorld bundle (written once under var/demo) imported as an annotation dataset."""
     from annotation.importer import import_groups
-    from annotation.models import Dataset
+    from annotation.selectors import dataset_get
     from editworld.dataset import write_bundle
 
     bundle = demo_dir() / f"bundle-{name}"
     if not (bundle / "manifest.jsonl").is_file():
         write_bundle(bundle, groups=scale.groups, candidates=scale.candidates,
                      size=scale.image_size, seed=scale.seed)  # fmt: skip
-    if not Dataset.objects.filter(name=name).exists():
+    if dataset_get(name=name) is None:
         import_groups(bundle, dataset_name=name, overlap=scale.overlap)
-    dataset = Dataset.objects.get(name=name)
+    dataset = dataset_get(name=name)
     dataset.annotators.add(*annotators)
     return dataset, bundle
 
@@ -122,15 +121,15 @@ def benchmark_dataset(dataset, name: str = BENCHMARK):
     from annotation.exports import export_benchmark
     from annotation.stats.consensus import Policy
     from benchmark.importer import import_benchmark
-    from benchmark.models import BenchmarkDataset
+    from benchmark.selectors import benchmark_dataset_get
 
-    existing = BenchmarkDataset.objects.filter(name=name).first()
+    existing = benchmark_dataset_get(name=name)
     if existing is not None:
         return existing
     out = demo_dir() / f"snapshot-{name}"
     snapshot = export_benchmark(dataset, Policy.named("majority"), out, name=name)
     import_benchmark(snapshot.path, name=name)
-    return BenchmarkDataset.objects.get(name=name)
+    return benchmark_dataset_get(name=name)
 
 
 def oracle_scores(bundle: Path) -> str:
@@ -146,12 +145,12 @@ def oracle_scores(bundle: Path) -> str:
 
 def queue_benchmark_runs(bench, scorers: dict[str, dict], user=None) -> dict:
     """{label: run}; a label already run on this benchmark is not queued again."""
-    from benchmark.models import BenchmarkRun
     from benchmark.runs import run_enqueue
+    from benchmark.selectors import run_with_label
 
     runs = {}
     for label, spec in scorers.items():
-        run = BenchmarkRun.objects.filter(dataset=bench, label=label).first()
+        run = run_with_label(dataset=bench, label=label)
         runs[label] = run or run_enqueue(dataset=bench, scorer=spec, label=label, user=user)
     return runs
 
@@ -182,9 +181,9 @@ def tiny_editscore() -> Path:
 
 def queue_finetune(dataset, bench, base: Path, scale: Scale, user=None, name="editscore-demo"):
     from rewardmodel.jobs import finetune_enqueue
-    from rewardmodel.models import RewardModel
+    from rewardmodel.selectors import model_by_name
 
-    existing = RewardModel.objects.filter(name=name).first()
+    existing = model_by_name(name)
     if existing is not None:
         return existing
     # The tiny model learns only with a high rate on every linear layer (see issue 6 notes).
@@ -198,11 +197,11 @@ def queue_finetune(dataset, bench, base: Path, scale: Scale, user=None, name="ed
 
 
 def wait_for_job(job_id: int, timeout: float, poll: float = 1.0) -> str:
-    from jobs.models import Job
+    from jobs.selectors import job_status
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = Job.objects.values_list("status", flat=True).get(pk=job_id)
+        status = job_status(job_id)
         if status in ("succeeded", "failed", "cancelled"):
             return status
         time.sleep(poll)
@@ -258,9 +257,9 @@ def rl_prompts_file(scale: Scale) -> str:
 def queue_rl(policy: Path, reward_model, scale: Scale, user=None, name="editworld-rl"):
     """A short RL run of the tiny editor with the reward model, on EditWorld prompts."""
     from rltraining.jobs import rl_enqueue
-    from rltraining.models import RLRun
+    from rltraining.selectors import run_by_name
 
-    existing = RLRun.objects.filter(name=name).first()
+    existing = run_by_name(name)
     if existing is not None:
         return existing
     reward = {"kind": "editscore", "base": reward_model.base, "k": 1}
@@ -269,11 +268,8 @@ def queue_rl(policy: Path, reward_model, scale: Scale, user=None, name="editworl
     training = {"rounds": scale.rl_rounds, "num_steps": 8, "group_size": scale.rl_group,
                 "prompts_per_round": 2, "micro_batch": scale.rl_group, "train_steps": 4,
                 "eval_every": 1, "checkpoint_every": 1, "learning_rate": 1e-3}  # fmt: skip
-    with transaction.atomic():
-        run = rl_enqueue(config={
-            "run_name": name, "policy": str(policy), "reward": reward,
-            "prompts_file": rl_prompts_file(scale), "eval_prompts": scale.eval_prompts,
-            "policy_options": {"lora_r": 8}, "training": training,
-        }, user=user)  # fmt: skip
-        RLRun.objects.filter(pk=run.pk).update(reward_model=reward_model)
-    return run
+    return rl_enqueue(config={
+        "run_name": name, "policy": str(policy), "reward": reward,
+        "prompts_file": rl_prompts_file(scale), "eval_prompts": scale.eval_prompts,
+        "policy_options": {"lora_r": 8}, "training": training,
+    }, user=user, reward_model=reward_model)  # fmt: skip

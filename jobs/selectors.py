@@ -26,3 +26,7 @@ def job_metric_series(*, job: Job) -> dict[str, list[tuple[int, float]]]:
 
 def job_metric_charts(*, job: Job) -> list[Chart]:
     return [line_chart(name, points) for name, points in sorted(job_metric_series(job=job).items())]
+
+
+def job_status(job_id: int) -> str:
+    return Job.objects.values_list("status", flat=True).get(pk=job_id)

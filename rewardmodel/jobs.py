@@ -114,8 +114,8 @@ def training_snapshot(cfg: FinetuneJobConfig, *, user=None):
 
 def run_finetune(ctx) -> dict:
     from benchmark.ml.scorers import Candidate
-    from benchmark.models import BenchmarkDataset
     from benchmark.runs import build_scorer, run_enqueue
+    from benchmark.selectors import benchmark_dataset_get
     from rewardmodel.ml.finetune import FinetuneConfig, examples_for_candidate, finetune
     from rewardmodel.ml.targets import curated_reasoning, training_targets
     from rewardmodel.models import RewardModel
@@ -192,7 +192,9 @@ def run_finetune(ctx) -> dict:
     if teacher is not None:
         summary["teacher_reasoning_kept"] = kept  # groups judged; groups whose SC/PQ kept
     if cfg.benchmark_dataset_id is not None:
-        bench = BenchmarkDataset.objects.get(pk=cfg.benchmark_dataset_id)
+        bench = benchmark_dataset_get(pk=cfg.benchmark_dataset_id)
+        if bench is None:
+            raise ValueError(f"there is no benchmark dataset with id {cfg.benchmark_dataset_id}")
         run = run_enqueue(
             dataset=bench, scorer=model.scorer_spec(cfg.benchmark_k), label=model.name,
             user=model.created_by,

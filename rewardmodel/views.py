@@ -8,9 +8,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.permissions import researcher_required
-from annotation.models import Dataset
+from annotation.selectors import dataset_list
 from benchmark.ml.scorers import parse_spec
-from benchmark.models import BenchmarkDataset
+from benchmark.selectors import benchmark_dataset_list
 from jobs.registry import InvalidJobConfig
 from rewardmodel.jobs import PAPER_DEFAULTS, TUNABLE, finetune_enqueue
 from rewardmodel.models import RewardModel
@@ -20,8 +20,8 @@ from rewardmodel.services import RegistrationRefused, model_register
 def _context(**extra) -> dict:
     return {
         "models": RewardModel.objects.select_related("job")[:200],
-        "datasets": Dataset.objects.all(),
-        "benchmarks": BenchmarkDataset.objects.all(),
+        "datasets": dataset_list(),
+        "benchmarks": benchmark_dataset_list(),
         "defaults": PAPER_DEFAULTS,
         **extra,
     }

@@ -10,8 +10,7 @@ import dataclasses
 import json
 import math
 
-from config.ids import parse_id
-from rewardmodel.models import RewardModel
+from rewardmodel.selectors import ready_model_get, ready_models
 from rltraining.ml.trainer import RLConfig
 
 SKIPPED = ("adam_betas",)  # not a scalar: the trainer's default stands
@@ -118,9 +117,9 @@ def parse_policy_options(post) -> dict:
     return options
 
 
-def reward_choices() -> tuple[list[RewardModel], str]:
+def reward_choices() -> tuple[list, str]:
     """(the ready reward models, the form's default reward choice: the promoted model)."""
-    models = list(RewardModel.objects.filter(status=RewardModel.Status.READY))
+    models = ready_models()
     promoted = next((m for m in models if m.promoted), None)
     return models, (f"model:{promoted.pk}" if promoted else "brightness")
 
@@ -136,16 +135,12 @@ def _colour(text: str) -> list[int]:
     return rgb
 
 
-def parse_reward(post) -> tuple[dict, RewardModel | None]:
+def parse_reward(post) -> tuple[dict, object | None]:
     """(the reward spec, the RewardModel it came from, if any)."""
     choice = post.get("reward", "").strip()
     if choice.startswith("model:"):
         pk = choice.removeprefix("model:")
-        model = (
-            RewardModel.objects.filter(pk=parse_id(pk), status=RewardModel.Status.READY).first()
-            if parse_id(pk) is not None
-            else None
-        )
+        model = ready_model_get(pk)
         if model is None:
             raise ValueError("unknown reward model: choose a ready one from the list")
         k = parse_int(post, "k", 1, minimum=1)

@@ -267,8 +267,9 @@ def _train_torchrun(cfg, config, train_rows, held_out, samples, out, on_step, ct
     return {**final, "history": history}
 
 
-def rl_enqueue(*, config: dict, user=None):
-    """Reserve the run name and queue the job; InvalidJobConfig names the problem."""
+def rl_enqueue(*, config: dict, user=None, reward_model=None):
+    """Reserve the run name and queue the job; InvalidJobConfig names the problem.
+    `reward_model`: the registered model the reward spec was made from (its lineage)."""
     from django.db import transaction
 
     from jobs.registry import InvalidJobConfig
@@ -288,6 +289,7 @@ def rl_enqueue(*, config: dict, user=None):
         return RLRun.objects.create(
             name=clean["run_name"], job=job, policy=clean["policy"], reward=clean["reward"],
             dataset_id=clean["dataset_id"], prompts_file=clean["prompts_file"], created_by=user,
+            reward_model=reward_model,
         )  # fmt: skip
 
 

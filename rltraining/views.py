@@ -13,7 +13,6 @@ from django.contrib import messages
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
-from django.db import transaction
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -22,12 +21,11 @@ from django_htmx.http import HttpResponseStopPolling
 
 from accounts.models import User
 from accounts.permissions import researcher_required
-from annotation.models import Dataset, Group
+from annotation.selectors import dataset_get, dataset_list, prompt_group_count
 from config.ids import parse_id
 from jobs.charts import line_chart
-from jobs.models import Job
 from jobs.registry import InvalidJobConfig
-from jobs.selectors import job_metric_series
+from jobs.selectors import job_list, job_metric_series
 from rltraining import forms
 from rltraining.jobs import RUN_NAME, best_of_n_enqueue, rl_enqueue
 from rltraining.ml.trainer import RLConfig
@@ -66,7 +64,7 @@ def _list_context(post=None, **extra) -> dict:
     form = post if post is not None else {}
     return {
         "runs": runs,
-        "datasets": Dataset.objects.all(),
+        "datasets": dataset_list(),
         "reward_models": [
             (f"model:{m.pk}", f"{m.name}{' (default)' if m.promoted else ''}") for m in models
         ],
@@ -139,10 +137,7 @@ def _launch(request, limit: _PromptsLimit):
         if upload is not None:
             stored = _store_prompts(upload)
             config["prompts_file"] = stored[0]
-        with transaction.atomic():
-            run = rl_enqueue(config=config, user=request.user)
-            if model is not None:
-                RLRun.objects.filter(pk=run.pk).update(reward_model=model)
+        run = rl_enqueue(config=config, user=request.user, reward_model=model)
     except (InvalidJobConfig, ValueError) as exc:
         if stored and stored[1]:
             default_storage.delete(stored[0])  # created for this launch only
@@ -180,14 +175,10 @@ def _launch_config(request) -> tuple[dict, object, bytes | None]:
         split_held_out(rows, eval_prompts, seed)  # enough prompts to hold some out
         dataset = None
     else:
-        dataset = (
-            Dataset.objects.filter(pk=parse_id(dataset_id)).first()
-            if parse_id(dataset_id) is not None
-            else None
-        )
+        dataset = dataset_get(pk=dataset_id)
         if dataset is None:
             raise ValueError("prompts: unknown dataset")
-        count = Group.objects.filter(dataset=dataset, is_gold=False).count()
+        count = prompt_group_count(dataset)
         split_held_out(list(range(count)), eval_prompts, seed)
     config = {
         "run_name": name,
@@ -214,7 +205,7 @@ def _store_prompts(data: bytes) -> tuple[str, bool]:
 # ------------------------------------------------------------------ a run
 
 
-def _charts(job: Job) -> list:
+def _charts(job) -> list:
     series = job_metric_series(job=job)
     tasks = sorted(n for n in series if n.startswith("reward_mean/"))
     rest = sorted(n for n in series if n not in CURVES and n not in tasks)
@@ -279,7 +270,7 @@ def _detail_context(run: RLRun, **extra) -> dict:
         "reward_text": reward_label(run),
         "gallery": _gallery(run, context["eval_rounds"], None),
         "best_of_n": _best_of_n(run),
-        "best_of_n_jobs": Job.objects.filter(kind=BEST_OF_N_KIND, config__run_id=run.pk),
+        "best_of_n_jobs": job_list(kind=BEST_OF_N_KIND).filter(config__run_id=run.pk),
         "annotators": User.objects.filter(is_active=True).order_by("username"),
         **extra,
     })  # fmt: skip

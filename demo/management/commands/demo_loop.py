@@ -25,7 +25,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, url: str, groups: int, job_timeout: float, **options):
         from accounts.models import User
-        from rewardmodel.models import RewardModel
 
         # The tiny models it builds train beside the worker's jobs: one thread each, or the
         # processes fight over the cores (set before torch is first imported).
@@ -59,7 +58,7 @@ class Command(BaseCommand):
         step("tiny EditWorld editor trained (cached)", folder=str(editor))
         outcome = demo.wait_for_job(model.job_id, job_timeout) if model.job_id else "succeeded"
         model.refresh_from_db()
-        if outcome != "succeeded" or model.status != RewardModel.Status.READY:
+        if outcome != "succeeded" or model.status != "ready":
             raise CommandError(f"the reward-model fine-tune ended {outcome}; see /jobs/")
         model.promote()
         step("reward model fine-tuned, benchmarked and promoted", model=model.name)

@@ -2,9 +2,9 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.models import Dataset
+from annotation.selectors import dataset_get
 from benchmark.ml.scorers import parse_spec
-from benchmark.models import BenchmarkDataset
+from benchmark.selectors import benchmark_dataset_get
 from jobs.registry import InvalidJobConfig
 from jobs.runner import run_job
 from rewardmodel.jobs import TUNABLE, finetune_enqueue
@@ -45,12 +45,12 @@ class Command(BaseCommand):
         parser.add_argument("--inline", action="store_true", help="train in this process")
 
     def handle(self, *args, **o):
-        dataset = Dataset.objects.filter(name=o["dataset"]).first()
+        dataset = dataset_get(name=o["dataset"])
         if dataset is None:
             raise CommandError(f"no dataset named {o['dataset']!r}")
         bench = None
         if o["benchmark"]:
-            bench = BenchmarkDataset.objects.filter(name=o["benchmark"]).first()
+            bench = benchmark_dataset_get(name=o["benchmark"])
             if bench is None:
                 raise CommandError(f"no benchmark dataset named {o['benchmark']!r}")
         config = {
