@@ -11,6 +11,9 @@ COPY annotation annotation
 COPY benchmark benchmark
 COPY rewardmodel rewardmodel
 COPY rltraining rltraining
+COPY media media
+COPY editworld editworld
+COPY demo demo
 COPY templates templates
 COPY static static
 COPY manage.py ./

@@ -21,7 +21,7 @@ from annotation.models import Adjudication, Candidate, Dataset, Group, Ranking, 
 from annotation.quality import ConsensusPair, consensus_pairs
 from annotation.stats.consensus import Policy
 from benchmark.ml.snapshot import ImageRef, PairRow, write_snapshot
-from config.storage import read_stored
+from media.storage import read_stored
 
 
 def snapshots_dir() -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,14 +19,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
 from annotation.constants import DEFAULT_DIMENSIONS
-from annotation.images import BadImage, check_image
 from annotation.manifest import Bundle, GroupSpec, ImportRefused, LineError, parse_manifest
 from annotation.models import Candidate, Dataset, Group
+from media.images import BadImage, check_image
+from media.storage import ContentStore, StorageFailed, StoredImage, store_checked
 
 
 @dataclass
@@ -44,84 +42,8 @@ class ImportSummary:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class StoredImage:
-    name: str
-    thumb: str
-
-
-# Writes of one stored name are serialised: two paths of a bundle with the same content (a
-# candidate identical to its source) hash to the same name, and the pool's threads would
-# otherwise check, delete and write it at once. Striped, so the set of locks stays bounded.
-_NAME_LOCKS = tuple(threading.Lock() for _ in range(64))
-
-
-class StorageFailed(OSError):
-    """The media storage refused a write (a full disk, a read-only or unwritable folder).
-    Not the bundle's fault: the import stops at the first one."""
-
-    def __init__(self, name: str, cause: OSError):
-        self.name = name
-        self.cause = cause
-        reason = cause.strerror or str(cause) or type(cause).__name__
-        super().__init__(cause.errno, f"cannot write {name!r} to the media storage: {reason}")
-
-
-class _Store:
-    """Content-addressed writes that can be undone."""
-
-    def __init__(self):
-        self.created: list[str] = []
-        self._lock = threading.Lock()
-
-    def put(self, name: str, data: bytes) -> str:
-        with _NAME_LOCKS[hash(name) % len(_NAME_LOCKS)]:
-            try:
-                if default_storage.exists(name):
-                    if default_storage.size(name) == len(data):
-                        return name
-                    # A worker killed mid-write left a truncated file under this hash.
-                    default_storage.delete(name)
-            except OSError as exc:
-                raise StorageFailed(name, exc) from exc
-            try:
-                saved = default_storage.save(name, ContentFile(data))
-            except OSError as exc:
-                # A disk that fills up mid-file leaves the part written: the name did
-                # not exist a moment ago (under this lock), so what is there is ours.
-                _delete_quietly(name)
-                raise StorageFailed(name, exc) from exc
-        with self._lock:
-            self.created.append(saved)
-        return saved
-
-    def undo(self) -> None:
-        for name in self.created:
-            _delete_quietly(name)
-
-
-def _delete_quietly(name: str) -> None:
-    try:
-        default_storage.delete(name)
-    except OSError:  # undo goes on: every other file of the import still goes
-        pass
-
-
-def _store_image(bundle: Bundle, rel: str, store: _Store) -> StoredImage:
-    return _put_checked(check_image(bundle.read(rel), rel), store)
-
-
-def store_image(data: bytes, label: str) -> StoredImage:
-    """Check one image (BadImage names `label`) and store it with its thumbnail under its
-    content hash, as imports do: for images a job produces (RL samples)."""
-    return _put_checked(check_image(data, label), _Store())
-
-
-def _put_checked(checked, store: _Store) -> StoredImage:
-    digest = checked.sha256
-    name = store.put(f"images/{digest[:2]}/{digest}.{checked.extension}", checked.data)
-    thumb = store.put(f"thumbs/{digest[:2]}/{digest}.jpg", checked.thumb_jpeg)
-    return StoredImage(name=name, thumb=thumb)
+def _store_image(bundle: Bundle, rel: str, store: ContentStore) -> StoredImage:
+    return store_checked(check_image(bundle.read(rel), rel), store)
 
 
 def import_groups(
@@ -138,7 +60,7 @@ def import_groups(
     if overlap is not None and overlap < 1:
         raise ImportRefused([LineError(0, f"--overlap must be at least 1, not {overlap}")])
     bundle = Bundle(path)
-    store = _Store()
+    store = ContentStore()
     try:
         with _import_lock():
             return _import_locked(bundle, store, dataset_name, overlap, workers, started, progress)

@@ -16,7 +16,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from annotation.constants import MAX_CANDIDATES, MAX_IMAGE_BYTES, MIN_CANDIDATES
+from annotation.constants import MAX_CANDIDATES, MIN_CANDIDATES
+from media.images import MAX_IMAGE_BYTES
 
 MANIFEST = "manifest.jsonl"
 MAX_MANIFEST_BYTES = 200 * 1024 * 1024

@@ -11,8 +11,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import transaction
 from PIL import Image
 
@@ -20,6 +18,7 @@ from annotation.selectors import snapshot_with_hash
 from benchmark.ml.bench_data import DatasetInvalid, detect, read_rows, validate
 from benchmark.ml.scorers import Candidate
 from benchmark.models import BenchmarkCandidate, BenchmarkDataset, BenchmarkPair
+from media.storage import ContentStore
 
 
 class ImportRefused(Exception):
@@ -47,30 +46,27 @@ class ImportSummary:
         return asdict(self)
 
 
-class _Store:
-    """Content-addressed image files; remembers what it created to undo it."""
+class _Images:
+    """The benchmark's images, stored as they are (the published bytes are what a scorer must
+    see) under content-addressed names, through the shared media store (undone on failure)."""
 
     def __init__(self):
         self.names: dict[str, str] = {}  # sha256 -> storage name
-        self.created: list[str] = []
+        self.store = ContentStore()
+        self.created = self.store.created
 
     def put(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
-        if digest in self.names:
-            return self.names[digest]
-        with Image.open(io.BytesIO(data)) as image:
-            extension = (image.format or "bin").lower().replace("jpeg", "jpg")
-        name = f"benchmark/{digest[:2]}/{digest}.{extension}"
-        if not default_storage.exists(name):
-            saved = default_storage.save(name, ContentFile(data))
-            self.created.append(saved)
-            name = saved
-        self.names[digest] = name
-        return name
+        if digest not in self.names:
+            with Image.open(io.BytesIO(data)) as image:
+                extension = (image.format or "bin").lower().replace("jpeg", "jpg")
+            self.names[digest] = self.store.put(
+                f"benchmark/{digest[:2]}/{digest}.{extension}", data
+            )
+        return self.names[digest]
 
     def undo(self) -> None:
-        for name in self.created:
-            default_storage.delete(name)
+        self.store.undo()
 
 
 def import_benchmark(
@@ -87,7 +83,7 @@ def import_benchmark(
         source, _ = validate(path, split)
     except DatasetInvalid as invalid:
         raise ImportRefused(invalid.errors) from None
-    store = _Store()
+    store = _Images()
     try:
         with transaction.atomic():
             dataset = BenchmarkDataset.objects.create(

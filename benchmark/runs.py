@@ -25,8 +25,8 @@ from benchmark.models import (
     BenchmarkRun,
     ScoreCache,
 )
-from config.storage import read_stored
 from jobs.services import job_enqueue
+from media.storage import read_stored
 
 GPU_SCORERS = ("editscore",)
 SCORE_KEYS = ("prompt_following", "consistency", "perceptual_quality", "overall")

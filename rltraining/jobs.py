@@ -105,7 +105,7 @@ def run_prompt_rows(run, cfg: RLJobConfig, seed: int):
     """(training rows, held-out rows) of a run. A dataset's prompts are read from a rankings
     snapshot taken when the run first starts and recorded on it, so a resumed run and its
     Best-of-N jobs see exactly the same prompts whatever happens to the dataset."""
-    from config.storage import read_stored
+    from media.storage import read_stored
     from rltraining.models import RLRun
     from rltraining.prompts import parse_prompt_file, snapshot_prompt_rows, split_held_out
 
@@ -126,7 +126,7 @@ class _Samples:
     evaluates a round again overwrites its rows)."""
 
     def __init__(self, run, held_out):
-        from annotation.importer import store_image
+        from media.storage import store_image
 
         self.run, self.held_out = run, held_out
         self.sources = [store_image(row.source, f"prompt {row.key}") for row in held_out]
@@ -134,7 +134,7 @@ class _Samples:
     def save(self, round_index, images, rewards, kind="eval", slots=None, best=None):
         """`slots`: (prompt index, sample index) of each image; by default image i is
         prompt i's only sample. `best`: {prompt index: the sample index picked}."""
-        from annotation.importer import store_image
+        from media.storage import store_image
         from rltraining.models import RLSample
 
         slots = slots or [(i, 0) for i in range(len(images))]

@@ -15,10 +15,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotation.constants import MAX_IMAGE_BYTES
-from annotation.images import BadImage, check_image
 from annotation.manifest import load_json_line
 from annotation.ml.rankings import read_rankings
+from media.images import MAX_IMAGE_BYTES, BadImage, check_image
 
 MAX_INSTRUCTION_CHARS = 5000  # as an imported group's
 # A line holds one base64 image of at most MAX_IMAGE_BYTES (4/3 of it in base64) and a little text.

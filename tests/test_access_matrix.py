@@ -30,13 +30,13 @@ from rest_framework.authtoken.models import Token
 
 from accounts.models import Role
 from accounts.services import user_api_token
-from annotation.importer import store_image
 from annotation.models import Adjudication, Assignment, Candidate, Dataset, Group, Ranking, Review
 from annotation.quality import report_refresh
 from annotation.services import ranking_submit
 from benchmark.models import BenchmarkDataset, BenchmarkRun
 from benchmark.runs import run_enqueue
 from jobs.models import Job, WorkerHeartbeat
+from media.storage import store_image
 from rewardmodel.models import RewardModel
 from rltraining.jobs import rl_enqueue
 from rltraining.models import RLRun, RLSample

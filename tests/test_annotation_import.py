@@ -206,7 +206,7 @@ def test_metadata_that_could_name_the_editor_is_stripped(db, tmp_path):
 
     from PIL import PngImagePlugin
 
-    from annotation.images import check_image
+    from media.images import check_image
 
     image = Image.new("RGB", (40, 30), (200, 10, 10))
     info = PngImagePlugin.PngInfo()

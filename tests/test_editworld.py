@@ -333,7 +333,7 @@ def test_truth_by_image_hash_recognises_candidates_by_their_pixels(bundle):
     line = json.loads((bundle / "manifest.jsonl").read_text().splitlines()[0])
     cand = line["candidates"][0]
     # what the importer stores and the API serves: the same pixels, without the metadata
-    from annotation.images import check_image
+    from media.images import check_image
 
     served = check_image((bundle / cand["image"]).read_bytes(), "x").data
     assert lookup[pixel_hash(served)] == truth[cand["id"]]

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from accounts.models import Role
-from annotation.importer import store_image
+from media.storage import store_image
 from rltraining.jobs import rl_enqueue
 from rltraining.models import RLSample
 from tests.annotation_fixtures import make_dataset

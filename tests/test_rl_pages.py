@@ -11,9 +11,9 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from annotation.importer import store_image
 from annotation.models import Candidate, Dataset
 from jobs.models import Job, JobMetric, JobStatus
+from media.storage import store_image
 from rewardmodel.models import RewardModel
 from rltraining.forms import form_hyperparameters
 from rltraining.jobs import rl_enqueue

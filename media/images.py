@@ -1,4 +1,4 @@
-"""Checking and thumbnailing one uploaded image (Pillow only, no Django)."""
+"""Checking and thumbnailing one image before it is stored (Pillow only, no Django)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from annotation.constants import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
-
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_IMAGE_BYTES = 25 * 1024 * 1024
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 ORIENTATION_TAG = 0x0112
 THUMB_SIZE = 256  # longest side of a thumbnail: 256 to 320 px
