@@ -14,6 +14,7 @@ COPY rltraining rltraining
 COPY media media
 COPY editworld editworld
 COPY demo demo
+COPY lineage lineage
 COPY templates templates
 COPY static static
 COPY manage.py ./

@@ -250,3 +250,11 @@ def dataset_get(*, pk=None, name: str | None = None) -> Dataset | None:
 def prompt_group_count(dataset: Dataset) -> int:
     """Groups a rankings snapshot of the dataset holds (gold groups are quality checks)."""
     return Group.objects.filter(dataset=dataset, is_gold=False).count()
+
+
+def snapshot_get_any(pk: int) -> Snapshot | None:
+    return Snapshot.objects.select_related("dataset").filter(pk=pk).first()
+
+
+def snapshots_of_dataset(dataset_id: int) -> list[Snapshot]:
+    return list(Snapshot.objects.filter(dataset_id=dataset_id).order_by("created_at", "pk"))

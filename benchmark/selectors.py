@@ -167,3 +167,24 @@ def benchmark_dataset_get(*, pk=None, name: str | None = None) -> BenchmarkDatas
 
 def run_with_label(*, dataset: BenchmarkDataset, label: str) -> BenchmarkRun | None:
     return BenchmarkRun.objects.filter(dataset=dataset, label=label).first()
+
+
+def benchmark_datasets_of_snapshot(snapshot_id: int) -> list[BenchmarkDataset]:
+    return list(BenchmarkDataset.objects.filter(snapshot_id=snapshot_id).order_by("pk"))
+
+
+def runs_of_benchmark_dataset(dataset_id: int) -> list[BenchmarkRun]:
+    return list(BenchmarkRun.objects.filter(dataset_id=dataset_id).order_by("pk"))
+
+
+def runs_of_weights(*, base: str, adapter: str) -> list[BenchmarkRun]:
+    """The EditScore runs that scored with these weights (a base folder and its adapter)."""
+    runs = BenchmarkRun.objects.filter(scorer__kind="editscore", scorer__base=base)
+    runs = (
+        runs.filter(scorer__adapter=adapter) if adapter else runs.exclude(scorer__has_key="adapter")
+    )
+    return list(runs.order_by("pk"))
+
+
+def run_get(pk: int) -> BenchmarkRun | None:
+    return BenchmarkRun.objects.select_related("dataset", "job").filter(pk=pk).first()

@@ -108,7 +108,15 @@ def run_detail(request, run_id: int):
     return render(
         request,
         "benchmark/run_detail.html",
-        {"row": row, "tasks": tasks, "heat": heat, "dimensions": DIMENSIONS, "settings": settings},
+        {
+            "row": row,
+            "tasks": tasks,
+            "heat": heat,
+            "dimensions": DIMENSIONS,
+            "settings": settings,
+            # a run of this installation (not a published row), to a researcher
+            "lineage_pk": run_id if row.get("job") and is_researcher(request.user) else None,
+        },
     )
 
 

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "benchmark",
     "rewardmodel",
     "rltraining",
+    "lineage",
     "demo",
 ]
 

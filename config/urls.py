@@ -12,11 +12,13 @@ urlpatterns = [
     path("benchmark/", include("benchmark.urls")),
     path("reward-models/", include("rewardmodel.urls")),
     path("rl/", include("rltraining.urls")),
+    path("lineage/", include("lineage.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/", include("jobs.api_urls")),
     path("api/", include("accounts.api_urls")),
     path("api/", include("annotation.api_urls")),
     path("api/", include("benchmark.api_urls")),
+    path("api/", include("lineage.api_urls")),
     path("admin/", admin.site.urls),
 ]
 

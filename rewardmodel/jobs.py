@@ -116,6 +116,7 @@ def run_finetune(ctx) -> dict:
     from benchmark.ml.scorers import Candidate
     from benchmark.runs import build_scorer, run_enqueue
     from benchmark.selectors import benchmark_dataset_get
+    from media.digest import folder_sha256
     from rewardmodel.ml.finetune import FinetuneConfig, examples_for_candidate, finetune
     from rewardmodel.ml.targets import curated_reasoning, training_targets
     from rewardmodel.models import RewardModel
@@ -182,8 +183,9 @@ def run_finetune(ctx) -> dict:
         RewardModel.objects.filter(pk=model.pk).update(status=RewardModel.Status.FAILED)
         raise
     RewardModel.objects.filter(pk=model.pk).update(
-        adapter=result["adapter_path"], status=RewardModel.Status.READY
-    )
+        adapter=result["adapter_path"], status=RewardModel.Status.READY,
+        weights_sha256=folder_sha256(result["adapter_path"]),
+    )  # fmt: skip
     model.refresh_from_db()
     summary = {
         **result, "model": model.name, "examples": len(examples),

@@ -35,8 +35,13 @@ class RewardModel(models.Model):
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="reward_model"
     )
     snapshot = models.ForeignKey(
-        "annotation.Snapshot", null=True, blank=True, on_delete=models.SET_NULL
-    )
+        "annotation.Snapshot", null=True, blank=True, on_delete=models.SET_NULL,
+        help_text="the rankings snapshot it was fine-tuned on",
+    )  # fmt: skip
+    weights_sha256 = models.CharField(
+        max_length=64, blank=True,
+        help_text="sha256 of the adapter folder (media.digest.folder_sha256); blank: not hashed",
+    )  # fmt: skip
     promoted = models.BooleanField(
         default=False, help_text="the default for RL rewards and suggestions"
     )

@@ -19,3 +19,15 @@ def ready_model_get(pk) -> RewardModel | None:
 
 def model_by_name(name: str) -> RewardModel | None:
     return RewardModel.objects.filter(name=name).first()
+
+
+def model_get(pk: int) -> RewardModel | None:
+    return RewardModel.objects.select_related("job", "snapshot").filter(pk=pk).first()
+
+
+def models_of_snapshot(snapshot_id: int) -> list[RewardModel]:
+    return list(RewardModel.objects.filter(snapshot_id=snapshot_id).order_by("pk"))
+
+
+def models_of_weights(*, base: str, adapter: str) -> list[RewardModel]:
+    return list(RewardModel.objects.filter(base=base, adapter=adapter or "").order_by("pk"))

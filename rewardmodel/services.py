@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from media.digest import folder_sha256
 from rewardmodel.jobs import MODEL_NAME
 from rewardmodel.ml.prompts import PROMPT_SETS
 from rewardmodel.models import RewardModel
@@ -14,13 +15,20 @@ class RegistrationRefused(ValueError):
 
 
 def model_register(
-    *, name: str, base: str, adapter: str = "", prompt_set: str = "reference", user=None
+    *,
+    name: str,
+    base: str,
+    adapter: str = "",
+    prompt_set: str = "reference",
+    user=None,
+    hash_weights: bool = False,
 ) -> RewardModel:
     """A checkpoint folder holds config.json; an adapter folder adapter_config.json.
     ``prompt_set`` is the one the model was trained with (the released EditScore models: the
     authors' ``reference`` set).
     Weights are not loaded here (no torch in the web process): the first benchmark
-    run or fine-tune loads them."""
+    run or fine-tune loads them. ``hash_weights`` records the adapter's sha256 (it reads the
+    whole folder: the command does it, the web form does not)."""
     if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
         raise RegistrationRefused("name must be 1-100 letters, digits, '.', '_' or '-'")
     if RewardModel.objects.filter(name=name).exists():
@@ -37,4 +45,5 @@ def model_register(
         name=name, base=str(base_path.resolve()),
         adapter=str(adapter_path.resolve()) if adapter_path else "",
         origin=RewardModel.Origin.IMPORTED, created_by=user, prompt_set=prompt_set,
+        weights_sha256=folder_sha256(adapter_path) if hash_weights and adapter_path else "",
     )  # fmt: skip

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.permissions import researcher_required
 from annotation.selectors import dataset_list
+from benchmark.ml.metric import DIMENSIONS
 from benchmark.ml.scorers import parse_spec
-from benchmark.selectors import benchmark_dataset_list
+from benchmark.selectors import benchmark_dataset_list, run_row, runs_of_weights
 from jobs.registry import InvalidJobConfig
 from rewardmodel.jobs import PAPER_DEFAULTS, TUNABLE, finetune_enqueue
 from rewardmodel.models import RewardModel
@@ -25,6 +26,18 @@ def _context(**extra) -> dict:
         "defaults": PAPER_DEFAULTS,
         **extra,
     }
+
+
+@require_GET
+@researcher_required
+def model_detail(request, model_id: int):
+    """One model: where its weights are, what it learned from, how it scored, its lineage."""
+    model = get_object_or_404(RewardModel.objects.select_related("job", "snapshot"), pk=model_id)
+    runs = [run_row(run) for run in runs_of_weights(base=model.base, adapter=model.adapter)]
+    return render(
+        request, "rewardmodel/model_detail.html",
+        {"model": model, "runs": runs, "dimensions": DIMENSIONS},
+    )  # fmt: skip
 
 
 @require_http_methods(["GET", "POST"])

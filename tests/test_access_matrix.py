@@ -280,6 +280,7 @@ ROWS = [
     row("rewardmodel:list", "POST", R_POST,
         data=lambda w: {"action": "register", "name": "new", "base": str(w.checkpoint)},
         state=lambda w: RewardModel.objects.count()),
+    row("rewardmodel:detail", "GET", R_PAGE, lambda w: {"model_id": w.model.pk}),
     row("rewardmodel:promote", "POST", R_POST, lambda w: {"model_id": w.model.pk},
         state=lambda w: RewardModel.objects.get(pk=w.model.pk).promoted),
     # RL training
@@ -294,6 +295,9 @@ ROWS = [
         state=jobs),
     row("rltraining:sample-image", "GET", R_PAGE,
         lambda w: {"sample_id": w.sample.pk, "which": "thumb"}),
+    # lineage: researchers only, whatever the object
+    row("lineage", "GET", R_PAGE, lambda w: {"kind": "rl_run", "pk": w.rl_run.pk}),
+    row("api-lineage", "GET", R_API, lambda w: {"kind": "reward_model", "pk": w.model.pk}),
 ]  # fmt: skip
 
 

@@ -4,6 +4,8 @@ rankings over HTTP -> agreement (1.0 without noise) -> benchmark export -> score
 the reward model -> "send to annotation" -> the RL outputs served to an annotator. Jobs run through the job runner on the test database
 (the worker tests cover the broker)."""
 
+import json
+
 import pytest
 
 from accounts.models import Role
@@ -104,3 +106,29 @@ def test_the_whole_loop(live_server, transactional_db):
     status, served = api_call(live_server, token, "POST", f"/api/datasets/{review.pk}/next/", {})
     assert status == 200, served
     assert served["group"]["instruction"] and len(served["group"]["candidates"]) >= 2
+
+    # lineage: what made the RL run, with the hashes that pin it, in the graph and the API
+    from lineage.graph import lineage
+    from media.digest import folder_sha256
+
+    model.refresh_from_db()
+    snapshot = model.snapshot
+    graph = lineage("rl_run", run.pk)
+    assert {(e.source, e.target, e.relation) for e in graph.edges} == {
+        (f"dataset:{dataset.pk}", f"snapshot:{snapshot.pk}", "snapshot"),
+        (f"snapshot:{snapshot.pk}", f"reward_model:{model.pk}", "trained"),
+        (f"reward_model:{model.pk}", f"rl_run:{run.pk}", "reward of"),
+        (f"rl_run:{run.pk}", f"dataset:{review.pk}", "samples sent to"),
+    }
+    assert snapshot.kind == "rankings" and snapshot.dataset == dataset
+    assert graph.nodes[f"snapshot:{snapshot.pk}"].sha256 == snapshot.sha256
+    assert graph.nodes[f"reward_model:{model.pk}"].sha256 == folder_sha256(model.adapter)
+    # the model's own lineage reaches its benchmark run and the RL run it rewarded
+    downstream = {(e.source, e.target) for e in lineage("reward_model", model.pk).edges}
+    assert (f"reward_model:{model.pk}", f"benchmark_run:{scored.pk}") in downstream
+    assert (f"reward_model:{model.pk}", f"rl_run:{run.pk}") in downstream
+    researcher, _ = user_create_or_update(username="lineage-r", role=Role.RESEARCHER)
+    status, body = api_call(
+        live_server, user_api_token(user=researcher), "GET", f"/api/lineage/rl_run/{run.pk}/"
+    )
+    assert status == 200 and body == json.loads(json.dumps(graph.as_dict()))

@@ -138,7 +138,7 @@ def test_the_rl_engine_names_no_domain():
     assert named == {}
 
 
-PACKAGES = ("accounts", "annotation", "benchmark", "demo", "editworld", "jobs", "media", "rewardmodel",
+PACKAGES = ("accounts", "annotation", "benchmark", "demo", "editworld", "jobs", "lineage", "media", "rewardmodel",
             "rltraining")  # fmt: skip
 
 

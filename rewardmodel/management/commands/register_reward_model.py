@@ -20,9 +20,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, name, base, adapter, prompt_set, promote, **options):
         try:
-            model = model_register(name=name, base=base, adapter=adapter, prompt_set=prompt_set)
+            model = model_register(
+                name=name, base=base, adapter=adapter, prompt_set=prompt_set, hash_weights=True
+            )
         except RegistrationRefused as exc:
             raise CommandError(str(exc)) from None
         if promote:
             model.promote()
         self.stdout.write(f"registered {model.name}{' (promoted)' if promote else ''}")
+        if model.weights_sha256:
+            self.stdout.write(f"adapter sha256 {model.weights_sha256}")

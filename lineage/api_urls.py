@@ -1,0 +1,7 @@
+from django.urls import path
+
+from lineage import views
+
+urlpatterns = [
+    path("lineage/<str:kind>/<int:pk>/", views.LineageApi.as_view(), name="api-lineage"),
+]
