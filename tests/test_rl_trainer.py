@@ -12,10 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from mlcore.checkpoints import latest_checkpoint
 from rltraining.ml.policies import FluxKontextPolicy, QwenImageEditPolicy
 from rltraining.ml.rewards import brightness_reward
 from rltraining.ml.tiny import build_tiny_flux_kontext, build_tiny_qwen_image_edit
-from rltraining.ml.trainer import Prompt, RLConfig, latest_checkpoint, load_prompts, train
+from rltraining.ml.trainer import Prompt, RLConfig, load_prompts, train
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 REPO = Path(__file__).resolve().parents[1]

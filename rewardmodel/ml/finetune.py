@@ -93,15 +93,15 @@ import math
 import os
 import random
 import re
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlcore.checkpoints import checkpoints, load_rng, save_rng, set_seed, write_checkpoint
+from mlcore.distributed import Dist, load_optimizer, save_optimizer
 from rewardmodel.ml import prompts
-from rewardmodel.ml.distributed import Dist, load_optimizer, save_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,6 @@ NEUTRAL_REASONING_PQ = (
 
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("auto", "float32", "bfloat16")
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Fields that may change between a run and its resumption without changing what is trained.
 _RESUME_FREE = frozenset(
     {"output_dir", "checkpoint_every", "keep_checkpoints", "gradient_checkpointing"}
@@ -642,99 +641,18 @@ def _fingerprint(config: FinetuneConfig, n_examples: int) -> dict:
     return {"config": data, "examples": n_examples}
 
 
-def checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints of ``output_dir`` as (step, path), oldest first."""
-    root = Path(output_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        match = _CHECKPOINT.match(child.name)
-        if match and (child / "state.json").is_file():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
-
-
-def _rng_state() -> tuple[dict, dict]:
-    import numpy as np
-    import torch
-
-    tensors = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        tensors["cuda"] = torch.stack([s for s in torch.cuda.get_rng_state_all()])
-    version, internal, gauss = random.getstate()
-    np_state = np.random.get_state()
-    plain = {
-        "python": [version, list(internal), gauss],
-        "numpy": [np_state[0], np_state[1].tolist(), *[float(x) for x in np_state[2:]]],
-    }
-    return tensors, plain
-
-
-def _set_rng_state(tensors: dict, plain: dict) -> None:
-    import numpy as np
-    import torch
-
-    torch.set_rng_state(tensors["cpu"])
-    if "cuda" in tensors and torch.cuda.is_available():
-        states = list(tensors["cuda"])
-        if len(states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states)
-    version, internal, gauss = plain["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = plain["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), int(pos), int(has_gauss), cached))
-
-
-def _save_rng(folder: Path, rank: int) -> None:
-    from safetensors.torch import save_file
-
-    tensors, plain = _rng_state()
-    save_file({k: v.contiguous() for k, v in tensors.items()}, folder / f"rng-{rank}.safetensors")
-    (folder / f"rng-{rank}.json").write_text(json.dumps(plain))
-
-
-def _load_rng(folder: Path, rank: int) -> None:
-    from safetensors.torch import load_file
-
-    if not (folder / f"rng-{rank}.json").is_file():  # resumed on more processes than saved
-        rank = 0
-    plain = json.loads((folder / f"rng-{rank}.json").read_text())
-    _set_rng_state(load_file(folder / f"rng-{rank}.safetensors"), plain)
-
-
 def _save_checkpoint(root: Path, step: int, model, optimizer, scheduler, state: dict, dist, keep):
-    """``root/checkpoint-{step}``, written under a temporary name then renamed (a checkpoint
-    folder without state.json is ignored); every rank adds its RNG state."""
-    final = root / f"checkpoint-{step}"
-    tmp = root / f".checkpoint-{step}.tmp"
-    if dist.main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    dist.barrier()
-    _save_rng(tmp, dist.rank)
-    dist.barrier()
-    if dist.main:
-        model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
-        save_optimizer(optimizer, tmp)
-        state = {**state, "step": step, "scheduler": scheduler.state_dict()}
-        (tmp / "state.json").write_text(json.dumps(state, indent=1))
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        if keep:
-            for _, old in checkpoints(root)[:-keep]:
-                shutil.rmtree(old, ignore_errors=True)
-    dist.barrier()
-    return final
+    """The adapter, optimizer, scheduler and loop state on rank 0, every rank's RNG."""
 
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder / "adapter", save_embedding_layers=False)
+        save_optimizer(optimizer, folder)
+        full = {**state, "step": step, "scheduler": scheduler.state_dict()}
+        (folder / "state.json").write_text(json.dumps(full, indent=1))
 
-def _set_seed(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    return write_checkpoint(
+        root, step, write, dist=dist, keep=keep, every_rank=lambda f: save_rng(f, dist.rank)
+    )
 
 
 def finetune(
@@ -801,7 +719,7 @@ def _train(config, examples, on_step, should_stop, dist, root, resume, fingerpri
     n_examples = len(examples)
     total = total_steps(n_examples, config)
     per_epoch = _steps_per_epoch(n_examples, config)
-    _set_seed(config.seed)
+    set_seed(config.seed)
     dtype = _torch_dtype(config, dist.device)
     processor = _load_processor(config.base_model)
     encoder = Encoder(
@@ -844,7 +762,7 @@ def _train(config, examples, on_step, should_stop, dist, root, resume, fingerpri
         state = json.loads((resume / "state.json").read_text())
         load_optimizer(optimizer, resume, dist.device)
         scheduler.load_state_dict(state["scheduler"])
-        _load_rng(resume, dist.rank)
+        load_rng(resume, dist.rank)
         step = int(state["step"])
         last_loss = state.get("last_loss")
     resumed_from = step

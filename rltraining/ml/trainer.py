@@ -55,7 +55,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,6 +62,8 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from mlcore.checkpoints import latest_checkpoint, write_checkpoint
 
 RewardFn = Callable[[list, list, list], list]
 
@@ -291,7 +292,7 @@ def train(
     later call with the same ``checkpoint_dir`` resumes."""
     import torch
 
-    from rewardmodel.ml.distributed import Dist, load_optimizer
+    from mlcore.distributed import Dist, load_optimizer
 
     if not prompts:
         raise ValueError("no training prompts")
@@ -557,48 +558,22 @@ def _update(config, policy, optimizer, params, chunks, round_index, dist):
 # ------------------------------------------------------------------ checkpoints
 
 
-def checkpoints(root: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints (with state.json) of ``root`` as (round, path), oldest first."""
-    root = Path(root)
-    found = []
-    if root.is_dir():
-        for child in root.iterdir():
-            name = child.name
-            if name.startswith("checkpoint-") and name[11:].isdigit():
-                if (child / "state.json").is_file():
-                    found.append((int(name[11:]), child))
-    return sorted(found)
-
-
-def latest_checkpoint(root: str | os.PathLike) -> Path | None:
-    found = checkpoints(root)
-    return found[-1][1] if found else None
-
-
 def _save(root, round_index, config, policy, optimizer, ema, history, dist):
-    from rewardmodel.ml.distributed import save_optimizer
+    """The adapter, optimizer, EMA and round, on rank 0 (every rank calls it)."""
+    from mlcore.distributed import save_optimizer
 
-    if not dist.main:
-        dist.barrier()
-        return
-    final = root / f"checkpoint-{round_index}"
-    tmp = root / f".checkpoint-{round_index}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    policy.save_adapter(tmp / "adapter")
-    save_optimizer(optimizer, tmp)
-    if ema is not None:
-        from safetensors.torch import save_file
+    def write(folder: Path) -> None:
+        policy.save_adapter(folder / "adapter")
+        save_optimizer(optimizer, folder)
+        if ema is not None:
+            from safetensors.torch import save_file
 
-        save_file({str(i): s.contiguous() for i, s in enumerate(ema.shadow)},
-                  tmp / "ema.safetensors")  # fmt: skip
-    state = {"round": round_index, "config": config.to_dict(), "history": history}
-    (tmp / "state.json").write_text(json.dumps(state, indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)  # a folder without state.json is never a checkpoint
-    for _, old in checkpoints(root)[: -config.keep_checkpoints]:
-        shutil.rmtree(old, ignore_errors=True)
-    dist.barrier()
+            save_file({str(i): s.contiguous() for i, s in enumerate(ema.shadow)},
+                      folder / "ema.safetensors")  # fmt: skip
+        state = {"round": round_index, "config": config.to_dict(), "history": history}
+        (folder / "state.json").write_text(json.dumps(state, indent=1))
+
+    write_checkpoint(root, round_index, write, dist=dist, keep=config.keep_checkpoints)
 
 
 # ------------------------------------------------------------------ prompts on disk, torchrun
