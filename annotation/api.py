@@ -25,7 +25,13 @@ from rest_framework.views import APIView
 from accounts.permissions import IsResearcher
 from annotation import selectors, services
 from annotation.models import Candidate, Dataset, Group
-from annotation.uploads import UploadRefused, import_upload_enqueue, upload_too_large
+from annotation.uploads import (
+    UploadRefused,
+    UploadTooLarge,
+    import_upload_enqueue,
+    upload_too_large,
+)
+from config.errors import Invalid
 from config.ids import parse_id
 
 
@@ -187,14 +193,9 @@ class GroupRankingsApi(APIView):
         group = selectors.group_for_annotator(request.user, group_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            ranking, created = services.ranking_submit(
-                group=group, annotator=request.user, **data.validated_data
-            )
-        except services.RankingInvalid as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        except services.RankingConflict as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        ranking, created = services.ranking_submit(
+            group=group, annotator=request.user, **data.validated_data
+        )  # RankingInvalid (400), RankingConflict (409): config.errors answers them
         # Stored with the import's candidate ids: answer with the tokens the annotator
         # placed, or the reply would map each token to an id that may name its editor.
         to_token = dict(group.candidates.values_list("external_id", "token"))
@@ -244,7 +245,7 @@ class DatasetExportApi(APIView):
                 dataset, ties=request.query_params.get("ties") in ("1", "true")
             )
         else:
-            return Response({"detail": "format must be 'rankings' or 'pairs'"}, status=400)
+            raise Invalid("format must be 'rankings' or 'pairs'")
         response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
         response["Content-Disposition"] = content_disposition_header(
             True, f"{dataset.name}-{kind}.jsonl"
@@ -321,19 +322,16 @@ class DatasetImportApi(APIView):
     )
     def post(self, request):
         if upload_too_large(request):
-            return Response({"detail": "the upload is too large"}, status=413)
+            raise UploadTooLarge("the upload is too large")
         overlap = request.data.get("overlap") or None
-        try:
-            job = import_upload_enqueue(
-                upload=request.FILES.get("file"),
-                dataset=(request.data.get("dataset") or "").strip(),
-                overlap=int(overlap) if overlap is not None else None,
-                user=request.user,
-            )
-        except UploadRefused as exc:
-            return Response({"detail": str(exc)}, status=exc.status)
-        except ValueError:
-            return Response({"detail": "overlap must be an integer"}, status=400)
+        if overlap is not None and parse_id(str(overlap)) is None:
+            raise UploadRefused("overlap must be an integer")
+        job = import_upload_enqueue(
+            upload=request.FILES.get("file"),
+            dataset=(request.data.get("dataset") or "").strip(),
+            overlap=parse_id(str(overlap)) if overlap is not None else None,
+            user=request.user,
+        )  # UploadRefused: 400, 413 or 507
         return Response(
             {
                 "job": job.pk,

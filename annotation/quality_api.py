@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from accounts.permissions import IsResearcher
 from annotation import selectors, services
 from annotation.models import Dataset, Group, Snapshot
+from config.errors import NotFound, Unavailable
 from jobs.registry import InvalidJobConfig
 from jobs.services import job_enqueue, send_task
 
@@ -39,10 +40,7 @@ class DatasetReportApi(APIView):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
         report = selectors.dataset_report(dataset)
         if report is None:
-            return Response(
-                {"detail": "no report yet: POST here to compute it, or wait for the periodic task"},
-                status=404,
-            )
+            raise NotFound("no report yet: POST here to compute it, or wait for the periodic task")
         return Response(report)
 
     @extend_schema(
@@ -58,7 +56,7 @@ class DatasetReportApi(APIView):
     def post(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
         if not report_refresh_request(dataset):
-            return Response({"detail": "the broker is unreachable; try again later"}, status=503)
+            raise Unavailable("the broker is unreachable; try again later")
         return Response({"detail": "recomputing", "dataset": dataset.pk}, status=202)
 
 
@@ -119,14 +117,9 @@ class GroupAdjudicationApi(APIView):
         group = get_object_or_404(Group.objects.select_related("dataset"), pk=group_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            adjudication = services.adjudication_submit(
-                group=group, researcher=request.user, **data.validated_data
-            )
-        except services.RankingInvalid as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        except services.AdjudicationRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        adjudication = services.adjudication_submit(
+            group=group, researcher=request.user, **data.validated_data
+        )  # RankingInvalid (400), AdjudicationRefused (409)
         return Response(
             {
                 "group": group.pk, "tiers": adjudication.tiers, "unusable": adjudication.unusable,
@@ -190,10 +183,7 @@ class DatasetSnapshotApi(APIView):
     )
     def post(self, request, dataset_id: int):
         dataset = get_object_or_404(Dataset, pk=dataset_id)
-        try:
-            job = snapshot_export_enqueue(dataset, request.data, request.user)
-        except InvalidJobConfig as exc:
-            return Response({"detail": str(exc)}, status=400)
+        job = snapshot_export_enqueue(dataset, request.data, request.user)  # InvalidJobConfig
         return Response(
             {"job": job.pk, "job_url": reverse("api-job-detail", args=[job.pk])}, status=202
         )

@@ -16,8 +16,8 @@ from annotation.api import group_payload
 from annotation.models import Dataset, Group, Review, Snapshot
 from annotation.quality_api import report_refresh_request, snapshot_export_enqueue
 from annotation.stats.consensus import DEFAULT_MAJORITY_TIE_FRACTION, POLICIES
+from config.errors import FORM_ERRORS
 from jobs.charts import interval_chart
-from jobs.registry import InvalidJobConfig
 
 STATISTICS = (
     ("pairwise_agreement", "Pairwise agreement", 0.0, 1.0),
@@ -138,7 +138,7 @@ def snapshot_export(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)
     try:
         job = snapshot_export_enqueue(dataset, request.POST, request.user)
-    except InvalidJobConfig as exc:
+    except FORM_ERRORS as exc:
         messages.error(request, f"Export refused: {exc}")
         return redirect("annotate-quality", dataset_id=dataset.pk)
     return redirect("job-detail", job_id=job.pk)

@@ -37,14 +37,15 @@ from annotation.models import (
 from annotation.stats.agreement import pairwise_agreement
 from annotation.stats.codes import ranking_code
 from annotation.stats.consensus import tier_positions
+from config.errors import Conflict, Invalid
 
 
-class RankingInvalid(ValueError):
+class RankingInvalid(Invalid):
     """The submitted tiers do not describe a complete ranking of the group."""
 
 
-class RankingConflict(Exception):
-    """The ranking clashes with one already stored (HTTP 409)."""
+class RankingConflict(Conflict):
+    """The ranking clashes with one already stored."""
 
 
 def candidates_in_annotator_order(
@@ -470,8 +471,8 @@ def _same_submission(previous: Ranking, group: Group, annotator: User) -> Rankin
     return previous
 
 
-class AdjudicationRefused(Exception):
-    """The group is not one a researcher may adjudicate (HTTP 409)."""
+class AdjudicationRefused(Conflict):
+    """The group is not one a researcher may adjudicate."""
 
 
 ADJUDICABLE = (Review.EXTRA, Review.QUEUED, Review.ADJUDICATED)

@@ -9,21 +9,22 @@ from django.conf import settings
 
 from annotation.jobs import uploads_dir
 from annotation.manifest import MANIFEST
+from config.errors import Invalid
 from jobs.services import job_enqueue
 
 
-class UploadRefused(ValueError):
-    status = 400
+class UploadRefused(Invalid):
+    code = "upload_refused"
 
 
 class UploadTooLarge(UploadRefused):
-    status = 413
+    status, code = 413, "too_large"
 
 
 class UploadNotStored(UploadRefused):
     """The server could not keep the file (a full disk, an unwritable media folder)."""
 
-    status = 507  # Insufficient Storage
+    status, code = 507, "not_stored"  # Insufficient Storage
 
 
 def import_upload_enqueue(*, upload, dataset: str, overlap: int | None, user):

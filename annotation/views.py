@@ -9,6 +9,8 @@ from annotation import selectors, services
 from annotation.api import group_payload
 from annotation.models import Dataset
 from annotation.uploads import UploadRefused, import_upload_enqueue, upload_too_large
+from config.errors import FORM_ERRORS, refusal_status
+from config.ids import parse_id
 
 
 @require_GET
@@ -63,14 +65,19 @@ def import_page(request):
             job = import_upload_enqueue(
                 upload=request.FILES.get("file"),
                 dataset=request.POST.get("dataset", "").strip(),
-                overlap=int(overlap) if overlap else None,
+                overlap=_overlap(overlap),
                 user=request.user,
             )
-        except UploadRefused as exc:
+        except FORM_ERRORS as exc:
             context["error"] = str(exc)
-            return render(request, "annotation/import.html", context, status=exc.status)
-        except ValueError:
-            context["error"] = "overlap must be an integer"
-            return render(request, "annotation/import.html", context, status=400)
+            return render(request, "annotation/import.html", context, status=refusal_status(exc))
         return redirect("job-detail", job_id=job.pk)
     return render(request, "annotation/import.html", context)
+
+
+def _overlap(text: str | None) -> int | None:
+    if not text:
+        return None
+    if parse_id(text) is None:
+        raise UploadRefused("overlap must be an integer")
+    return parse_id(text)

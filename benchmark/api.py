@@ -15,7 +15,7 @@ from benchmark import selectors
 from benchmark.ml.scorers import parse_spec
 from benchmark.models import BenchmarkDataset, BenchmarkRun
 from benchmark.runs import run_enqueue
-from jobs.registry import InvalidJobConfig
+from config.errors import EditLoopError, Invalid, NotFound
 
 
 def _row_json(row: dict, request) -> dict:
@@ -140,10 +140,10 @@ class RunListApi(APIView):
     def post(self, request):
         data = request.data
         if not isinstance(data, Mapping):
-            return Response({"detail": "send an object {dataset, scorer, label?, k?}"}, status=400)
+            raise Invalid("send an object {dataset, scorer, label?, k?}")
         dataset = _dataset(data.get("dataset"))
         if dataset is None:
-            return Response({"detail": "unknown dataset (give its id or name)"}, status=400)
+            raise Invalid("unknown dataset (give its id or name)")
         scorer = data.get("scorer")
         try:
             spec = parse_spec(scorer) if isinstance(scorer, str) else scorer
@@ -154,8 +154,10 @@ class RunListApi(APIView):
             run = run_enqueue(
                 dataset=dataset, scorer=spec, label=_label(data.get("label")), user=request.user
             )
-        except (ValueError, InvalidJobConfig) as exc:
-            return Response({"detail": str(exc)}, status=400)
+        except ValueError as exc:  # the engine's (a bad spec): InvalidJobConfig passes through
+            if isinstance(exc, EditLoopError):
+                raise
+            raise Invalid(str(exc)) from None
         return Response({"run": run.pk, "job": run.job_id, "label": run.label}, status=202)
 
 
@@ -184,6 +186,6 @@ class RunDetailApi(APIView):
     def get(self, request, run_id: int):
         row = selectors.row_by_id(str(run_id))
         if row is None:
-            return Response({"detail": "no such run"}, status=404)
+            raise NotFound("no such run")
         run = BenchmarkRun.objects.get(pk=run_id)
         return Response({**_row_json(row, request), "metric": run.metric})

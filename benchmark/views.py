@@ -14,8 +14,8 @@ from benchmark.ml.metric import DIMENSIONS, TASK_GROUPS
 from benchmark.ml.scorers import parse_spec
 from benchmark.models import BenchmarkDataset
 from benchmark.runs import run_enqueue
+from config.errors import FORM_ERRORS, Invalid, refusal_status
 from jobs.charts import interval_chart
-from jobs.registry import InvalidJobConfig
 
 
 def _headline_chart(rows: list[dict], dim: str):
@@ -37,14 +37,14 @@ def _headline_chart(rows: list[dict], dim: str):
 @require_http_methods(["GET", "POST"])
 @public_read
 def leaderboard(request):
-    error = None
+    error, status = None, 200
     if request.method == "POST":
         if not is_researcher(request.user):
             raise PermissionDenied("Only researchers start benchmark runs.")
         try:
             run = _start_run(request)
-        except (ValueError, InvalidJobConfig) as exc:
-            error = str(exc)
+        except FORM_ERRORS as exc:
+            error, status = str(exc), refusal_status(exc)
         else:
             return redirect("job-detail", job_id=run.job_id)
     dataset = request.GET.get("dataset") or None
@@ -60,14 +60,14 @@ def leaderboard(request):
         "error": error,
         "can_run": is_researcher(request.user),
     }
-    return render(request, "benchmark/leaderboard.html", context, status=400 if error else 200)
+    return render(request, "benchmark/leaderboard.html", context, status=status)
 
 
 def _start_run(request):
     try:
         dataset = BenchmarkDataset.objects.get(pk=int(request.POST.get("dataset", "")))
     except (ValueError, BenchmarkDataset.DoesNotExist):
-        raise ValueError("choose a dataset") from None
+        raise Invalid("choose a dataset") from None
     spec = parse_spec(request.POST.get("scorer", "").strip())
     k = request.POST.get("k", "").strip()
     if k:

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsResearcher
-from jobs import registry, selectors, services
+from jobs import selectors, services
 from jobs.models import Job
 
 
@@ -72,10 +72,8 @@ class JobListApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            job = services.job_enqueue(created_by=request.user, **data.validated_data)
-        except (registry.UnknownJobKind, registry.InvalidJobConfig) as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        # UnknownJobKind and InvalidJobConfig answer 400 (config.errors)
+        job = services.job_enqueue(created_by=request.user, **data.validated_data)
         return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
 

@@ -11,13 +11,15 @@ from dataclasses import dataclass
 
 from django.utils.module_loading import import_string
 
-
-class UnknownJobKind(LookupError):
-    pass
+from config.errors import Invalid
 
 
-class InvalidJobConfig(ValueError):
-    pass
+class UnknownJobKind(Invalid, LookupError):
+    code = "unknown_job_kind"
+
+
+class InvalidJobConfig(Invalid):
+    code = "invalid_config"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from django.urls import reverse
 
 from annotation import selectors as annotation
 from benchmark import selectors as benchmark
+from config.errors import NotFound
 from rewardmodel import selectors as rewardmodel
 from rltraining import selectors as rltraining
 
@@ -86,7 +87,7 @@ class Graph:
         return [(self.nodes[e.source], e.relation) for e in self.edges if e.target == key]
 
 
-class UnknownObject(LookupError):
+class UnknownObject(NotFound):
     pass
 
 

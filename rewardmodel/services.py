@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from config.errors import Invalid
 from media.digest import folder_sha256
 from rewardmodel.jobs import MODEL_NAME
 from rewardmodel.ml.prompts import PROMPT_SETS
 from rewardmodel.models import RewardModel
 
 
-class RegistrationRefused(ValueError):
-    pass
+class RegistrationRefused(Invalid):
+    code = "registration_refused"
 
 
 def model_register(

@@ -12,10 +12,10 @@ from annotation.selectors import dataset_list
 from benchmark.ml.metric import DIMENSIONS
 from benchmark.ml.scorers import parse_spec
 from benchmark.selectors import benchmark_dataset_list, run_row, runs_of_weights
-from jobs.registry import InvalidJobConfig
+from config.errors import FORM_ERRORS, Invalid, refusal_status
 from rewardmodel.jobs import PAPER_DEFAULTS, TUNABLE, finetune_enqueue
 from rewardmodel.models import RewardModel
-from rewardmodel.services import RegistrationRefused, model_register
+from rewardmodel.services import model_register
 
 
 def _context(**extra) -> dict:
@@ -60,8 +60,9 @@ def model_list(request):
         if action == "finetune":
             model = finetune_enqueue(config=_finetune_config(request.POST), user=request.user)
             return redirect("job-detail", job_id=model.job_id)
-    except (RegistrationRefused, InvalidJobConfig, ValueError) as exc:
-        return render(request, "rewardmodel/models.html", _context(error=str(exc)), status=400)
+    except FORM_ERRORS as exc:
+        context = _context(error=str(exc))
+        return render(request, "rewardmodel/models.html", context, status=refusal_status(exc))
     return render(request, "rewardmodel/models.html", _context(error="unknown action"), status=400)
 
 
@@ -73,7 +74,7 @@ def _finetune_config(post) -> dict:
             try:
                 training[key] = kind(value)
             except ValueError:
-                raise ValueError(f"{key}: {value!r} is not a valid {kind.__name__}") from None
+                raise Invalid(f"{key}: {value!r} is not a valid {kind.__name__}") from None
 
     def number(name):
         value = post.get(name, "").strip()
@@ -82,7 +83,7 @@ def _finetune_config(post) -> dict:
         try:
             return int(value)
         except ValueError:
-            raise ValueError(f"{name} must be chosen from the list") from None
+            raise Invalid(f"{name} must be chosen from the list") from None
 
     teacher = post.get("teacher", "").strip()
     return {

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 
+from config.errors import Invalid
 from rewardmodel.selectors import ready_model_get, ready_models
 from rltraining.ml.trainer import RLConfig
 
@@ -59,9 +60,9 @@ def _number(kind, name: str, text: str):
     try:
         value = kind(text)
     except ValueError:
-        raise ValueError(f"{name}: {text!r} is not a valid {kind.__name__}") from None
+        raise Invalid(f"{name}: {text!r} is not a valid {kind.__name__}") from None
     if kind is float and not math.isfinite(value):
-        raise ValueError(f"{name}: {text!r} is not a finite number")
+        raise Invalid(f"{name}: {text!r} is not a finite number")
     return value
 
 
@@ -89,7 +90,7 @@ def parse_int(post, name: str, default: int | None = None, minimum: int | None =
         return default
     value = _number(int, name, text)
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}")
+        raise Invalid(f"{name} must be an integer >= {minimum}")
     return value
 
 
@@ -110,9 +111,9 @@ def parse_policy_options(post) -> dict:
         try:
             extra = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"policy options: not JSON ({exc.msg})") from None
+            raise Invalid(f"policy options: not JSON ({exc.msg})") from None
         if not isinstance(extra, dict):
-            raise ValueError('policy options: a JSON object, e.g. {"guidance": "dual"}')
+            raise Invalid('policy options: a JSON object, e.g. {"guidance": "dual"}')
         options.update(extra)
     return options
 
@@ -131,7 +132,7 @@ def _colour(text: str) -> list[int]:
     except ValueError:
         rgb = []
     if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
-        raise ValueError(f"colour target: {text!r} is not three integers in 0..255 (r, g, b)")
+        raise Invalid(f"colour target: {text!r} is not three integers in 0..255 (r, g, b)")
     return rgb
 
 
@@ -142,7 +143,7 @@ def parse_reward(post) -> tuple[dict, object | None]:
         pk = choice.removeprefix("model:")
         model = ready_model_get(pk)
         if model is None:
-            raise ValueError("unknown reward model: choose a ready one from the list")
+            raise Invalid("unknown reward model: choose a ready one from the list")
         k = parse_int(post, "k", 1, minimum=1)
         spec = {"kind": "editscore", "base": model.base, "adapter": model.adapter or None, "k": k}
         return spec, model
@@ -155,8 +156,8 @@ def parse_reward(post) -> tuple[dict, object | None]:
         try:
             spec = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"reward spec: not JSON ({exc.msg})") from None
+            raise Invalid(f"reward spec: not JSON ({exc.msg})") from None
         if not isinstance(spec, dict):
-            raise ValueError('reward spec: a JSON object, e.g. {"kind": "brightness"}')
+            raise Invalid('reward spec: a JSON object, e.g. {"kind": "brightness"}')
         return spec, None
-    raise ValueError("choose a reward")
+    raise Invalid("choose a reward")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from annotation.manifest import load_json_line
 from annotation.ml.rankings import read_rankings
+from config.errors import Invalid
 from media.images import MAX_IMAGE_BYTES, BadImage, check_image
 
 MAX_INSTRUCTION_CHARS = 5000  # as an imported group's
@@ -24,7 +25,7 @@ MAX_INSTRUCTION_CHARS = 5000  # as an imported group's
 MAX_PROMPT_LINE_BYTES = MAX_IMAGE_BYTES * 4 // 3 + 2**20
 
 
-class BadPrompts(ValueError):
+class BadPrompts(Invalid):
     """The message names the line."""
 
 

@@ -8,10 +8,11 @@ from django.db import transaction
 from django.db.models import Max
 
 from annotation.services import dataset_create_from_images
+from config.errors import Invalid
 from rltraining.models import RLRun, RLSample
 
 
-class SendRefused(ValueError):
+class SendRefused(Invalid):
     """Why the run cannot be sent (yet); nothing was created."""
 
 

@@ -22,16 +22,16 @@ from django_htmx.http import HttpResponseStopPolling
 from accounts.models import User
 from accounts.permissions import researcher_required
 from annotation.selectors import dataset_get, dataset_list, prompt_group_count
+from config.errors import FORM_ERRORS, Invalid, refusal_status
 from config.ids import parse_id
 from jobs.charts import line_chart
-from jobs.registry import InvalidJobConfig
 from jobs.selectors import job_list, job_metric_series
 from rltraining import forms
 from rltraining.jobs import RUN_NAME, best_of_n_enqueue, rl_enqueue
 from rltraining.ml.trainer import RLConfig
 from rltraining.models import RLRun, RLSample
 from rltraining.prompts import parse_prompt_file, split_held_out
-from rltraining.services import SendRefused, send_to_annotation
+from rltraining.services import send_to_annotation
 
 # The curves of a run, in this order; then reward_mean/<task type>, then any other metric.
 CURVES = ("reward_mean", "reward_std", "eval_reward_mean", "kl", "clip_fraction", "ratio_min",
@@ -132,17 +132,17 @@ def _launch(request, limit: _PromptsLimit):
     try:
         request.FILES  # noqa: B018 (parse the body now, through the size limit)
         if limit.too_large:
-            raise ValueError(_too_large_message())
+            raise Invalid(_too_large_message())
         config, model, upload = _launch_config(request)
         if upload is not None:
             stored = _store_prompts(upload)
             config["prompts_file"] = stored[0]
         run = rl_enqueue(config=config, user=request.user, reward_model=model)
-    except (InvalidJobConfig, ValueError) as exc:
+    except FORM_ERRORS as exc:
         if stored and stored[1]:
             default_storage.delete(stored[0])  # created for this launch only
         context = _list_context(request.POST, error=str(exc))
-        return render(request, "rltraining/runs.html", context, status=400)
+        return render(request, "rltraining/runs.html", context, status=refusal_status(exc))
     messages.success(request, f"RL run {run.name} queued.")
     return redirect("rltraining:detail", run_id=run.pk)
 
@@ -152,10 +152,10 @@ def _launch_config(request) -> tuple[dict, object, bytes | None]:
     post = request.POST
     name = post.get("name", "").strip()
     if not RUN_NAME.fullmatch(name):
-        raise ValueError("run name: 1-100 letters, digits, '.', '_' or '-' (no spaces)")
+        raise Invalid("run name: 1-100 letters, digits, '.', '_' or '-' (no spaces)")
     policy = post.get("policy", "").strip()
     if not policy:
-        raise ValueError("policy: give the diffusers pipeline folder")
+        raise Invalid("policy: give the diffusers pipeline folder")
     reward, model = forms.parse_reward(post)
     training = forms.parse_training(post)
     eval_prompts = forms.parse_int(post, "eval_prompts", 4, minimum=0)
@@ -164,12 +164,12 @@ def _launch_config(request) -> tuple[dict, object, bytes | None]:
     dataset_id = post.get("dataset", "").strip()
     upload = request.FILES.get("prompts")
     if bool(dataset_id) == (upload is not None):
-        raise ValueError("prompts: choose a dataset or upload a JSONL file, not both")
+        raise Invalid("prompts: choose a dataset or upload a JSONL file, not both")
     seed = training.get("seed", RLConfig.seed)
     data = None
     if upload is not None:
         if upload.size > settings.RL_PROMPTS_MAX_BYTES:
-            raise ValueError(_too_large_message())
+            raise Invalid(_too_large_message())
         data = upload.read()
         rows = parse_prompt_file(data, upload.name or "prompts")  # BadPrompts names the line
         split_held_out(rows, eval_prompts, seed)  # enough prompts to hold some out
@@ -177,7 +177,7 @@ def _launch_config(request) -> tuple[dict, object, bytes | None]:
     else:
         dataset = dataset_get(pk=dataset_id)
         if dataset is None:
-            raise ValueError("prompts: unknown dataset")
+            raise Invalid("prompts: unknown dataset")
         count = prompt_group_count(dataset)
         split_held_out(list(range(count)), eval_prompts, seed)
     config = {
@@ -320,9 +320,9 @@ def run_send(request, run_id: int):
         ids = [parse_id(i) for i in request.POST.getlist("annotators") if parse_id(i) is not None]
         annotators = list(User.objects.filter(pk__in=ids, is_active=True))
         dataset = send_to_annotation(run=run, overlap=overlap, annotators=annotators)
-    except (SendRefused, ValueError) as exc:
+    except FORM_ERRORS as exc:
         context = _detail_context(run, send_error=str(exc))
-        return render(request, "rltraining/run_detail.html", context, status=400)
+        return render(request, "rltraining/run_detail.html", context, status=refusal_status(exc))
     messages.success(
         request, f"Sent to annotation as dataset {dataset.name} ({dataset.groups.count()} groups)."
     )
@@ -337,9 +337,9 @@ def run_best_of_n(request, run_id: int):
         n = forms.parse_int(request.POST, "n", 16, minimum=None)  # BestOfNConfig: [2, 64]
         trained = request.POST.get("policy", "trained") != "base"
         job = best_of_n_enqueue(run=run, n=n, trained=trained, user=request.user)
-    except (InvalidJobConfig, ValueError) as exc:
+    except FORM_ERRORS as exc:
         context = _detail_context(run, best_of_n_error=str(exc))
-        return render(request, "rltraining/run_detail.html", context, status=400)
+        return render(request, "rltraining/run_detail.html", context, status=refusal_status(exc))
     messages.success(request, f"Best-of-{n} queued as job #{job.pk}.")
     return redirect("rltraining:detail", run_id=run.pk)
 

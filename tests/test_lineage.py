@@ -97,7 +97,7 @@ def test_pages_and_api_are_for_researchers(chain, client, researcher, annotator)
     body = client.get(api).json()
     assert body["focus"] == f"reward_model:{model.pk}" and len(body["nodes"]) == 6
     assert client.get("/api/lineage/reward_model/999/").status_code == 404
-    assert client.get("/api/lineage/nonsense/1/").json()["detail"].startswith("kind must be")
+    assert client.get("/api/lineage/nonsense/1/").json()["detail"].startswith("unknown kind")
     assert client.get("/lineage/rl_run/999/").status_code == 404
     # the pages that embed it
     for page_url in (f"/reward-models/{model.pk}/", f"/rl/{chain['run'].pk}/",
