@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Pinned: EditLoop's parity tests compare against exactly these releases.
 REFERENCE_PACKAGES := editscore==0.2 qwen-vl-utils==0.0.14
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint typecheck clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy over every package; fails on an error not in .ci/mypy-baseline.txt (see that script).
+typecheck: install
+	$(BIN)/python .ci/typecheck.py
 
 clean:
 	rm -rf var/ .pytest_cache
