@@ -56,6 +56,18 @@ def job_enqueue(*, kind: str, config: dict | None = None, created_by=None) -> Jo
     return job
 
 
+def job_enqueue_for(*, kind: str, config, created_by=None, make):
+    """The one way a job with an owner (a reward model, an RL run) is queued: the config is
+    validated once (the kind's dataclass), then in one transaction the job is queued and
+    `make(job)` creates the owning row from `job.config`; `make` may refuse with
+    InvalidJobConfig (a name taken...), and then nothing is kept and nothing is sent."""
+    if not isinstance(config, dict):
+        raise registry.InvalidJobConfig("send an object")
+    with transaction.atomic():
+        job = job_enqueue(kind=kind, config=config, created_by=created_by)
+        return make(job)
+
+
 def send_task(name: str, args: list, *, queue: str | None = None) -> None:
     """Send the Celery task `name` after one quick attempt to reach the broker; raises when it
     is down. Left to itself, kombu retries a refused connect for broker_connection_timeout

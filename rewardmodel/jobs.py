@@ -7,13 +7,14 @@ imported by the web process (the job registry validates configs there)."""
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from itertools import groupby
 from operator import attrgetter
 from pathlib import Path
 
 from django.conf import settings
 
+from mlcore.options import check_options, option
 from rewardmodel.ml.prompts import PROMPT_SETS
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -39,41 +40,42 @@ def reward_models_dir() -> Path:
 
 @dataclass
 class FinetuneJobConfig:
-    model_name: str
-    base_model: str
+    """A fine-tune job (declared options: mlcore.options; docs/configs.md)."""
+
+    model_name: str = option(help="the new model's name (1-100 letters, digits, '.', '_', '-')")
+    base_model: str = option(help="Qwen2.5-VL / Qwen3-VL checkpoint folder on the workers")
     # What it learns from: a dataset (its rankings are snapshotted when the job starts) or an
     # existing rankings snapshot (to retrain on exactly the same data).
-    dataset_id: int | None = None
-    snapshot_id: int | None = None
-    adapter_init: str | None = None
-    training: dict = field(default_factory=dict)  # overrides of FinetuneConfig fields
-    score_range: int = 25
-    min_votes: int = 1
-    benchmark_dataset_id: int | None = None  # benchmarked when training succeeds
-    benchmark_k: int = 1
+    dataset_id: int | None = option(None, help="learn from this dataset's rankings now", min=1)
+    snapshot_id: int | None = option(None, help="or from this rankings snapshot", min=1)
+    adapter_init: str | None = option(None, help="continue from this LoRA adapter folder")
+    training: dict = option(
+        help="FinetuneConfig overrides (lora_r, learning_rate, max_steps...)", default_factory=dict
+    )
+    score_range: int = option(25, help="the answers' score range R (0..R)", min=1, max=1000)
+    min_votes: int = option(1, help="groups with fewer rankings are left out", min=1)
+    benchmark_dataset_id: int | None = option(
+        None, help="benchmark the new model on this dataset when training succeeds", min=1
+    )
+    benchmark_k: int = option(1, help="Avg@K of that benchmark run", min=1, max=64)
     # An `openai` scorer spec: the teacher whose reasoning is kept where it agrees
     # with the humans (rewardmodel.ml.targets.curated_reasoning).
-    teacher: dict | None = None
+    teacher: dict | None = option(None, help="an openai scorer spec whose reasoning is kept "
+                                  "where it orders the candidates as the humans")  # fmt: skip
     # LoRA targets (FinetuneConfig.target_modules); None: "all-linear" of the language model.
     # A tiny model also needs ["all-linear", "lm_head", "embed_tokens"] to learn at all.
-    target_modules: list[str] | None = None
+    target_modules: list | None = option(None, help="LoRA target modules (none: all-linear)")
     # The prompt set the model learns (rewardmodel.ml.prompts); recorded on the model.
-    prompt_set: str = "reference"
+    prompt_set: str = option("reference", help="the prompts it learns and is scored with",
+                             choices=PROMPT_SETS)  # fmt: skip
 
     def __post_init__(self):
-        if not isinstance(self.model_name, str) or not MODEL_NAME.fullmatch(self.model_name):
+        check_options(self)
+        if not MODEL_NAME.fullmatch(self.model_name):
             raise ValueError("model_name must be 1-100 letters, digits, '.', '_' or '-'")
         if (self.dataset_id is None) == (self.snapshot_id is None):
             raise ValueError("give exactly one of dataset_id and snapshot_id")
-        for name in ("dataset_id", "snapshot_id", "score_range", "min_votes", "benchmark_k"):
-            value = getattr(self, name)
-            if name.endswith("_id") and value is None:
-                continue
-            if type(value) is not int or value < 1:
-                raise ValueError(f"{name} must be a positive integer")
-        if self.benchmark_dataset_id is not None and type(self.benchmark_dataset_id) is not int:
-            raise ValueError("benchmark_dataset_id must be an integer or null")
-        if not isinstance(self.base_model, str) or not self.base_model:
+        if not self.base_model:
             raise ValueError("base_model must be a path to a Qwen2.5-VL checkpoint folder")
         if self.teacher is not None:
             from benchmark.ml.scorers import make_scorer
@@ -86,10 +88,6 @@ class FinetuneJobConfig:
             or not all(isinstance(t, str) and t for t in self.target_modules)
         ):  # fmt: skip
             raise ValueError("target_modules must be a non-empty list of module names or null")
-        if self.prompt_set not in PROMPT_SETS:
-            raise ValueError(f"prompt_set must be one of {', '.join(PROMPT_SETS)}")
-        if not isinstance(self.training, dict):
-            raise ValueError("training must be an object of FinetuneConfig overrides")
         unknown = sorted(set(self.training) - set(TUNABLE))
         if unknown:
             raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
@@ -207,29 +205,22 @@ def run_finetune(ctx) -> dict:
 
 def finetune_enqueue(*, config: dict, user=None):
     """Reserve the model name and queue the job; InvalidJobConfig names the problem."""
-    from django.db import transaction
-
     from annotation.selectors import snapshot_get
     from jobs.registry import InvalidJobConfig
-    from jobs.services import job_enqueue
+    from jobs.services import job_enqueue_for
     from rewardmodel.models import RewardModel
 
-    if not isinstance(config, dict):
-        raise InvalidJobConfig("send an object")
-    try:
-        clean = asdict(FinetuneJobConfig(**config))
-    except (TypeError, ValueError) as exc:
-        raise InvalidJobConfig(str(exc)) from None
-    if RewardModel.objects.filter(name=clean["model_name"]).exists():
-        raise InvalidJobConfig(f"a reward model named {clean['model_name']!r} exists already")
-    if clean["snapshot_id"] is not None and not snapshot_get(
-        pk=clean["snapshot_id"], kind="rankings"
-    ):
-        raise InvalidJobConfig(f"there is no rankings snapshot with id {clean['snapshot_id']}")
-    with transaction.atomic():
-        job = job_enqueue(kind="rewardmodel.finetune", config=clean, created_by=user)
+    def make(job):
+        clean = job.config
+        if RewardModel.objects.filter(name=clean["model_name"]).exists():
+            raise InvalidJobConfig(f"a reward model named {clean['model_name']!r} exists already")
+        snapshot = clean["snapshot_id"]
+        if snapshot is not None and not snapshot_get(pk=snapshot, kind="rankings"):
+            raise InvalidJobConfig(f"there is no rankings snapshot with id {snapshot}")
         return RewardModel.objects.create(
             name=clean["model_name"], base=clean["base_model"], origin=RewardModel.Origin.TRAINED,
             status=RewardModel.Status.TRAINING, job=job, created_by=user,
             prompt_set=clean["prompt_set"],
         )  # fmt: skip
+
+    return job_enqueue_for(kind="rewardmodel.finetune", config=config, created_by=user, make=make)

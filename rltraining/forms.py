@@ -11,10 +11,9 @@ import json
 import math
 
 from config.errors import Invalid
+from mlcore.options import describe
 from rewardmodel.selectors import ready_model_get, ready_models
 from rltraining.ml.trainer import RLConfig
-
-SKIPPED = ("adam_betas",)  # not a scalar: the trainer's default stands
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +22,8 @@ class Hyperparameter:
     kind: type  # int, float or bool; float with `optional` for ema_decay
     default: object
     optional: bool = False
+    help: str = ""
+    accepts: str = ""
 
     @property
     def default_text(self) -> str:
@@ -30,17 +31,20 @@ class Hyperparameter:
 
 
 def hyperparameters() -> list[Hyperparameter]:
-    """The scalar fields of RLConfig with their defaults (the paper's values)."""
-    out = []
-    for f in dataclasses.fields(RLConfig):
-        if f.name in SKIPPED:
-            continue
-        default = f.default
-        if default is None:
-            out.append(Hyperparameter(f.name, float, None, optional=True))
-        elif isinstance(default, bool | int | float):
-            out.append(Hyperparameter(f.name, type(default), default))
-    return out
+    """The declared scalar options of RLConfig (mlcore.options) with their defaults (the
+    paper's values), help and range."""
+    kinds = {"int": int, "float": float, "bool": bool}
+    return [
+        Hyperparameter(
+            o.name,
+            kinds[o.type.removesuffix(" | None")],
+            o.default,
+            o.optional,
+            o.help,
+            o.range_text,
+        )  # fmt: skip
+        for o in describe(RLConfig)
+    ]
 
 
 def form_hyperparameters(post=None) -> list[dict]:
@@ -52,7 +56,8 @@ def form_hyperparameters(post=None) -> list[dict]:
         else:
             value = post.get(h.name, h.default_text) if post is not None else h.default_text
         rows.append({"name": h.name, "kind": h.kind.__name__, "default": h.default_text,
-                     "optional": h.optional, "value": value})  # fmt: skip
+                     "optional": h.optional, "value": value, "help": h.help,
+                     "accepts": h.accepts})  # fmt: skip
     return rows
 
 

@@ -11,8 +11,10 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from mlcore.options import check_options, option
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # load_policy keyword arguments a run may set (guidance: a mode or a Guidance object's fields;
@@ -37,32 +39,32 @@ def _check_reward(spec) -> None:
 
 @dataclass
 class RLJobConfig:
-    run_name: str
-    policy: str
-    reward: dict
-    dataset_id: int | None = None
-    prompts_file: str = ""  # storage name of an uploaded JSONL
-    eval_prompts: int = 4  # held out for the evaluation gallery
-    policy_options: dict = field(default_factory=dict)
-    training: dict = field(default_factory=dict)  # RLConfig overrides
-    gpus: int = 1
+    """An RL job (declared options: mlcore.options; docs/configs.md)."""
+
+    run_name: str = option(help="the run's name (1-100 letters, digits, '.', '_', '-')")
+    policy: str = option(help="the diffusers pipeline folder on the GPU workers")
+    reward: dict = option(help="the reward spec (rltraining.ml.rewards.build_reward)")
+    dataset_id: int | None = option(None, help="prompts: this dataset's groups", min=1)
+    prompts_file: str = option("", help="prompts: an uploaded JSONL (storage name)")
+    eval_prompts: int = option(4, help="prompts held out for the evaluation gallery", min=0,
+                               max=10_000)  # fmt: skip
+    policy_options: dict = option(help="load_policy options (lora_r, guidance...)",
+                                  default_factory=dict)  # fmt: skip
+    training: dict = option(help="RLConfig overrides", default_factory=dict)
+    # One torchrun process per GPU of the worker's machine: more than a machine holds is a typo.
+    gpus: int = option(1, help="GPUs (torchrun processes) on the worker", min=1, max=64)
 
     def __post_init__(self):
         from rltraining.ml.trainer import RLConfig  # Pillow only at import time
 
-        if not isinstance(self.run_name, str) or not RUN_NAME.fullmatch(self.run_name):
+        check_options(self)
+        if not RUN_NAME.fullmatch(self.run_name):
             raise ValueError("run_name must be 1-100 letters, digits, '.', '_' or '-'")
-        if not isinstance(self.policy, str) or not self.policy:
+        if not self.policy:
             raise ValueError("policy must be a diffusers pipeline folder")
         _check_reward(self.reward)
         if (self.dataset_id is None) == (not self.prompts_file):
             raise ValueError("give the prompts as exactly one of a dataset or an uploaded file")
-        for name in ("eval_prompts", "gpus"):
-            value = getattr(self, name)
-            if type(value) is not int or value < (1 if name == "gpus" else 0):
-                raise ValueError(f"{name} must be an integer >= {1 if name == 'gpus' else 0}")
-        if not isinstance(self.policy_options, dict):
-            raise ValueError("policy_options must be an object")
         for key, value in self.policy_options.items():
             kind = POLICY_OPTIONS.get(key)
             if kind is None:
@@ -75,8 +77,6 @@ class RLJobConfig:
                 ok = isinstance(value, kind)
             if not ok:
                 raise ValueError(f"policy option {key} has a wrong type or value: {value!r}")
-        if not isinstance(self.training, dict):
-            raise ValueError("training must be an object of RL hyperparameters")
         try:
             RLConfig.from_dict(self.training)
         except TypeError as exc:
@@ -270,27 +270,21 @@ def _train_torchrun(cfg, config, train_rows, held_out, samples, out, on_step, ct
 def rl_enqueue(*, config: dict, user=None, reward_model=None):
     """Reserve the run name and queue the job; InvalidJobConfig names the problem.
     `reward_model`: the registered model the reward spec was made from (its lineage)."""
-    from django.db import transaction
-
     from jobs.registry import InvalidJobConfig
-    from jobs.services import job_enqueue
+    from jobs.services import job_enqueue_for
     from rltraining.models import RLRun
 
-    if not isinstance(config, dict):
-        raise InvalidJobConfig("send an object")
-    try:
-        clean = asdict(RLJobConfig(**config))
-    except (TypeError, ValueError) as exc:
-        raise InvalidJobConfig(str(exc)) from None
-    if RLRun.objects.filter(name=clean["run_name"]).exists():
-        raise InvalidJobConfig(f"an RL run named {clean['run_name']!r} exists already")
-    with transaction.atomic():
-        job = job_enqueue(kind="rltraining.train", config=clean, created_by=user)
+    def make(job):
+        clean = job.config
+        if RLRun.objects.filter(name=clean["run_name"]).exists():
+            raise InvalidJobConfig(f"an RL run named {clean['run_name']!r} exists already")
         return RLRun.objects.create(
             name=clean["run_name"], job=job, policy=clean["policy"], reward=clean["reward"],
             dataset_id=clean["dataset_id"], prompts_file=clean["prompts_file"], created_by=user,
             reward_model=reward_model,
         )  # fmt: skip
+
+    return job_enqueue_for(kind="rltraining.train", config=config, created_by=user, make=make)
 
 
 # ------------------------------------------------------------------ Best-of-N

@@ -132,10 +132,13 @@ def test_resumed_job_continues_from_its_checkpoint(kontext_dir, monkeypatch):
         ({"reward": {"kind": "editscore", "base": "/m", "n": 1}}, "unknown keys for reward kind"),
         ({"policy_options": {"lora": 4}}, "unknown policy option 'lora'"),
         ({"policy_options": {"lora_r": "4"}}, "policy option lora_r has a wrong type"),
-        ({"training": {"group_size": 1}}, "group_size must be at least 2"),
+        ({"training": {"group_size": 1}}, "group_size must be >= 2"),
         ({"training": {"lr": 1}}, "unknown RL option"),
         ({"run_name": "no spaces"}, "run_name must be"),
-        ({"gpus": 0}, "gpus must be an integer >= 1"),
+        ({"gpus": 0}, "gpus must be >= 1"),
+        ({"gpus": 100_000}, "gpus must be <= 64"),  # a typo must not fork 100000 trainers
+        ({"gpus": True}, "gpus must be an integer"),
+        ({"eval_prompts": -1}, "eval_prompts must be >= 0"),
     ],
 )
 def test_bad_configs_are_refused_and_create_nothing(change, message):

@@ -64,6 +64,7 @@ from typing import Any
 from PIL import Image
 
 from mlcore.checkpoints import latest_checkpoint, write_checkpoint
+from mlcore.options import check_options, option
 
 RewardFn = Callable[[list, list, list], list]
 
@@ -82,59 +83,66 @@ class Prompt:
 @dataclass
 class RLConfig:
     """Hyperparameters; the defaults are the paper's (OmniGen2 run, docs/method.md §4) except the
-    number of prompts per round (48 on 32 GPUs there)."""
+    number of prompts per round (48 on 32 GPUs there). Each field declares its help and bounds
+    (mlcore.options): the form, the docs table (docs/configs.md) and the checks come from them."""
 
-    rounds: int = 100
-    num_steps: int = 20
-    noise_level: float = 0.7
-    group_size: int = 12
-    prompts_per_round: int = 4
-    micro_batch: int = 4  # samples per forward pass, in sampling and training alike
-    train_steps: int = 12  # transitions trained per update (of num_steps - 1)
-    updates_per_round: int = 2
-    clip_low: float = 1e-4
-    clip_high: float = 5e-4
-    adv_clip: float = 5.0
-    adv_eps: float = 1e-4
-    beta: float = 0.04
+    rounds: int = option(100, help="training rounds (sample, score, update)", min=1, max=100_000)
+    num_steps: int = option(20, help="sampler steps per edit", min=2, max=1000)
+    noise_level: float = option(
+        0.7, help="SDE noise level a (0 would be the ODE: nothing to train)", min=0,
+        min_exclusive=True, max=10,
+    )  # fmt: skip
+    group_size: int = option(
+        12, help="edits per prompt whose rewards are compared (GRPO group)", min=2, max=1024
+    )
+    prompts_per_round: int = option(4, help="prompts sampled per round", min=1, max=100_000)
+    micro_batch: int = option(
+        4, help="samples per forward pass, in sampling and training alike", min=1, max=1024
+    )
+    train_steps: int = option(
+        12, help="transitions trained per update (of num_steps - 1)", min=1, max=1000
+    )
+    updates_per_round: int = option(2, help="optimizer passes over a round's samples", min=1,
+                                    max=1000)  # fmt: skip
+    clip_low: float = option(1e-4, help="PPO ratio clip below 1", min=0, max=1)
+    clip_high: float = option(5e-4, help="PPO ratio clip above 1", min=0, max=1)
+    adv_clip: float = option(5.0, help="advantages clipped to ±this", min=0, min_exclusive=True)
+    adv_eps: float = option(1e-4, help="added to a group's reward std", min=0, min_exclusive=True)
+    beta: float = option(0.04, help="KL penalty to the base policy", min=0)
     # v1.1's re-weighting of the policy loss (rltraining.ml.grpo.step_loss): the reference's
     # `policy_loss_reweighting`, true in all its released RL configs
     # (examples/OmniGen2-RL/options/omnigen2_edit_rl_*.yml, line 108). False: plain mean.
-    std_weighting: bool = True
-    learning_rate: float = 4e-4
+    std_weighting: bool = option(True, help="v1.1 re-weighting of the policy loss by step std")
+    learning_rate: float = option(4e-4, help="AdamW learning rate", min=0, min_exclusive=True,
+                                  max=1)  # fmt: skip
     adam_betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    ema_decay: float | None = None
-    seed: int = 42
-    eval_every: int = 10
-    checkpoint_every: int = 10
-    keep_checkpoints: int = 2
+    weight_decay: float = option(0.01, help="AdamW weight decay", min=0)
+    max_grad_norm: float = option(1.0, help="gradients clipped to this norm", min=0,
+                                  min_exclusive=True)  # fmt: skip
+    ema_decay: float | None = option(None, help="EMA of the trained weights (none: off)", min=0,
+                                     min_exclusive=True, max=0.999999)  # fmt: skip
+    seed: int = option(42, help="every random draw is a function of it", min=0)
+    eval_every: int = option(10, help="rounds between evaluations on held-out prompts", min=1)
+    checkpoint_every: int = option(10, help="rounds between checkpoints", min=1)
+    keep_checkpoints: int = option(2, help="checkpoints kept (the newest)", min=1)
 
     def __post_init__(self):
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
-        ints = ("rounds", "num_steps", "group_size", "prompts_per_round", "micro_batch",
-                "train_steps", "updates_per_round", "eval_every", "checkpoint_every",
-                "keep_checkpoints")  # fmt: skip
-        for name in ints:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.num_steps < 2:
-            raise ValueError("num_steps must be at least 2 (the last transition is never trained)")
+        check_options(self)
         if self.train_steps > self.num_steps - 1:
             raise ValueError(f"train_steps must be at most num_steps - 1 = {self.num_steps - 1}")
-        if self.group_size < 2:
-            raise ValueError("group_size must be at least 2: advantages compare a group's samples")
-        for name in ("clip_low", "clip_high", "beta", "weight_decay"):
-            if not (isinstance(getattr(self, name), int | float) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be a number >= 0")
-        # noise 0 is the ODE: every transition deterministic, no log-prob, nothing to train
-        for name in ("noise_level", "learning_rate", "adv_clip", "adv_eps", "max_grad_norm"):
-            if not (isinstance(getattr(self, name), int | float) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be a number > 0")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ValueError("ema_decay must be in (0, 1) or null")
+
+    @classmethod
+    def paper(cls) -> RLConfig:
+        """The paper's run (the defaults)."""
+        return cls()
+
+    @classmethod
+    def cpu_smoke(cls) -> RLConfig:
+        """Two tiny rounds that exercise every step on a CPU in seconds (tests, a first try)."""
+        return cls(rounds=2, num_steps=4, group_size=2, prompts_per_round=2, micro_batch=2,
+                   train_steps=2, updates_per_round=1, eval_every=1, checkpoint_every=1,
+                   learning_rate=1e-3)  # fmt: skip
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

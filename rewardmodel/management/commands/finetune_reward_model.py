@@ -1,3 +1,4 @@
+import argparse
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -7,7 +8,12 @@ from benchmark.ml.scorers import parse_spec
 from benchmark.selectors import benchmark_dataset_get
 from jobs.registry import InvalidJobConfig
 from jobs.runner import run_job
-from rewardmodel.jobs import TUNABLE, finetune_enqueue
+from mlcore.options import add_arguments, from_arguments
+from rewardmodel.jobs import TUNABLE, FinetuneJobConfig, finetune_enqueue
+
+# Given by the named options below; the rest of FinetuneJobConfig becomes --options itself.
+EXPLICIT = ("model_name", "base_model", "dataset_id", "adapter_init", "training",
+            "benchmark_dataset_id", "teacher", "target_modules")  # fmt: skip
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -31,7 +37,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--dataset", required=True, metavar="NAME", help="annotation dataset")
+        parser.add_argument("--dataset", metavar="NAME",
+                            help="annotation dataset (or --snapshot-id)")  # fmt: skip
         parser.add_argument("--name", required=True, help="name of the new reward model")
         parser.add_argument("--base", required=True, help="Qwen2.5-VL checkpoint folder")
         parser.add_argument("--adapter-init", default=None, help="continue from this adapter")
@@ -43,10 +50,11 @@ class Command(BaseCommand):
         )  # fmt: skip
         parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
         parser.add_argument("--inline", action="store_true", help="train in this process")
+        add_arguments(parser, FinetuneJobConfig, skip=EXPLICIT)
 
     def handle(self, *args, **o):
-        dataset = dataset_get(name=o["dataset"])
-        if dataset is None:
+        dataset = dataset_get(name=o["dataset"]) if o["dataset"] else None
+        if o["dataset"] and dataset is None:
             raise CommandError(f"no dataset named {o['dataset']!r}")
         bench = None
         if o["benchmark"]:
@@ -54,7 +62,9 @@ class Command(BaseCommand):
             if bench is None:
                 raise CommandError(f"no benchmark dataset named {o['benchmark']!r}")
         config = {
-            "model_name": o["name"], "dataset_id": dataset.pk, "base_model": o["base"],
+            **from_arguments(argparse.Namespace(**o), FinetuneJobConfig, skip=EXPLICIT),
+            "model_name": o["name"], "dataset_id": dataset.pk if dataset else None,
+            "base_model": o["base"],
             "adapter_init": o["adapter_init"], "training": dict(_option(t) for t in o["set"]),
             "benchmark_dataset_id": bench.pk if bench else None,
         }  # fmt: skip
