@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-from itertools import groupby
 
 from django.conf import settings
 from django.contrib import messages
@@ -19,7 +18,6 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from accounts.models import User
 from accounts.permissions import researcher_required
 from annotation.selectors import dataset_get, dataset_list, prompt_group_count
 from config.errors import FORM_ERRORS, Invalid, refusal_status
@@ -31,6 +29,14 @@ from rltraining.jobs import RUN_NAME, best_of_n_enqueue, rl_enqueue
 from rltraining.ml.trainer import RLConfig
 from rltraining.models import RLRun, RLSample
 from rltraining.prompts import parse_prompt_file, split_held_out
+from rltraining.selectors import (
+    active_users,
+    best_of_n_samples,
+    eval_rounds,
+    gallery,
+    recent_runs,
+    run_for_page,
+)
 from rltraining.services import send_to_annotation
 
 # The curves of a run, in this order; then reward_mean/<task type>, then any other metric.
@@ -57,7 +63,7 @@ def reward_label(run: RLRun) -> str:
 
 
 def _list_context(post=None, **extra) -> dict:
-    runs = list(RLRun.objects.select_related("job", "reward_model")[:200])
+    runs = recent_runs()
     for run in runs:
         run.reward_text = reward_label(run)
     models, default_reward = forms.reward_choices()
@@ -213,47 +219,8 @@ def _charts(job) -> list:
     return [line_chart(n, series[n]) for n in names if series[n]]
 
 
-def _eval_rounds(run: RLRun) -> list[int]:
-    rounds = RLSample.objects.filter(run=run, kind=RLSample.Kind.EVAL).values_list(
-        "round", flat=True
-    )
-    return sorted(set(rounds))
-
-
-def _gallery(run: RLRun, rounds: list[int], index: int | None) -> dict:
-    """The evaluation samples at rounds[index] (default: the last round), with the base
-    policy's (round 0) rewards beside them."""
-    if not rounds:
-        return {"rounds": rounds, "index": 0, "round": None, "samples": []}
-    last = len(rounds) - 1
-    index = last if index is None else min(max(index, 0), last)
-    shown = rounds[index]
-    evals = RLSample.objects.filter(run=run, kind=RLSample.Kind.EVAL)
-    base = dict(evals.filter(round=0).values_list("prompt_index", "reward"))
-    samples = list(evals.filter(round=shown).order_by("prompt_index"))
-    for sample in samples:
-        sample.base_reward = base.get(sample.prompt_index) if shown != 0 else None
-    return {"rounds": rounds, "index": index, "round": shown, "samples": samples}
-
-
-def _best_of_n(run: RLRun) -> list[dict]:
-    """Best-of-N samples: per round (0: the base policy), per prompt, the N candidates."""
-    rows = RLSample.objects.filter(run=run, kind=RLSample.Kind.BEST_OF_N).order_by(
-        "round", "prompt_index", "sample_index"
-    )
-    out = []
-    for round_index, in_round in groupby(rows, key=lambda s: s.round):
-        prompts = []
-        for _, group in groupby(in_round, key=lambda s: s.prompt_index):
-            samples = list(group)
-            best = next((s for s in samples if s.best), None)
-            prompts.append({"first": samples[0], "samples": samples, "best": best})
-        out.append({"round": round_index, "prompts": prompts, "n": len(prompts[0]["samples"])})
-    return out
-
-
 def _live_context(run: RLRun, shown_rounds: int | None) -> dict:
-    rounds = _eval_rounds(run)
+    rounds = eval_rounds(run)
     return {
         "run": run,
         "job": run.job,
@@ -268,25 +235,19 @@ def _detail_context(run: RLRun, **extra) -> dict:
     context = _live_context(run, None)
     context.update({
         "reward_text": reward_label(run),
-        "gallery": _gallery(run, context["eval_rounds"], None),
-        "best_of_n": _best_of_n(run),
+        "gallery": gallery(run, context["eval_rounds"], None),
+        "best_of_n": best_of_n_samples(run),
         "best_of_n_jobs": job_list(kind=BEST_OF_N_KIND).filter(config__run_id=run.pk),
-        "annotators": User.objects.filter(is_active=True).order_by("username"),
+        "annotators": active_users(),
         **extra,
     })  # fmt: skip
     return context
 
 
-def _get_run(run_id: int) -> RLRun:
-    return get_object_or_404(
-        RLRun.objects.select_related("job", "reward_model", "dataset", "review_dataset"), pk=run_id
-    )
-
-
 @require_GET
 @researcher_required
 def run_detail(request, run_id: int):
-    run = _get_run(run_id)
+    run = run_for_page(run_id)
     if request.htmx:
         try:
             shown = int(request.GET.get("shown", ""))
@@ -302,23 +263,23 @@ def run_detail(request, run_id: int):
 @researcher_required
 def run_gallery(request, run_id: int):
     """The gallery's samples at the slider's position (?i=index into the evaluated rounds)."""
-    run = _get_run(run_id)
+    run = run_for_page(run_id)
     try:
         index = int(request.GET.get("i", ""))
     except ValueError:
         index = None
-    context = {"run": run, "gallery": _gallery(run, _eval_rounds(run), index)}
+    context = {"run": run, "gallery": gallery(run, eval_rounds(run), index)}
     return render(request, "rltraining/run_detail.html#gallery-samples", context)
 
 
 @require_POST
 @researcher_required
 def run_send(request, run_id: int):
-    run = _get_run(run_id)
+    run = run_for_page(run_id)
     try:
         overlap = forms.parse_int(request.POST, "overlap", 3, minimum=1)
         ids = [parse_id(i) for i in request.POST.getlist("annotators") if parse_id(i) is not None]
-        annotators = list(User.objects.filter(pk__in=ids, is_active=True))
+        annotators = list(active_users().filter(pk__in=ids))
         dataset = send_to_annotation(run=run, overlap=overlap, annotators=annotators)
     except FORM_ERRORS as exc:
         context = _detail_context(run, send_error=str(exc))
@@ -332,7 +293,7 @@ def run_send(request, run_id: int):
 @require_POST
 @researcher_required
 def run_best_of_n(request, run_id: int):
-    run = _get_run(run_id)
+    run = run_for_page(run_id)
     try:
         n = forms.parse_int(request.POST, "n", 16, minimum=None)  # BestOfNConfig: [2, 64]
         trained = request.POST.get("policy", "trained") != "base"
