@@ -326,142 +326,132 @@ def _position_bias(
 EDITOR_PAIRS = ("consensus", "raw")
 
 
-def compute_report(
-    dataset: Dataset,
-    *,
-    resamples: int = 1000,
-    seed: int = 0,
-    policy: Policy | None = None,
-    editors_on: str = "consensus",
-) -> dict:
-    """The whole quality report as JSON-ready data (see module docstring).
+@dataclass
+class _Tally:
+    """What the report accumulates chunk by chunk."""
 
-    The editor leaderboard is fitted on the majority consensus pairs (one battle
-    per settled pair, ties as ties) or, with editors_on="raw", on every
-    annotator's pairs (one battle per ranking and pair)."""
-    if editors_on not in EDITOR_PAIRS:
-        raise ValueError(f"editors_on must be one of {', '.join(EDITOR_PAIRS)}")
-    started = time.perf_counter()
-    dims = dataset.dimension_keys
-    majority = policy or Policy.named("majority")
-    unanimous = Policy("unanimous")
-    people: dict[int, _Annotator] = defaultdict(_Annotator)
-    tables: dict[str, list] = defaultdict(list)
-    task_types: list[str] = []
-    consensus = {p.name: {d: defaultdict(int) for d in dims} for p in (unanimous, majority)}
+    dims: list
+    majority: Policy
+    unanimous: Policy
+    editors_on: str
+    people: dict = field(default_factory=lambda: defaultdict(_Annotator))
+    tables: dict = field(default_factory=lambda: defaultdict(list))
+    task_types: list = field(default_factory=list)
     # dim -> [(cluster, a, b, outcome, task type) arrays], one entry per block
-    battles: dict[str, list] = defaultdict(list)
-    editor_index: dict[str, int] = {}
-    type_index: dict[str, int] = {}
-    counts = {"rankings": 0, "groups_ranked": 0, "gold_groups": 0, "repeats": 0, "left_out": 0}
-    timings = defaultdict(float)
+    battles: dict = field(default_factory=lambda: defaultdict(list))
+    editor_index: dict = field(default_factory=dict)
+    type_index: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=lambda: {
+        "rankings": 0, "groups_ranked": 0, "gold_groups": 0, "repeats": 0, "left_out": 0})  # fmt: skip
+    consensus: dict = field(init=False)
 
-    for chunk in dataset_chunks(dataset):
-        t0 = time.perf_counter()
-        for group, rankings in chunk:
-            for r in rankings:
-                person = people[r.annotator]
-                person.rankings += 1
-                if r.seconds is not None:
-                    person.seconds.append(r.seconds)
-            counts["rankings"] += len(rankings)
-            length = code_length(len(dims), len(group.editors))
-            if group.is_gold:
-                counts["gold_groups"] += 1
-                for r in rankings:
-                    if len(r.code) != length:
-                        counts["left_out"] += 1
-                        continue
-                    mine = code_positions(r.code, dims, group.candidates)
-                    for dim, relations in (group.gold or {}).items():
-                        for a, op, b in relations if dim in mine else ():
-                            people[r.annotator].gold_relations += 1
-                            people[r.annotator].gold_respected += gold_respected(
-                                mine[dim], a, op, b
-                            )
-                continue
-            firsts = {r.annotator: r for r in rankings if not r.repeat and len(r.code) == length}
-            for r in rankings:
-                original = firsts.get(r.annotator) if r.repeat else None
-                if r.repeat:
-                    counts["repeats"] += 1
-                    if len(r.code) != length:
-                        counts["left_out"] += 1
-                        continue
-                if original is not None:
-                    before = code_positions(original.code, dims, group.candidates)
-                    again = code_positions(r.code, dims, group.candidates)
-                    values = [agreement_stats.pairwise_agreement(before[d], again[d]) for d in dims]
-                    values = [v for v in values if v is not None]
-                    if values:
-                        people[r.annotator].repeat_agreement.append(sum(values) / len(values))
-        _position_bias(chunk, dims, people)
-        blocks, left_out = vote_blocks(chunk, dims)
-        counts["left_out"] += left_out
-        timings["per_ranking"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for block in blocks:
-            counts["groups_ranked"] += len(block.groups)
-            task_types.extend(g.task_type for g in block.groups)
-            first, second = block.pairs
-            editors = np.array(
-                [
-                    [editor_index.setdefault(g.editors[c], len(editor_index)) for c in g.candidates]
-                    for g in block.groups
-                ]
-            )
-            clusters = np.array([g.pk for g in block.groups])
-            kinds = np.array(
-                [type_index.setdefault(g.task_type, len(type_index)) for g in block.groups]
-            )
-            for dim in dims:
-                tables[dim].append(agreement_stats.tiers_table(block.tiers[dim], TIER_VALUES))
-                _annotator_block_stats(block, dim, people)
-                for policy_ in (unanimous, majority):
-                    outcome, _ = block.decisions(dim, policy_)
-                    tally = consensus[policy_.name][dim]
-                    tally["strict"] += int(np.isin(outcome, (1, -1)).sum())
-                    tally["tie"] += int((outcome == 0).sum())
-                    tally["unsettled"] += int((outcome == UNSETTLED).sum())
-                    if policy_ is majority and editors_on == "consensus":
-                        battles[dim].append(
-                            _battles(outcome, editors, first, second, clusters, kinds)
-                        )
-                if editors_on == "raw":
-                    m = block.tiers[dim].shape[1]
-                    votes = block.relations(dim).transpose(1, 0, 2).reshape(-1, len(first))
-                    battles[dim].append(
-                        _battles(votes, np.tile(editors, (m, 1)), first, second,
-                                 np.tile(clusters, m), np.tile(kinds, m))
-                    )  # fmt: skip
-        timings["arrays"] += time.perf_counter() - t0
+    def __post_init__(self):
+        self.consensus = {p.name: {d: defaultdict(int) for d in self.dims}
+                          for p in (self.unanimous, self.majority)}  # fmt: skip
 
-    t0 = time.perf_counter()
-    # One bootstrap per set of groups (all, each task type), shared by the dimensions.
+    def add_rankings(self, group, rankings) -> None:
+        """Per annotator: rankings and time, gold relations respected, repeats' agreement."""
+        dims, people, counts = self.dims, self.people, self.counts
+        for r in rankings:
+            person = people[r.annotator]
+            person.rankings += 1
+            if r.seconds is not None:
+                person.seconds.append(r.seconds)
+        counts["rankings"] += len(rankings)
+        length = code_length(len(dims), len(group.editors))
+        if group.is_gold:
+            counts["gold_groups"] += 1
+            for r in rankings:
+                if len(r.code) != length:
+                    counts["left_out"] += 1
+                    continue
+                mine = code_positions(r.code, dims, group.candidates)
+                for dim, relations in (group.gold or {}).items():
+                    for a, op, b in relations if dim in mine else ():
+                        people[r.annotator].gold_relations += 1
+                        people[r.annotator].gold_respected += gold_respected(mine[dim], a, op, b)
+            return
+        firsts = {r.annotator: r for r in rankings if not r.repeat and len(r.code) == length}
+        for r in rankings:
+            original = firsts.get(r.annotator) if r.repeat else None
+            if r.repeat:
+                counts["repeats"] += 1
+                if len(r.code) != length:
+                    counts["left_out"] += 1
+                    continue
+            if original is not None:
+                before = code_positions(original.code, dims, group.candidates)
+                again = code_positions(r.code, dims, group.candidates)
+                values = [agreement_stats.pairwise_agreement(before[d], again[d]) for d in dims]
+                values = [v for v in values if v is not None]
+                if values:
+                    people[r.annotator].repeat_agreement.append(sum(values) / len(values))
+
+    def add_block(self, block: Block) -> None:
+        """One block of groups as arrays: agreement tables, consensus tallies, editor battles."""
+        self.counts["groups_ranked"] += len(block.groups)
+        self.task_types.extend(g.task_type for g in block.groups)
+        first, second = block.pairs
+        editors = np.array([
+            [self.editor_index.setdefault(g.editors[c], len(self.editor_index)) for c in g.candidates]
+            for g in block.groups
+        ])  # fmt: skip
+        clusters = np.array([g.pk for g in block.groups])
+        kinds = np.array(
+            [self.type_index.setdefault(g.task_type, len(self.type_index)) for g in block.groups]
+        )
+        for dim in self.dims:
+            self.tables[dim].append(agreement_stats.tiers_table(block.tiers[dim], TIER_VALUES))
+            _annotator_block_stats(block, dim, self.people)
+            for policy_ in (self.unanimous, self.majority):
+                outcome, _ = block.decisions(dim, policy_)
+                tally = self.consensus[policy_.name][dim]
+                tally["strict"] += int(np.isin(outcome, (1, -1)).sum())
+                tally["tie"] += int((outcome == 0).sum())
+                tally["unsettled"] += int((outcome == UNSETTLED).sum())
+                if policy_ is self.majority and self.editors_on == "consensus":
+                    self.battles[dim].append(
+                        _battles(outcome, editors, first, second, clusters, kinds)
+                    )
+            if self.editors_on == "raw":
+                m = block.tiers[dim].shape[1]
+                votes = block.relations(dim).transpose(1, 0, 2).reshape(-1, len(first))
+                self.battles[dim].append(
+                    _battles(votes, np.tile(editors, (m, 1)), first, second,
+                             np.tile(clusters, m), np.tile(kinds, m))
+                )  # fmt: skip
+
+
+def _agreement_section(tally: _Tally, resamples: int, seed: int) -> dict:
+    """One bootstrap per set of groups (all, each task type), shared by the dimensions."""
+    dims = tally.dims
     agreement: dict = {dim: {"all": None, "by_task_type": {}} for dim in dims}
-    if task_types:
-        types = np.array(task_types, dtype=object)
-        whole = {
-            dim: agreement_stats.AgreementTable.concatenate(tables.pop(dim), TIER_VALUES)
-            for dim in dims
-        }
-        subsets = [("all", None)] + [(t, types == t) for t in sorted(set(task_types))]
-        for label, mask in subsets:
-            chosen = whole if mask is None else {d: t.subset(mask) for d, t in whole.items()}
-            summaries = agreement_stats.summarize_dimensions(chosen, resamples=resamples, seed=seed)
-            for dim, summary in summaries.items():
-                if mask is None:
-                    agreement[dim]["all"] = summary.as_dict()
-                else:
-                    agreement[dim]["by_task_type"][label] = summary.as_dict()
-    timings["agreement_intervals"] = time.perf_counter() - t0
+    if not tally.task_types:
+        return agreement
+    types = np.array(tally.task_types, dtype=object)
+    whole = {
+        dim: agreement_stats.AgreementTable.concatenate(tally.tables.pop(dim), TIER_VALUES)
+        for dim in dims
+    }
+    subsets = [("all", None)] + [(t, types == t) for t in sorted(set(tally.task_types))]
+    for label, mask in subsets:
+        chosen = whole if mask is None else {d: t.subset(mask) for d, t in whole.items()}
+        summaries = agreement_stats.summarize_dimensions(chosen, resamples=resamples, seed=seed)
+        for dim, summary in summaries.items():
+            if mask is None:
+                agreement[dim]["all"] = summary.as_dict()
+            else:
+                agreement[dim]["by_task_type"][label] = summary.as_dict()
+    return agreement
 
-    t0 = time.perf_counter()
-    # One joint bootstrap over groups for the dimensions' boards, and one per task type.
-    names = list(editor_index)
+
+def _editor_section(tally: _Tally, resamples: int, seed: int) -> tuple[dict, dict]:
+    """(boards per dimension, per dimension and task type): one joint bootstrap over groups for
+    the dimensions' boards, and one per task type."""
+    dims, names = tally.dims, list(tally.editor_index)
     merged = {}
     for dim in dims:
-        parts = battles.pop(dim, [])
+        parts = tally.battles.pop(dim, [])
         merged[dim] = [
             np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
             for i in range(5)
@@ -471,8 +461,8 @@ def compute_report(
     )
     editors = {dim: board.as_dict() for dim, board in zip(dims, boards, strict=True)}
     editors_by_type: dict = {dim: {} for dim in dims}
-    for task_type in sorted(type_index):
-        masks = [kind == type_index[task_type] for *_, kind in merged.values()]
+    for task_type in sorted(tally.type_index):
+        masks = [kind == tally.type_index[task_type] for *_, kind in merged.values()]
         if not any(m.any() for m in masks):
             continue
         boards = leaderboards_arrays(
@@ -484,10 +474,12 @@ def compute_report(
         for dim, board, m in zip(dims, boards, masks, strict=True):
             if m.any():
                 editors_by_type[dim][task_type] = board.as_dict()
-    timings["editor_leaderboard"] = time.perf_counter() - t0
+    return editors, editors_by_type
 
+
+def _annotator_rows(people: dict) -> list[dict]:
     usernames = dict(User.objects.filter(pk__in=list(people)).values_list("pk", "username"))
-    annotators = [
+    return [
         {
             "annotator": usernames.get(pk, str(pk)),
             "rankings": p.rankings,
@@ -504,19 +496,64 @@ def compute_report(
         }
         for pk, p in sorted(people.items(), key=lambda item: usernames.get(item[0], ""))
     ]
+
+
+def _review_counts(dataset: Dataset) -> dict:
     review = dict.fromkeys([Review.EXTRA, Review.QUEUED, Review.ADJUDICATED], 0)
     for state in (
         Group.objects.filter(dataset=dataset).exclude(review="").values_list("review", flat=True)
     ):
         review[state] = review.get(state, 0) + 1
+    return {str(k): v for k, v in review.items()}
+
+
+def compute_report(
+    dataset: Dataset,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    policy: Policy | None = None,
+    editors_on: str = "consensus",
+) -> dict:
+    """The whole quality report as JSON-ready data (see module docstring).
+
+    The editor leaderboard is fitted on the majority consensus pairs (one battle
+    per settled pair, ties as ties) or, with editors_on="raw", on every
+    annotator's pairs (one battle per ranking and pair)."""
+    if editors_on not in EDITOR_PAIRS:
+        raise ValueError(f"editors_on must be one of {', '.join(EDITOR_PAIRS)}")
+    started = time.perf_counter()
+    tally = _Tally(dims=dataset.dimension_keys, majority=policy or Policy.named("majority"),
+                   unanimous=Policy("unanimous"), editors_on=editors_on)  # fmt: skip
+    timings: dict = defaultdict(float)
+    for chunk in dataset_chunks(dataset):
+        t0 = time.perf_counter()
+        for group, rankings in chunk:
+            tally.add_rankings(group, rankings)
+        _position_bias(chunk, tally.dims, tally.people)
+        blocks, left_out = vote_blocks(chunk, tally.dims)
+        tally.counts["left_out"] += left_out
+        timings["per_ranking"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for block in blocks:
+            tally.add_block(block)
+        timings["arrays"] += time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    agreement = _agreement_section(tally, resamples, seed)
+    timings["agreement_intervals"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    editors, editors_by_type = _editor_section(tally, resamples, seed)
+    timings["editor_leaderboard"] = time.perf_counter() - t0
+    majority, unanimous = tally.majority, tally.unanimous
     return {
         "dataset": dataset.name,
-        "dimensions": dims,
-        **counts,
+        "dimensions": tally.dims,
+        **tally.counts,
         "resamples": resamples,
         "seed": seed,
         "agreement": agreement,
-        "annotators": annotators,
+        "annotators": _annotator_rows(tally.people),
         "consensus": {
             "policies": {
                 "unanimous": {"min_votes": unanimous.min_votes},
@@ -527,7 +564,7 @@ def compute_report(
             },
             "pairs": {
                 name: {d: {k: v for k, v in t.items() if v} for d, t in per.items()}
-                for name, per in consensus.items()
+                for name, per in tally.consensus.items()
             },
         },
         "editors": {
@@ -537,7 +574,7 @@ def compute_report(
             "by_dimension": editors,
             "by_dimension_and_task_type": editors_by_type,
         },
-        "review": {str(k): v for k, v in review.items()},
+        "review": _review_counts(dataset),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "seconds": round(time.perf_counter() - started, 3),
     }
