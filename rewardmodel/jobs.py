@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -157,13 +158,15 @@ def run_finetune(ctx) -> dict:
                 )  # fmt: skip
         if not examples:
             raise ValueError(f"snapshot {snapshot.name!r} has no ranked group to train on")
+        overrides: dict[str, Any] = {**PAPER_DEFAULTS, **cfg.training}
+        if cfg.target_modules:
+            overrides["target_modules"] = cfg.target_modules
         config = FinetuneConfig(
             base_model=cfg.base_model,
             output_dir=str(cfg.output_dir()),
             adapter_init=cfg.adapter_init,
             prompt_set=cfg.prompt_set,
-            **{**PAPER_DEFAULTS, **cfg.training},
-            **({"target_modules": cfg.target_modules} if cfg.target_modules else {}),
+            **overrides,
         )
 
         def on_step(step: int, metrics: dict) -> None:

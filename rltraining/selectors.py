@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from itertools import groupby
+from typing import Any
 
 from django.shortcuts import get_object_or_404
 
@@ -69,7 +70,7 @@ def gallery(run: RLRun, rounds: list[int], index: int | None) -> dict:
     shown = rounds[index]
     evals = RLSample.objects.filter(run=run, kind=RLSample.Kind.EVAL)
     base = dict(evals.filter(round=0).values_list("prompt_index", "reward"))
-    samples = list(evals.filter(round=shown).order_by("prompt_index"))
+    samples: list[Any] = list(evals.filter(round=shown).order_by("prompt_index"))
     for sample in samples:
         sample.base_reward = base.get(sample.prompt_index) if shown != 0 else None
     return {"rounds": rounds, "index": index, "round": shown, "samples": samples}
@@ -82,7 +83,7 @@ def best_of_n_samples(run: RLRun) -> list[dict]:
     )
     out = []
     for round_index, in_round in groupby(rows, key=lambda s: s.round):
-        prompts = []
+        prompts: list[dict[str, Any]] = []
         for _, group in groupby(in_round, key=lambda s: s.prompt_index):
             samples = list(group)
             best = next((s for s in samples if s.best), None)
