@@ -3,5 +3,5 @@ from django.urls import path
 from lineage import views
 
 urlpatterns = [
-    path("lineage/<str:kind>/<int:pk>/", views.LineageApi.as_view(), name="api-lineage"),
+    path("lineage/<str:kind>/<int:object_id>/", views.LineageApi.as_view(), name="api-lineage"),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,8 +29,8 @@ def _graph(kind: str, pk: int):
 
 @require_GET
 @researcher_required
-def lineage_page(request, kind: str, pk: int):
-    graph = _graph(kind, pk)
+def lineage_page(request, kind: str, object_id: int):
+    graph = _graph(kind, object_id)
     columns = []
     for column in graph.columns():
         shown = []
@@ -51,6 +52,9 @@ class LineageApi(APIView):
 
     permission_classes = [IsResearcher]
 
-    @extend_schema(summary="What an object came from and what was made from it")
-    def get(self, request, kind: str, pk: int):
-        return Response(lineage(kind, pk).as_dict())  # UnknownObject: 404
+    @extend_schema(
+        summary="What an object came from and what was made from it",
+        responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+    )
+    def get(self, request, kind: str, object_id: int):
+        return Response(lineage(kind, object_id).as_dict())  # UnknownObject: 404

@@ -296,8 +296,8 @@ ROWS = [
     row("rltraining:sample-image", "GET", R_PAGE,
         lambda w: {"sample_id": w.sample.pk, "which": "thumb"}),
     # lineage: researchers only, whatever the object
-    row("lineage", "GET", R_PAGE, lambda w: {"kind": "rl_run", "pk": w.rl_run.pk}),
-    row("api-lineage", "GET", R_API, lambda w: {"kind": "reward_model", "pk": w.model.pk}),
+    row("lineage", "GET", R_PAGE, lambda w: {"kind": "rl_run", "object_id": w.rl_run.pk}),
+    row("api-lineage", "GET", R_API, lambda w: {"kind": "reward_model", "object_id": w.model.pk}),
 ]  # fmt: skip
 
 
