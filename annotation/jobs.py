@@ -14,6 +14,7 @@ from django.conf import settings
 from annotation.importer import import_groups
 from annotation.manifest import ImportRefused
 from annotation.stats.consensus import Policy
+from mlcore.options import check_options, option
 
 
 def uploads_dir() -> Path:
@@ -24,11 +25,12 @@ def uploads_dir() -> Path:
 
 @dataclass
 class ImportConfig:
-    path: str
-    dataset: str
-    overlap: int | None = None
+    path: str = option(help="the uploaded .zip (under MEDIA_ROOT/_uploads)")
+    dataset: str = option(help="the dataset to create or add to (1-100 characters)")
+    overlap: int | None = option(None, help="rankings wanted per group (none: 3)", min=1)
 
     def __post_init__(self):
+        check_options(self)
         # Only files the upload view stored: the jobs API must not become a way
         # to read arbitrary server paths.
         resolved = Path(self.path).resolve()
@@ -36,10 +38,8 @@ class ImportConfig:
             raise ValueError("path must be an uploaded file (under MEDIA_ROOT/_uploads)")
         if resolved.suffix != ".zip":
             raise ValueError("path must be an uploaded .zip file")
-        if not isinstance(self.dataset, str) or not self.dataset.strip() or len(self.dataset) > 100:
+        if not self.dataset.strip() or len(self.dataset) > 100:
             raise ValueError("dataset must be a name of 1 to 100 characters")
-        if self.overlap is not None and (not isinstance(self.overlap, int) or self.overlap < 1):
-            raise ValueError("overlap must be a positive integer")
 
 
 class ImportFailed(RuntimeError):
@@ -81,23 +81,22 @@ SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 @dataclass
 class ExportConfig:
-    dataset_id: int
-    name: str
-    policy: str = "unanimous"
-    max_tie_fraction: float | None = None  # None: the policy's default
-    min_votes: int = 2
+    dataset_id: int = option(help="the annotation dataset", min=1)
+    name: str = option(help="the snapshots' name (1-100 letters, digits, '.', '_', '-')")
+    policy: str = option("unanimous", help="the consensus policy",
+                         choices=("unanimous", "majority"))  # fmt: skip
+    max_tie_fraction: float | None = option(
+        None, help="majority: most votes that may be ties (none: the policy's default)", min=0,
+        max=1,
+    )  # fmt: skip
+    min_votes: int = option(2, help="pairs with fewer votes are left out", min=1)
 
     def __post_init__(self):
-        if not isinstance(self.dataset_id, int) or isinstance(self.dataset_id, bool):
-            raise ValueError("dataset_id must be an integer")
-        if not isinstance(self.name, str) or not SNAPSHOT_NAME.fullmatch(self.name):
+        check_options(self)
+        if not SNAPSHOT_NAME.fullmatch(self.name):
             raise ValueError(
                 "name must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
             )
-        if type(self.min_votes) is not int:
-            raise ValueError("min_votes must be an integer")
-        if self.max_tie_fraction is not None and type(self.max_tie_fraction) not in (int, float):
-            raise ValueError("max_tie_fraction must be a number between 0 and 1")
         self.consensus_policy()  # raises ValueError with the reason
 
     def consensus_policy(self) -> Policy:

@@ -27,6 +27,7 @@ from benchmark.models import (
 )
 from jobs.services import job_enqueue
 from media.storage import read_stored
+from mlcore.options import check_options, option
 
 GPU_SCORERS = ("editscore",)
 SCORE_KEYS = ("prompt_following", "consistency", "perceptual_quality", "overall")
@@ -36,24 +37,21 @@ BATCH = 16
 
 @dataclass
 class RunConfig:
-    dataset_id: int
-    scorer: dict
-    label: str = ""
-    batch_size: int = BATCH
+    dataset_id: int = option(help="the benchmark dataset", min=1)
+    scorer: dict = option(help='the scorer spec, e.g. {"kind": "random", "seed": 0}')
+    label: str = option("", help="the leaderboard row's name (default: the scorer)")
+    batch_size: int = option(BATCH, help="candidates scored per call", min=1, max=1024)
 
     def __post_init__(self):
-        if type(self.dataset_id) is not int:
-            raise ValueError("dataset_id must be an integer")
-        if not isinstance(self.scorer, dict) or not isinstance(self.scorer.get("kind"), str):
+        check_options(self)
+        if len(self.label) > 200:
+            raise ValueError("label must be a string of at most 200 characters")
+        if not isinstance(self.scorer.get("kind"), str):
             raise ValueError(
                 'scorer must be an object with a "kind", e.g. {"kind": "random", "seed": 0}'
             )
-        if not isinstance(self.label, str) or len(self.label) > 200:
-            raise ValueError("label must be a string of at most 200 characters")
         if not all(isinstance(k, str) for k in self.scorer):
             raise ValueError("scorer option names must be strings")
-        if type(self.batch_size) is not int or not 1 <= self.batch_size <= 1024:
-            raise ValueError("batch_size must be an integer from 1 to 1024")
         try:
             build_scorer(self.scorer)  # checks kind and options; no network, no weights
         except NotImplementedError as exc:

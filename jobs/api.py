@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsResearcher
-from jobs import selectors, services
+from jobs import registry, selectors, services
 from jobs.models import Job
 
 
@@ -113,3 +113,27 @@ class JobCancelApi(APIView):
     def post(self, request, job_id: int):
         job = get_object_or_404(Job, pk=job_id)
         return Response({"id": job.pk, "status": services.job_cancel(job_id=job.pk)})
+
+
+class JobKindListApi(APIView):
+    """GET: every job kind with its queue and its config's options (name, type, default, help,
+    bounds): what `POST /api/jobs/` accepts, from the same declarations that check it."""
+
+    permission_classes = [IsResearcher]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        return Response([
+            {"kind": kind.name, "title": kind.title, "queue": kind.queue,
+             "options": [_option_dict(o) for o in registry.config_options(kind)]}
+            for kind in registry.all_kinds()
+        ])  # fmt: skip
+
+
+def _option_dict(option) -> dict:
+    return {
+        "name": option.name, "type": option.type, "required": option.required,
+        "default": None if option.required else option.default, "help": option.help,
+        "min": option.min, "max": option.max, "min_exclusive": option.min_exclusive,
+        "choices": list(option.choices) if option.choices else None,
+    }  # fmt: skip

@@ -9,21 +9,17 @@ import time
 from dataclasses import dataclass
 
 from jobs.runner import JobContext
+from mlcore.options import check_options, option
 
 
 @dataclass
 class SelfTestConfig:
-    steps: int = 20
-    step_seconds: float = 0.25
-    fail_at_step: int | None = None
+    steps: int = option(20, help="steps to walk through", min=1, max=10_000)
+    step_seconds: float = option(0.25, help="seconds per step", min=0, max=60)
+    fail_at_step: int | None = option(None, help="raise at this step (to see a failure)")
 
     def __post_init__(self):
-        if not isinstance(self.steps, int) or not 1 <= self.steps <= 10_000:
-            raise ValueError("steps must be an integer from 1 to 10000")
-        if not isinstance(self.step_seconds, int | float) or not 0 <= self.step_seconds <= 60:
-            raise ValueError("step_seconds must be a number from 0 to 60")
-        if self.fail_at_step is not None and not isinstance(self.fail_at_step, int):
-            raise ValueError("fail_at_step must be an integer or null")
+        check_options(self)
 
 
 def run_selftest(ctx: JobContext) -> dict:

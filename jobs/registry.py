@@ -53,6 +53,13 @@ def all_kinds() -> list[JobKind]:
     return sorted(_REGISTRY.values(), key=lambda k: k.name)
 
 
+def config_options(kind: JobKind) -> list:
+    """The declared options (mlcore.options.OptionInfo) of the kind's config; [] without one."""
+    from mlcore.options import describe
+
+    return describe(import_string(kind.config)) if kind.config else []
+
+
 def validate_config(kind: JobKind, config: dict | None) -> dict:
     """Build the kind's config dataclass from `config` and return it as JSON-ready dict.
 

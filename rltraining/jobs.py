@@ -292,23 +292,16 @@ def rl_enqueue(*, config: dict, user=None, reward_model=None):
 
 @dataclass
 class BestOfNConfig:
-    run_id: int
-    n: int = 16
-    trained: bool = True  # the run's trained adapter, or the base policy
-    noise_level: float | None = None  # None: the run's (SDE) noise level
+    run_id: int = option(help="the RL run whose held-out prompts are sampled", min=1)
+    n: int = option(16, help="samples per prompt; the reward keeps the best", min=2, max=64)
+    trained: bool = option(True, help="the run's trained adapter (false: the base policy)")
+    noise_level: float | None = option(
+        None, help="SDE noise (none: the run's; 0 would give N equal samples)", min=0,
+        min_exclusive=True,
+    )  # fmt: skip
 
     def __post_init__(self):
-        if type(self.run_id) is not int:
-            raise ValueError("run_id must be an integer")
-        if type(self.n) is not int or not 2 <= self.n <= 64:
-            raise ValueError("n must be an integer in [2, 64]")
-        if not isinstance(self.trained, bool):
-            raise ValueError("trained must be true or false")
-        if self.noise_level is not None and (
-            isinstance(self.noise_level, bool) or not isinstance(self.noise_level, int | float)
-            or not self.noise_level > 0
-        ):  # fmt: skip
-            raise ValueError("noise_level must be a number > 0 (0 would give N equal samples)")
+        check_options(self)
 
 
 def run_best_of_n(ctx) -> dict:

@@ -212,6 +212,7 @@ ROWS = [
     row("api-job-list", "GET", R_API),
     row("api-job-list", "POST", (401, 403, 403, 201),
         data=lambda w: {"kind": "jobs.selftest", "config": {"steps": 2}}, state=jobs),
+    row("api-job-kinds", "GET", R_API),
     row("api-job-detail", "GET", R_API, job_arg),
     row("api-job-metrics", "GET", R_API, job_arg),
     row("api-job-cancel", "POST", R_API, job_arg,

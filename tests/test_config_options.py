@@ -80,3 +80,19 @@ def test_docs_configs_md_is_written_from_the_declarations():
     assert (REPO / "docs" / "configs.md").read_text() == make.render(), (
         "docs/configs.md is stale: run python docs/make_config_docs.py"
     )
+
+
+@pytest.mark.django_db
+def test_every_job_kind_declares_its_options_and_the_api_lists_them(researcher_client):
+    from jobs import registry
+
+    for kind in registry.all_kinds():
+        options = registry.config_options(kind)
+        assert options and all(o.help for o in options), kind.name  # every field says what it is
+    kinds = {k["kind"]: k for k in researcher_client.get("/api/jobs/kinds/").json()}
+    gpus = next(o for o in kinds["rltraining.train"]["options"] if o["name"] == "gpus")
+    assert gpus == {"name": "gpus", "type": "int", "required": False, "default": 1,
+                    "help": "GPUs (torchrun processes) on the worker", "min": 1, "max": 64,
+                    "min_exclusive": False, "choices": None}  # fmt: skip
+    n = next(o for o in kinds["rltraining.best_of_n"]["options"] if o["name"] == "n")
+    assert (n["min"], n["max"]) == (2, 64)
