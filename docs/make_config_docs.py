@@ -10,28 +10,36 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "configs.md"
-CONFIGS = [
-    ("RL job", "rltraining.jobs:RLJobConfig",
-     "`POST /rl/` (the launch form), `POST /api/jobs/` with kind `rltraining.train`."),
-    ("RL training (`training` of an RL job)", "rltraining.ml.trainer:RLConfig",
-     "The launch form's hyperparameters; presets `RLConfig.paper()`, `RLConfig.cpu_smoke()`."),
-    ("Reward-model fine-tune job", "rewardmodel.jobs:FinetuneJobConfig",
-     "The reward-models page, `manage.py finetune_reward_model` (one `--option` per row), "
-     "`POST /api/jobs/` with kind `rewardmodel.finetune`."),
-]  # fmt: skip
+# Where each kind is launched from (the rest: POST /api/jobs/ with its kind).
+WHERE = {
+    "rltraining.train": "the RL page (`/rl/`), or `POST /api/jobs/`.",
+    "rewardmodel.finetune": "the reward-models page, `manage.py finetune_reward_model` (one "
+    "`--option` per row), or `POST /api/jobs/`.",
+    "rltraining.best_of_n": "an RL run's page.",
+    "benchmark.run": "the leaderboard's form, `POST /api/benchmark/runs/`, `manage.py "
+    "benchmark_run`.",
+    "annotation.import": "the import page, `POST /api/datasets/import/`.",
+    "annotation.export_snapshot": "a dataset's quality page, `POST /api/datasets/<id>/snapshots/`.",
+}
 
 
 def render() -> str:
     from django.utils.module_loading import import_string
 
+    from jobs import registry
     from mlcore.options import markdown_table
 
-    parts = ["# Job and training options\n",
+    parts = ["# Job and training options\n\n",
              "Written by `docs/make_config_docs.py` from the configs' declarations "
-             "(`mlcore.options`); every bound here is checked when a job is queued.\n"]  # fmt: skip
-    for title, path, where in CONFIGS:
-        cls = import_string(path.replace(":", "."))
-        parts.append(f"\n## {title}: `{path}`\n\n{where}\n\n{markdown_table(cls)}")
+             "(`mlcore.options`); every bound here is checked when a job is queued, and "
+             "`GET /api/jobs/kinds/` returns the same as JSON.\n"]  # fmt: skip
+    for kind in registry.all_kinds():
+        where = WHERE.get(kind.name, "`POST /api/jobs/`.")
+        parts.append(f"\n## {kind.title}: kind `{kind.name}`, queue `{kind.queue}`\n\n"
+                     f"From {where}\n\n{markdown_table(import_string(kind.config))}")  # fmt: skip
+    parts.append("\n## RL training: `training` of an RL job (`rltraining.ml.trainer.RLConfig`)\n\n"
+                 "The RL page's hyperparameters; presets `RLConfig.paper()` (the defaults) and "
+                 f"`RLConfig.cpu_smoke()`.\n\n{markdown_table(import_string('rltraining.ml.trainer.RLConfig'))}")  # fmt: skip
     return "".join(parts)
 
 
