@@ -26,6 +26,17 @@ from rewardmodel import selectors as rewardmodel
 from rltraining import selectors as rltraining
 
 KINDS = ("dataset", "snapshot", "benchmark_dataset", "reward_model", "benchmark_run", "rl_run")
+
+
+@dataclass(frozen=True)
+class PromptsFile:
+    """An RL run's uploaded prompts: a node of the graph (no row of its own; its run's id)."""
+
+    pk: int
+    name: str
+    sha256: str
+
+
 MAX_NODES = 200  # a lineage larger than this is cut (and says so)
 
 
@@ -33,7 +44,7 @@ MAX_NODES = 200  # a lineage larger than this is cut (and says so)
 class Node:
     key: str  # "<kind>:<id>"
     kind: str
-    id: int
+    id: int  # the row's id (a prompts file: its run's)
     label: str
     sha256: str = ""  # the content hash that pins it ("" where it has none)
     hash_of: str = ""  # what the hash covers
@@ -112,8 +123,10 @@ def _load(kind: str, pk: int):
 def _node(kind: str, obj) -> Node:
     key = f"{kind}:{obj.pk}"
     if kind == "dataset":
-        url = reverse("annotate-quality", args=[obj.pk])
-        return Node(key, kind, obj.pk, obj.name, url=url, detail="annotation dataset")
+        return Node(key, kind, obj.pk, obj.name, url=reverse("annotate-quality", args=[obj.pk]))
+    if kind == "prompts_file":
+        return Node(key, kind, obj.pk, obj.name.rpartition("/")[2], obj.sha256,
+                    "the file's bytes" if obj.sha256 else "", detail="uploaded prompts")  # fmt: skip
     if kind == "snapshot":
         return Node(key, kind, obj.pk, obj.name, obj.sha256, "its files (rows and images)",
                     detail=f"{obj.get_kind_display()}, {obj.rows} rows")  # fmt: skip
@@ -144,6 +157,8 @@ def _inputs(kind: str, obj) -> list[tuple[str, object, str]]:
         return [("snapshot", obj.snapshot, "imported as")] if obj.snapshot_id else []
     if kind == "reward_model":
         return [("snapshot", obj.snapshot, "trained")] if obj.snapshot_id else []
+    if kind == "prompts_file":
+        return []
     if kind == "benchmark_run":
         out = [("benchmark_dataset", obj.dataset, "scored in")]
         if obj.scorer.get("kind") == "editscore":
@@ -158,6 +173,9 @@ def _inputs(kind: str, obj) -> list[tuple[str, object, str]]:
         out.append(("snapshot", obj.snapshot, "prompts of"))
     elif obj.dataset_id:
         out.append(("dataset", obj.dataset, "prompts of"))
+    elif obj.prompts_file:
+        file = PromptsFile(obj.pk, obj.prompts_file, obj.prompts_sha256)
+        out.append(("prompts_file", file, "prompts of"))
     if obj.reward_model_id:
         out.append(("reward_model", obj.reward_model, "reward of"))
     return out

@@ -17,6 +17,7 @@ from lineage.graph import MAX_NODES, UnknownObject, lineage
 KIND_LABELS = {
     "dataset": "annotation dataset", "snapshot": "snapshot", "benchmark_dataset": "benchmark",
     "reward_model": "reward model", "benchmark_run": "benchmark run", "rl_run": "RL run",
+    "prompts_file": "prompts file",
 }  # fmt: skip
 
 

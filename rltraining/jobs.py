@@ -5,6 +5,7 @@ imported by the web process (the job registry validates configs there)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -117,7 +118,11 @@ def run_prompt_rows(run, cfg: RLJobConfig, seed: int):
             RLRun.objects.filter(pk=run.pk).update(snapshot=run.snapshot)
         rows = snapshot_prompt_rows(run.snapshot.path)
     else:
-        rows = parse_prompt_file(read_stored(cfg.prompts_file), Path(cfg.prompts_file).name)
+        data = read_stored(cfg.prompts_file)
+        rows = parse_prompt_file(data, Path(cfg.prompts_file).name)
+        if not run.prompts_sha256:  # what the run read, for its lineage
+            run.prompts_sha256 = hashlib.sha256(data).hexdigest()
+            RLRun.objects.filter(pk=run.pk).update(prompts_sha256=run.prompts_sha256)
     return split_held_out(rows, cfg.eval_prompts, seed)
 
 

@@ -30,6 +30,9 @@ class RLRun(models.Model):
     prompts_file = models.CharField(
         max_length=500, blank=True, help_text="prompts: an uploaded JSONL in the media storage"
     )
+    prompts_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="sha256 of the prompts file, read when the run starts"
+    )
     review_dataset = models.ForeignKey(
         "annotation.Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text="the dataset 'send to annotation' created",

@@ -4,6 +4,7 @@ rankings over HTTP -> agreement (1.0 without noise) -> benchmark export -> score
 the reward model -> "send to annotation" -> the RL outputs served to an annotator. Jobs run through the job runner on the test database
 (the worker tests cover the broker)."""
 
+import hashlib
 import json
 
 import pytest
@@ -110,6 +111,7 @@ def test_the_whole_loop(live_server, transactional_db):
     # lineage: what made the RL run, with the hashes that pin it, in the graph and the API
     from lineage.graph import lineage
     from media.digest import folder_sha256
+    from media.storage import read_stored
 
     model.refresh_from_db()
     snapshot = model.snapshot
@@ -119,7 +121,11 @@ def test_the_whole_loop(live_server, transactional_db):
         (f"snapshot:{snapshot.pk}", f"reward_model:{model.pk}", "trained"),
         (f"reward_model:{model.pk}", f"rl_run:{run.pk}", "reward of"),
         (f"rl_run:{run.pk}", f"dataset:{review.pk}", "samples sent to"),
+        (f"prompts_file:{run.pk}", f"rl_run:{run.pk}", "prompts of"),
     }
+    run.refresh_from_db()
+    prompts = hashlib.sha256(read_stored(run.prompts_file)).hexdigest()
+    assert graph.nodes[f"prompts_file:{run.pk}"].sha256 == prompts == run.prompts_sha256
     assert snapshot.kind == "rankings" and snapshot.dataset == dataset
     assert graph.nodes[f"snapshot:{snapshot.pk}"].sha256 == snapshot.sha256
     assert graph.nodes[f"reward_model:{model.pk}"].sha256 == folder_sha256(model.adapter)

@@ -115,3 +115,14 @@ def test_the_reward_model_page_shows_what_it_learned_from_and_how_it_scored(
     assert f"/benchmark/runs/{chain['scored'].pk}/" in html and "0.750" in html
     listing = researcher_client.get("/reward-models/").content.decode()
     assert f'href="/reward-models/{chain["model"].pk}/"' in listing
+
+
+def test_an_uploaded_prompts_file_is_a_node_with_the_hash_the_run_read(chain):
+    run = chain["run"]
+    RLRun.objects.filter(pk=run.pk).update(snapshot=None, dataset=None,
+                                           prompts_file="rl_prompts/p.jsonl",
+                                           prompts_sha256="c" * 64)  # fmt: skip
+    graph = lineage("rl_run", run.pk)
+    assert (f"prompts_file:{run.pk}", f"rl_run:{run.pk}", "prompts of") in _edges(graph)
+    node = graph.nodes[f"prompts_file:{run.pk}"]
+    assert (node.label, node.sha256) == ("p.jsonl", "c" * 64)
