@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from django.conf import settings
 
 from annotation.ml.rankings import RankedGroup, Vote, write_rankings
+from annotation.ml.split import Split
 from annotation.models import Adjudication, Candidate, Dataset, Group, Ranking, Snapshot
 from annotation.quality import ConsensusPair, consensus_pairs
 from annotation.stats.consensus import Policy
@@ -66,16 +67,25 @@ def _free_name(kind: str, name: str) -> str:
 
 
 def export_benchmark(
-    dataset: Dataset, policy: Policy, out_dir: Path, *, name: str | None = None, user=None
+    dataset: Dataset,
+    policy: Policy,
+    out_dir: Path,
+    *,
+    name: str | None = None,
+    user=None,
+    split: Split | None = None,
 ) -> Snapshot:
     """EditReward-Bench layout (see benchmark/ml/snapshot.py): one row per strict
-    consensus pair per dimension, output_images[0] the preferred candidate."""
+    consensus pair per dimension, output_images[0] the preferred candidate. With ``split``,
+    only the pairs of its held-out groups: a benchmark no model trained on the same split saw."""
     name = _free_name(Snapshot.Kind.BENCHMARK, name or Path(out_dir).name)
     counts: Counter = Counter()
 
     def rows() -> Iterator[PairRow]:
         for pair in strict_pairs(dataset, policy):
             group = pair.group
+            if split is not None and split.side(group.external_id) != "held_out":
+                continue
             preferred, other = pair.decision.preferred
             counts[f"{pair.dimension}/{group.task_type}"] += 1
             yield PairRow(
@@ -89,12 +99,14 @@ def export_benchmark(
                 votes=_votes(pair),
             )
 
-    metadata = {"dataset": dataset.name, "policy": _policy_dict(policy)}
+    recorded = {**split.as_dict(), "side": "held_out"} if split is not None else {}
+    metadata = {"dataset": dataset.name, "policy": _policy_dict(policy), "split": recorded}
     files = write_snapshot(rows(), Path(out_dir), metadata=metadata)
     return Snapshot.objects.create(
         name=name,
         kind=Snapshot.Kind.BENCHMARK,
         dataset=dataset,
+        split=recorded,
         policy=_policy_dict(policy),
         path=str(Path(out_dir).resolve()),
         sha256=files.sha256,
@@ -196,15 +208,15 @@ def _ranked_groups(dataset: Dataset) -> Iterator[RankedGroup]:
             )  # fmt: skip
 
 
-def snapshot_rankings(dataset: Dataset, *, user=None) -> Snapshot:
-    """The dataset's rankings snapshot as they stand now, named ``<dataset>@<hash prefix>``.
-    Content-addressed: when nothing changed since the last one, that one is returned and
-    nothing new is kept."""
+def snapshot_rankings(dataset: Dataset, *, user=None, split: Split | None = None) -> Snapshot:
+    """The dataset's rankings snapshot as they stand now, named ``<dataset>@<hash prefix>``,
+    with ``split`` recorded in it. Content-addressed: when nothing changed since the last one
+    (rankings, images and split), that one is returned and nothing new is kept."""
     root = snapshots_dir() / "rankings"
     staging = root / f".{dataset.pk}-{os.getpid()}-{os.urandom(4).hex()}"
     metadata = {"dataset": dataset.name, "dimensions": dataset.dimension_keys}
     written = write_rankings(
-        _ranked_groups(dataset), staging, read_image=read_stored, metadata=metadata
+        _ranked_groups(dataset), staging, read_image=read_stored, metadata=metadata, split=split
     )
     existing = Snapshot.objects.filter(kind=Snapshot.Kind.RANKINGS, sha256=written.sha256).first()
     if existing is not None and Path(existing.path).is_dir():
@@ -217,6 +229,7 @@ def snapshot_rankings(dataset: Dataset, *, user=None) -> Snapshot:
         kind=Snapshot.Kind.RANKINGS, name=final.name,
         defaults=dict(
             dataset=dataset, policy={}, path=str(final.resolve()), sha256=written.sha256,
+            split=split.as_dict() if split is not None else {},
             rows=written.rows, counts=written.counts, created_by=user,
         ),
     )  # fmt: skip

@@ -90,6 +90,9 @@ class ExportConfig:
         max=1,
     )  # fmt: skip
     min_votes: int = option(2, help="pairs with fewer votes are left out", min=1)
+    held_out: float = option(0.0, help="benchmark only this fraction of groups, held out by "
+                             "group (0: all groups)", min=0, max=0.9)  # fmt: skip
+    split_seed: int = option(0, help="seed of the held-out split", min=0)
 
     def __post_init__(self):
         check_options(self)
@@ -109,6 +112,7 @@ def run_export(ctx) -> dict:
     """Both snapshots of one consensus: benchmark pairs and training preferences,
     under MEDIA_ROOT/_snapshots/<name>/."""
     from annotation.exports import export_benchmark, export_preferences, snapshots_dir
+    from annotation.ml.split import Split
     from annotation.models import Dataset, Snapshot
 
     cfg = ExportConfig(**ctx.config)
@@ -130,7 +134,9 @@ def run_export(ctx) -> dict:
         shutil.rmtree(root / kind, ignore_errors=True)
         ctx.progress(progress, f"writing {what}")
         ctx.heartbeat()
-        made[kind] = export(dataset, policy, root / kind, name=cfg.name)
+        extra = {"split": Split(cfg.held_out, cfg.split_seed)} if (
+            cfg.held_out and kind == Snapshot.Kind.BENCHMARK) else {}  # fmt: skip
+        made[kind] = export(dataset, policy, root / kind, name=cfg.name, **extra)
     bench, prefs = made[Snapshot.Kind.BENCHMARK], made[Snapshot.Kind.PREFERENCES]
     return {
         kind: {"snapshot": s.pk, "path": s.path, "rows": s.rows, "sha256": s.sha256}

@@ -258,6 +258,11 @@ class Snapshot(models.Model):
     sha256 = models.CharField(max_length=64)
     rows = models.PositiveIntegerField()
     counts = models.JSONField(default=dict, help_text="rows per dimension and task type")
+    split = models.JSONField(
+        default=dict, blank=True,
+        help_text='{"held_out", "seed", "side"?}: the held-out split (annotation/ml/split.py); '
+        "a benchmark snapshot holds its held-out side only",
+    )  # fmt: skip
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -272,6 +277,14 @@ class Snapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} snapshot {self.name}"
+
+    @property
+    def split_text(self) -> str:
+        """What the pages say about its split."""
+        if not self.split:
+            return "no held-out split"
+        text = f"{self.split['held_out']:.0%} of groups held out (seed {self.split.get('seed', 0)})"
+        return f"{text}: the held-out side only" if self.split.get("side") == "held_out" else text
 
 
 class DatasetReport(models.Model):

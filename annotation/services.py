@@ -517,10 +517,13 @@ def adjudication_submit(
     return adjudication
 
 
-def rankings_snapshot(*, dataset_id: int | None = None, snapshot_id: int | None = None, user=None):
+def rankings_snapshot(
+    *, dataset_id: int | None = None, snapshot_id: int | None = None, user=None, split=None
+):
     """A rankings snapshot for a job to learn from: the registered one named by `snapshot_id`
-    (its folder must still be there), or the dataset's rankings now (a new snapshot, or the
-    last one when nothing changed). ValueError says what is missing."""
+    (its folder must still be there; it carries its own split), or the dataset's rankings now
+    with `split` (a new snapshot, or the last one when nothing changed). ValueError says what
+    is missing."""
     from annotation.exports import snapshot_rankings
     from annotation.models import Snapshot
 
@@ -536,7 +539,7 @@ def rankings_snapshot(*, dataset_id: int | None = None, snapshot_id: int | None 
     dataset = Dataset.objects.filter(pk=dataset_id).first()
     if dataset is None:
         raise ValueError(f"there is no dataset with id {dataset_id}")
-    return snapshot_rankings(dataset, user=user)
+    return snapshot_rankings(dataset, user=user, split=split)
 
 
 def _free_dataset_name(base: str) -> str:

@@ -75,6 +75,8 @@ def run_row(run: BenchmarkRun) -> dict:
     metric = run.metric or {}
     return {
         "id": run.pk, "label": run.label, "source": "measured", "dataset": run.dataset.name,
+        # which groups it holds: a held-out side of a split, all of a dataset, or imported
+        "split": run.dataset.snapshot.split_text if run.dataset.snapshot_id else "",
         "k": int(run.scorer.get("k", 1)), "date": run.created_at, "status": run.job.status,
         "job": run.job_id, "scorer": run.scorer, "scorer_config": run.scorer_config,
         "overall": metric.get("overall", {}), "ci95": metric.get("ci95", {}).get("overall", {}),
@@ -89,7 +91,9 @@ def run_row(run: BenchmarkRun) -> dict:
 
 def leaderboard(*, include_reported: bool = True, dataset: str | None = None) -> list[dict]:
     """Finished runs (best overall accuracy first), then the reported figures."""
-    runs = BenchmarkRun.objects.select_related("dataset", "job").filter(metric__isnull=False)
+    runs = BenchmarkRun.objects.select_related("dataset__snapshot", "job").filter(
+        metric__isnull=False
+    )
     if dataset:
         runs = runs.filter(dataset__name=dataset)
     rows = sorted(
@@ -113,7 +117,11 @@ def row_by_id(row_id: str) -> dict | None:
         return next((r for r in reported_rows() if r["id"] == row_id), None)
     if parse_id(row_id) is None:
         return None
-    run = BenchmarkRun.objects.select_related("dataset", "job").filter(pk=parse_id(row_id)).first()
+    run = (
+        BenchmarkRun.objects.select_related("dataset__snapshot", "job")
+        .filter(pk=parse_id(row_id))
+        .first()
+    )
     return run_row(run) if run else None
 
 
@@ -179,7 +187,9 @@ def runs_of_benchmark_dataset(dataset_id: int) -> list[BenchmarkRun]:
 
 def runs_of_weights(*, base: str, adapter: str) -> list[BenchmarkRun]:
     """The EditScore runs that scored with these weights (a base folder and its adapter)."""
-    runs = BenchmarkRun.objects.filter(scorer__kind="editscore", scorer__base=base)
+    runs = BenchmarkRun.objects.select_related("dataset__snapshot", "job").filter(
+        scorer__kind="editscore", scorer__base=base
+    )
     runs = (
         runs.filter(scorer__adapter=adapter) if adapter else runs.exclude(scorer__has_key="adapter")
     )

@@ -27,6 +27,9 @@ BENCHMARK = "editworld-demo-bench"
 SIMULATED = "sim-annotator"
 # The tiny editor learns these task types well enough in a few CPU minutes (see issue 8 notes).
 EDITOR_TASKS = ("color_alter", "tone_transfer", "subject-remove")
+# The held-out split by group shared by the benchmark and the fine-tune: the reward model is
+# measured only on groups it never trained on (annotation/ml/split.py).
+HELD_OUT, SPLIT_SEED = 0.25, 0
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,10 @@ def refresh_report(dataset):
 
 
 def benchmark_dataset(dataset, name: str = BENCHMARK):
-    """Strict majority consensus of the dataset exported as a snapshot and imported."""
+    """Strict majority consensus of the dataset's held-out groups exported as a snapshot and
+    imported."""
     from annotation.exports import export_benchmark
+    from annotation.ml.split import Split
     from annotation.stats.consensus import Policy
     from benchmark.importer import import_benchmark
     from benchmark.selectors import benchmark_dataset_get
@@ -127,7 +132,8 @@ def benchmark_dataset(dataset, name: str = BENCHMARK):
     if existing is not None:
         return existing
     out = demo_dir() / f"snapshot-{name}"
-    snapshot = export_benchmark(dataset, Policy.named("majority"), out, name=name)
+    split = Split(HELD_OUT, SPLIT_SEED)
+    snapshot = export_benchmark(dataset, Policy.named("majority"), out, name=name, split=split)
     import_benchmark(snapshot.path, name=name)
     return benchmark_dataset_get(name=name)
 
@@ -192,6 +198,7 @@ def queue_finetune(dataset, bench, base: Path, scale: Scale, user=None, name="ed
     return finetune_enqueue(config={
         "model_name": name, "dataset_id": dataset.pk, "base_model": str(base),
         "training": training, "benchmark_dataset_id": bench.pk,
+        "held_out": HELD_OUT, "split_seed": SPLIT_SEED,
         "target_modules": ["all-linear", "lm_head", "embed_tokens"],
     }, user=user)  # fmt: skip
 

@@ -49,6 +49,12 @@ class FinetuneJobConfig:
     # existing rankings snapshot (to retrain on exactly the same data).
     dataset_id: int | None = option(None, help="learn from this dataset's rankings now", min=1)
     snapshot_id: int | None = option(None, help="or from this rankings snapshot", min=1)
+    # Held-out split by group (annotation/ml/split.py): training reads the train side only. The
+    # same fraction and seed give the same sides everywhere, so a benchmark exported with them
+    # holds out exactly the groups this model never saw.
+    held_out: float = option(0.0, help="fraction of groups held out from training (0: none)",
+                             min=0, max=0.9)  # fmt: skip
+    split_seed: int = option(0, help="seed of the held-out split", min=0)
     adapter_init: str | None = option(None, help="continue from this LoRA adapter folder")
     training: dict = option(
         help="FinetuneConfig overrides (lora_r, learning_rate, max_steps...)", default_factory=dict
@@ -76,6 +82,8 @@ class FinetuneJobConfig:
             raise ValueError("model_name must be 1-100 letters, digits, '.', '_' or '-'")
         if (self.dataset_id is None) == (self.snapshot_id is None):
             raise ValueError("give exactly one of dataset_id and snapshot_id")
+        if self.snapshot_id is not None and self.held_out:
+            raise ValueError("a snapshot carries its own split: give held_out with a dataset only")
         if not self.base_model:
             raise ValueError("base_model must be a path to a Qwen2.5-VL checkpoint folder")
         if self.teacher is not None:
@@ -106,9 +114,13 @@ class FinetuneJobConfig:
 
 def training_snapshot(cfg: FinetuneJobConfig, *, user=None):
     """The rankings snapshot the job learns from: the named one, or the dataset's now."""
+    from annotation.ml.split import Split
     from annotation.services import rankings_snapshot
 
-    return rankings_snapshot(dataset_id=cfg.dataset_id, snapshot_id=cfg.snapshot_id, user=user)
+    split = Split(cfg.held_out, cfg.split_seed) if cfg.held_out else None
+    return rankings_snapshot(
+        dataset_id=cfg.dataset_id, snapshot_id=cfg.snapshot_id, user=user, split=split
+    )
 
 
 def run_finetune(ctx) -> dict:
@@ -132,8 +144,10 @@ def run_finetune(ctx) -> dict:
         targets = training_targets(
             snapshot.path, score_range=cfg.score_range, min_votes=cfg.min_votes
         )
+        groups_seen = 0
         for _, group in groupby(targets, key=attrgetter("group")):
             group = list(group)
+            groups_seen += 1
             images = {
                 t.candidate: (Path(t.source).read_bytes(), Path(t.image).read_bytes())
                 for t in group
@@ -191,6 +205,7 @@ def run_finetune(ctx) -> dict:
     summary = {
         **result, "model": model.name, "examples": len(examples),
         "snapshot": {"id": snapshot.pk, "name": snapshot.name, "sha256": snapshot.sha256},
+        "split": snapshot.split_text, "groups_trained_on": groups_seen,
     }  # fmt: skip
     if teacher is not None:
         summary["teacher_reasoning_kept"] = kept  # groups judged; groups whose SC/PQ kept
@@ -203,7 +218,17 @@ def run_finetune(ctx) -> dict:
             user=model.created_by,
         )  # fmt: skip
         summary["benchmark_run"] = run.pk
+        # True only when the benchmark is the held-out side of this very split
+        summary["benchmark_held_out"] = is_held_out_benchmark(bench, snapshot)
     return summary
+
+
+def is_held_out_benchmark(bench, snapshot) -> bool:
+    """Whether `bench` holds exactly the groups the split of `snapshot` kept out of training."""
+    theirs = bench.snapshot.split if bench.snapshot_id else {}
+    ours = snapshot.split or {}
+    return bool(ours) and theirs.get("side") == "held_out" and (
+        theirs.get("held_out"), theirs.get("seed", 0)) == (ours["held_out"], ours.get("seed", 0))  # fmt: skip
 
 
 def finetune_enqueue(*, config: dict, user=None):

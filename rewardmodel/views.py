@@ -13,7 +13,7 @@ from benchmark.ml.metric import DIMENSIONS
 from benchmark.ml.scorers import parse_spec
 from benchmark.selectors import benchmark_dataset_list, run_row, runs_of_weights
 from config.errors import FORM_ERRORS, Invalid, refusal_status
-from rewardmodel.jobs import PAPER_DEFAULTS, TUNABLE, finetune_enqueue
+from rewardmodel.jobs import PAPER_DEFAULTS, TUNABLE, finetune_enqueue, is_held_out_benchmark
 from rewardmodel.models import RewardModel
 from rewardmodel.services import model_register
 
@@ -33,7 +33,14 @@ def _context(**extra) -> dict:
 def model_detail(request, model_id: int):
     """One model: where its weights are, what it learned from, how it scored, its lineage."""
     model = get_object_or_404(RewardModel.objects.select_related("job", "snapshot"), pk=model_id)
-    runs = [run_row(run) for run in runs_of_weights(base=model.base, adapter=model.adapter)]
+    runs = []
+    for run in runs_of_weights(base=model.base, adapter=model.adapter):
+        row = run_row(run)
+        # whether the model never trained on these pairs: they are its split's held-out side
+        row["held_out"] = bool(model.snapshot) and is_held_out_benchmark(
+            run.dataset, model.snapshot
+        )
+        runs.append(row)
     return render(
         request, "rewardmodel/model_detail.html",
         {"model": model, "runs": runs, "dimensions": DIMENSIONS},

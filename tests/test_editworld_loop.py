@@ -6,6 +6,7 @@ the reward model -> "send to annotation" -> the RL outputs served to an annotato
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,6 +74,16 @@ def test_the_whole_loop(live_server, transactional_db):
     _run(model.job_id)
     model.refresh_from_db()
     assert model.status == "ready"
+    # held out by group: the benchmark's pairs come from groups the model never trained on
+    from annotation.ml.rankings import read_manifest
+    from benchmark.models import BenchmarkPair
+
+    sides = read_manifest(Path(model.snapshot.path))["split"]["groups"]
+    benchmarked = set(BenchmarkPair.objects.filter(dataset=bench)
+                      .values_list("extra__group_id", flat=True))  # fmt: skip
+    assert benchmarked and benchmarked <= set(sides["held_out"])
+    assert not benchmarked & set(sides["train"])
+    assert model.job.result["benchmark_held_out"] is True
     model.promote()
     scored = BenchmarkRun.objects.get(dataset=bench, label=model.name)
     assert _run(scored.job_id).result["scored_now"] > 0

@@ -95,3 +95,57 @@ def test_a_job_names_an_existing_snapshot_or_a_dataset(db):
     Path(made.path, "manifest.json").unlink()
     with pytest.raises(ValueError, match="is gone"):
         rankings_snapshot(snapshot_id=made.pk)
+
+
+def test_a_split_is_a_function_of_group_id_and_seed_and_stable_as_data_grows():
+    from annotation.ml.split import Split
+
+    split = Split(0.25, seed=3)
+    ids = [f"g{i}" for i in range(4000)]
+    sides = split.sides(ids)
+    assert abs(len(sides["held_out"]) / len(ids) - 0.25) < 0.03  # met in expectation
+    grown = split.sides([*ids, *(f"new{i}" for i in range(500))])
+    assert set(sides["held_out"]) <= set(grown["held_out"])  # old groups keep their side
+    assert Split(0.25, seed=4).sides(ids) != sides  # the seed matters
+    with pytest.raises(ValueError, match="in \\[0, 1\\)"):
+        Split(1.0)
+
+
+def test_a_split_snapshot_records_its_sides_and_readers_ask_for_one(db):
+    from annotation.ml.split import Split
+
+    dataset = make_dataset(groups=12, candidates=2)
+    plain = snapshot_rankings(dataset)
+    split = Split(0.4, seed=1)
+    made = snapshot_rankings(dataset, split=split)
+    assert made.sha256 != plain.sha256 and made.split == {"held_out": 0.4, "seed": 1}
+    manifest = read_manifest(Path(made.path))
+    ids = [g.external_id for g in Group.objects.filter(dataset=dataset).order_by("pk")]
+    assert manifest["split"]["groups"] == split.sides(ids)
+    train = [g.group_id for g in read_rankings(Path(made.path), "train")]
+    held = [g.group_id for g in read_rankings(Path(made.path), "held_out")]
+    assert sorted(train + held) == sorted(ids) and not set(train) & set(held) and held
+    assert len(list(read_rankings(Path(plain.path), "train"))) == 12  # no split: all is train
+    with pytest.raises(BadSnapshot, match="no held-out split"):
+        list(read_rankings(Path(plain.path), "held_out"))
+
+
+def test_a_benchmark_export_with_a_split_keeps_only_held_out_groups(db, tmp_path):
+    from annotation.exports import export_benchmark
+    from annotation.ml.split import Split
+    from annotation.stats.consensus import Policy
+
+    users = [UserFactory(username=f"b{i}") for i in range(2)]
+    dataset = make_dataset(groups=10, candidates=2, overlap=2, annotators=users)
+    for group in Group.objects.filter(dataset=dataset):
+        ids = [f"{group.external_id}-c{i}" for i in range(2)]
+        for user in users:
+            _rank(group, user, ids)
+    split = Split(0.5, seed=2)
+    snapshot = export_benchmark(dataset, Policy.named("majority"), tmp_path / "b", split=split)
+    rows = [json.loads(line) for line in (tmp_path / "b" / "pairs.jsonl").read_text().splitlines()]
+    held = {g for g in (r["group_id"] for r in rows)}
+    assert held and all(split.side(g) == "held_out" for g in held)
+    assert len(held) == sum(split.side(g.external_id) == "held_out" for g in Group.objects.all())
+    assert snapshot.split == {"held_out": 0.5, "seed": 2, "side": "held_out"}
+    assert snapshot.split_text == "50% of groups held out (seed 2): the held-out side only"

@@ -308,3 +308,57 @@ def test_target_modules_are_checked():
             finetune_enqueue(config={**base, "target_modules": bad})
     model = finetune_enqueue(config={**base, "target_modules": ["all-linear", "lm_head"]})
     assert model.job.config["target_modules"] == ["all-linear", "lm_head"]
+
+
+def test_a_held_out_split_keeps_groups_out_of_training_and_marks_the_benchmark(
+    tmp_path, tiny_dir, researcher_client
+):
+    from annotation.ml.split import Split
+    from annotation.models import Snapshot
+    from benchmark.models import BenchmarkDataset, BenchmarkRun
+    from jobs.runner import run_job
+    from rewardmodel.jobs import finetune_enqueue
+
+    users = [UserFactory(username=f"h{i}") for i in range(2)]
+    dataset = make_dataset(groups=8, candidates=2, overlap=2, annotators=users)
+    for group in Group.objects.filter(dataset=dataset):
+        c0, c1 = (f"{group.external_id}-c{i}" for i in range(2))
+        for user in users:
+            ranking_submit(group=group, annotator=user, submission_id=uuid.uuid4(), tiers=dict.fromkeys(DIMS, [[c0], [c1]]))  # fmt: skip
+    split = Split(0.5, seed=0)
+    sides = split.sides(Group.objects.filter(dataset=dataset).values_list("external_id", flat=True))
+    assert sides["train"] and sides["held_out"]
+    held = Snapshot.objects.create(name="held", kind="benchmark", dataset=dataset, policy={},
+                                   path="-", sha256="0" * 64, rows=1,
+                                   split={**split.as_dict(), "side": "held_out"})  # fmt: skip
+    bench = BenchmarkDataset.objects.create(name="held", layout="snapshot", source_path="-",
+                                            snapshot=held)  # fmt: skip
+    everything = BenchmarkDataset.objects.create(name="all", layout="jsonl", source_path="-")
+    training = {"max_steps": 1, "grad_accum": 1, "lora_r": 4, "lora_alpha": 8, "max_pixels": 28 * 28 * 16}  # fmt: skip
+    results = {}
+    for name, benchmark in (("split-es", bench), ("split-es-all", everything)):
+        model = finetune_enqueue(config={
+            "model_name": name, "dataset_id": dataset.pk, "base_model": str(tiny_dir),
+            "training": training, "held_out": 0.5, "split_seed": 0,
+            "benchmark_dataset_id": benchmark.pk,
+        })  # fmt: skip
+        assert run_job(model.job_id, worker="test") == "succeeded", model.job.error
+        model.refresh_from_db()
+        results[name] = model.job.result
+    result = results["split-es"]
+    assert result["groups_trained_on"] == len(sides["train"])
+    assert result["examples"] == len(sides["train"]) * 2 * 2  # candidates x (SC, PQ)
+    assert (
+        result["benchmark_held_out"] is True
+        and results["split-es-all"]["benchmark_held_out"] is False
+    )
+    model = RewardModel.objects.get(name="split-es")
+    assert model.snapshot.split == {"held_out": 0.5, "seed": 0}
+    page = researcher_client.get(f"/reward-models/{model.pk}/").content.decode()
+    assert "50% of groups held out (seed 0): trained on the rest" in page
+    assert "<td>yes</td>" in page  # its benchmark result is on pairs it never saw
+    run = BenchmarkRun.objects.get(dataset=bench)
+    assert run.label == "split-es"
+    with pytest.raises(Exception, match="a snapshot carries its own split"):
+        finetune_enqueue(config={"model_name": "x", "snapshot_id": model.snapshot.pk,
+                                 "base_model": "/x", "held_out": 0.2})  # fmt: skip

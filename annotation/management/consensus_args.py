@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from annotation.ml.split import Split
 from annotation.models import Dataset
 from annotation.stats.consensus import DEFAULT_MAJORITY_TIE_FRACTION, POLICIES, Policy
 
@@ -61,18 +62,32 @@ class SnapshotCommand(BaseCommand):
     annotation.exports function that writes it (dataset, policy, out, name=)."""
 
     export = None
+    splits = False  # the command takes --held-out / --split-seed
 
     def add_arguments(self, parser):
         add_dataset_argument(parser)
         add_policy_arguments(parser)
         parser.add_argument("--out", required=True, type=Path, metavar="DIR")
         parser.add_argument("--name", help="snapshot name (default: the folder name)")
+        if self.splits:
+            parser.add_argument(
+                "--held-out", type=fraction, default=0.0, metavar="FRACTION",
+                help="keep only the pairs of this fraction of groups, held out by group (a "
+                "fine-tune with the same --held-out and seed never trains on them)",
+            )  # fmt: skip
+            parser.add_argument("--split-seed", type=int, default=0, help="seed of the split")
 
     def handle(self, *args, **options):
         dataset = dataset_named(options["dataset"])
         policy = policy_from(options)
+        extra = {}
+        if self.splits and options["held_out"]:
+            try:
+                extra["split"] = Split(options["held_out"], options["split_seed"])
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
         try:
-            snapshot = self.export(dataset, policy, options["out"], name=options["name"])
+            snapshot = self.export(dataset, policy, options["out"], name=options["name"], **extra)
         except FileExistsError as exc:
             raise CommandError(f"{exc}; nothing written") from None
         self.stdout.write(
@@ -83,6 +98,7 @@ class SnapshotCommand(BaseCommand):
                     "rows": snapshot.rows,
                     "sha256": snapshot.sha256,
                     "counts": snapshot.counts,
+                    "split": snapshot.split_text,
                 },
                 indent=2,
             )  # fmt: skip

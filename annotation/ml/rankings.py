@@ -14,7 +14,9 @@ Layout::
     images/         every image once, by its stored (content-hash) name
 
 Gold groups and repeats are left out (they are quality checks); an adjudication, when a group
-has one, is its only vote. ``sha256`` covers groups.jsonl and every image's bytes, so an equal
+has one, is its only vote. A snapshot may carry a held-out split (annotation/ml/split.py): the
+manifest's ``split`` holds its fraction, seed and the group ids of each side, and readers ask
+for one side. ``sha256`` covers groups.jsonl, every image's bytes and the split, so an equal
 hash means equal content.
 """
 
@@ -29,6 +31,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from annotation.ml.split import SIDES, Split
 
 FORMAT, VERSION = "editloop-rankings", 1
 
@@ -70,9 +74,11 @@ def write_rankings(
     *,
     read_image: Callable[[str], bytes],
     metadata: dict | None = None,
+    split: Split | None = None,
 ) -> Written:
     """Write the snapshot all-or-nothing: into a temporary folder beside ``out_dir``, renamed
-    into place when complete. ``read_image(name)`` gives a stored image's bytes."""
+    into place when complete. ``read_image(name)`` gives a stored image's bytes; ``split``
+    assigns every group to a side, recorded in the manifest."""
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} exists already: a snapshot is never overwritten")
@@ -91,9 +97,11 @@ def write_rankings(
                 images[name] = hashlib.sha256(data).hexdigest()
             return local
 
+        group_ids: list[str] = []
         with open(tmp / "groups.jsonl", "w", encoding="utf-8") as out:
             for group in groups:
                 counts[group.task_type] += 1
+                group_ids.append(group.group_id)
                 record = {
                     "group_id": group.group_id, "instruction": group.instruction,
                     "task_type": group.task_type, "source": copy(group.source),
@@ -106,10 +114,15 @@ def write_rankings(
         digest.update(hashlib.sha256((tmp / "groups.jsonl").read_bytes()).digest())
         for name in sorted(images, key=lambda n: Path(n).name):
             digest.update(f"{Path(name).name} {images[name]}\n".encode())
+        recorded = None
+        if split is not None:
+            recorded = {**split.as_dict(), "groups": split.sides(group_ids)}
+            digest.update(json.dumps(recorded, sort_keys=True).encode())
         written = Written(digest.hexdigest(), sum(counts.values()), dict(sorted(counts.items())))
         manifest = {
             **(metadata or {}), "format": FORMAT, "version": VERSION, "sha256": written.sha256,
             "rows": written.rows, "counts": written.counts, "images": len(images),
+            "split": recorded,
         }  # fmt: skip
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, out_dir)
@@ -136,10 +149,24 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def read_rankings(folder: Path) -> Iterator[RankedGroup]:
-    """The snapshot's groups in order, images as absolute paths inside the folder."""
+def split_of(manifest: dict) -> Split | None:
+    return Split.from_dict(manifest.get("split"))
+
+
+def read_rankings(folder: Path, side: str | None = None) -> Iterator[RankedGroup]:
+    """The snapshot's groups in order, images as absolute paths inside the folder; with
+    ``side`` ("train" or "held_out"), only that side of its split (a snapshot without a split
+    is all training data: asking it for its held-out side is an error)."""
     folder = Path(folder).resolve()
-    read_manifest(folder)
+    manifest = read_manifest(folder)
+    keep = None
+    if side is not None:
+        if side not in SIDES:
+            raise ValueError(f"side must be one of {', '.join(SIDES)}, not {side!r}")
+        if manifest.get("split"):
+            keep = set(manifest["split"]["groups"][side])
+        elif side == "held_out":
+            raise BadSnapshot(f"{folder}: this snapshot has no held-out split")
     path = folder / "groups.jsonl"
 
     def inside(name: str, where: str) -> str:
@@ -153,6 +180,8 @@ def read_rankings(folder: Path) -> Iterator[RankedGroup]:
             where = f"{path}:{number}"
             try:
                 row = json.loads(line)
+                if keep is not None and row["group_id"] not in keep:
+                    continue
                 yield RankedGroup(
                     group_id=row["group_id"], instruction=row["instruction"],
                     task_type=row["task_type"], source=inside(row["source"], where),

@@ -68,10 +68,11 @@ def _vote_scores(tiers: list, unusable: list, score_range: int) -> dict[str, flo
 
 
 def training_targets(
-    snapshot: Path | str, *, score_range: int = 25, min_votes: int = 1
+    snapshot: Path | str, *, score_range: int = 25, min_votes: int = 1, side: str = "train"
 ) -> Iterator[Target]:
     """One target per candidate of every group of the rankings snapshot with at least
-    `min_votes` votes (an adjudication is one vote that stands alone). Needs the dimensions
+    `min_votes` votes (an adjudication is one vote that stands alone), on the given side of
+    its held-out split (all groups when it has none). Needs the dimensions
     prompt_following, consistency and overall."""
     manifest = read_manifest(Path(snapshot))
     dims = manifest.get("dimensions") or []
@@ -82,7 +83,7 @@ def training_targets(
             f"{', '.join(missing)}"
         )
     yield from group_targets(
-        read_rankings(Path(snapshot)), score_range=score_range, min_votes=min_votes
+        read_rankings(Path(snapshot), side), score_range=score_range, min_votes=min_votes
     )
 
 

@@ -8,3 +8,4 @@ class Command(SnapshotCommand):
         "(parquet with embedded images, JSONL, images/, manifest.json) and register it."
     )
     export = staticmethod(export_benchmark)
+    splits = True
