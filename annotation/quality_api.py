@@ -147,6 +147,7 @@ class DatasetSnapshotApi(APIView):
                 "rows": serializers.IntegerField(),
                 "sha256": serializers.CharField(),
                 "counts": serializers.DictField(),
+                "split": serializers.DictField(),
                 "created_at": serializers.DateTimeField(),
             },
             many=True,
@@ -157,7 +158,7 @@ class DatasetSnapshotApi(APIView):
         return Response([
             {
                 "id": s.pk, "name": s.name, "kind": s.kind, "policy": s.policy, "path": s.path,
-                "rows": s.rows, "sha256": s.sha256, "counts": s.counts,
+                "rows": s.rows, "sha256": s.sha256, "counts": s.counts, "split": s.split,
                 "created_at": s.created_at,
             }
             for s in Snapshot.objects.filter(dataset=dataset)
@@ -196,11 +197,13 @@ def snapshot_export_enqueue(dataset: Dataset, data, user):
     if not data.get("name"):
         raise InvalidJobConfig("name is required (letters, digits, '.', '_' or '-')")
     config = {"dataset_id": dataset.pk}
-    for key in ("name", "policy", "max_tie_fraction", "min_votes"):
+    for key in ("name", "policy", "max_tie_fraction", "min_votes", "held_out", "split_seed"):
         value = data.get(key)
         if value not in (None, ""):
             config[key] = value
-    for key, cast in (("max_tie_fraction", float), ("min_votes", int)):
+    casts = (("max_tie_fraction", float), ("min_votes", int), ("held_out", float),
+             ("split_seed", int))  # fmt: skip
+    for key, cast in casts:
         if isinstance(config.get(key), str):
             try:
                 config[key] = cast(config[key])

@@ -216,6 +216,18 @@ def test_snapshot_api_runs_the_export_job(client, researcher, annotator, dataset
         url, {"name": "v1", "policy": "unanimous"}, content_type="application/json"
     )
     assert again.status_code == 400 and "exists already" in again.json()["detail"]
+    # a held-out benchmark: only the pairs of the split's held-out groups
+    held = researcher_client.post(
+        url, {"name": "v2", "policy": "unanimous", "held_out": "0.5", "split_seed": "1"},
+        content_type="application/json",
+    )  # fmt: skip
+    assert held.status_code == 202
+    job = Job.objects.get(pk=held.json()["job"])
+    assert run_job(job.pk, worker="test") == "succeeded"
+    job.refresh_from_db()
+    assert 0 < job.result["benchmark"]["rows"] < 15 and job.result["preferences"]["rows"] == 15
+    assert any(s.get("split", {}).get("side") == "held_out" for s in
+               researcher_client.get(url).json())  # fmt: skip
 
 
 def test_agreement_command_prints_json_and_names_bad_datasets(dataset, capsys):
