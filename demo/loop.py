@@ -261,17 +261,40 @@ def rl_prompts_file(scale: Scale) -> str:
     return default_storage.save(name, ContentFile("\n".join(lines).encode() + b"\n"))
 
 
+def oracle_reward(scale: Scale) -> dict:
+    """EditWorld's truth for the demo's RL prompts (the pool rl_prompts_file draws from)."""
+    return {"kind": "editworld_oracle", "n": scale.rl_prompts * 4, "size": scale.editor_size,
+            "seed": scale.seed + 200}  # fmt: skip
+
+
+def choose_rl_reward(model, against: str = "pixel"):
+    """(the reward model the RL run uses, or None for the EditWorld oracle, and why): the
+    fine-tuned model only when it passes the promotion gate (then it is promoted); a model that
+    failed the gate is never the RL reward."""
+    from rewardmodel import gate
+
+    try:
+        verdict = gate.promote(model, against=against)
+    except gate.PromotionRefused as refused:
+        return None, f"{refused}; the RL run uses the EditWorld oracle reward instead"
+    return model, f"promoted: {verdict.reason}"
+
+
 def queue_rl(policy: Path, reward_model, scale: Scale, user=None, name="editworld-rl"):
-    """A short RL run of the tiny editor with the reward model, on EditWorld prompts."""
+    """A short RL run of the tiny editor on EditWorld prompts, with the reward model (None: the
+    EditWorld oracle)."""
     from rltraining.jobs import rl_enqueue
     from rltraining.selectors import run_by_name
 
     existing = run_by_name(name)
     if existing is not None:
         return existing
-    reward = {"kind": "editscore", "base": reward_model.base, "k": 1}
-    if reward_model.adapter:
-        reward["adapter"] = reward_model.adapter
+    if reward_model is None:
+        reward = oracle_reward(scale)
+    else:
+        reward = {"kind": "editscore", "base": reward_model.base, "k": 1}
+        if reward_model.adapter:
+            reward["adapter"] = reward_model.adapter
     training = {"rounds": scale.rl_rounds, "num_steps": 8, "group_size": scale.rl_group,
                 "prompts_per_round": 2, "micro_batch": scale.rl_group, "train_steps": 4,
                 "eval_every": 1, "checkpoint_every": 1, "learning_rate": 1e-3}  # fmt: skip
@@ -280,3 +303,11 @@ def queue_rl(policy: Path, reward_model, scale: Scale, user=None, name="editworl
         "prompts_file": rl_prompts_file(scale), "eval_prompts": scale.eval_prompts,
         "policy_options": {"lora_r": 8}, "training": training,
     }, user=user, reward_model=reward_model)  # fmt: skip
+
+
+def benchmark_jobs(bench, labels: list[str]) -> list[int]:
+    """The job ids of the benchmark's runs with these labels (to wait for)."""
+    from benchmark.selectors import run_with_label
+
+    runs = [run_with_label(dataset=bench, label=label) for label in labels]
+    return [run.job_id for run in runs if run is not None]

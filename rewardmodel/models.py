@@ -42,6 +42,10 @@ class RewardModel(models.Model):
         max_length=64, blank=True,
         help_text="sha256 of the adapter folder (media.digest.folder_sha256); blank: not hashed",
     )  # fmt: skip
+    gate = models.JSONField(
+        default=dict, blank=True,
+        help_text="the last promotion verdict (rewardmodel/gate.py): passed, reason, figures",
+    )  # fmt: skip
     promoted = models.BooleanField(
         default=False, help_text="the default for RL rewards and suggestions"
     )

@@ -13,6 +13,7 @@ from benchmark.ml.metric import DIMENSIONS
 from benchmark.ml.scorers import parse_spec
 from benchmark.selectors import benchmark_dataset_list, run_row, runs_of_weights
 from config.errors import FORM_ERRORS, Invalid, refusal_status
+from rewardmodel import gate
 from rewardmodel.jobs import PAPER_DEFAULTS, TUNABLE, finetune_enqueue, is_held_out_benchmark
 from rewardmodel.models import RewardModel
 from rewardmodel.services import model_register
@@ -43,7 +44,8 @@ def model_detail(request, model_id: int):
         runs.append(row)
     return render(
         request, "rewardmodel/model_detail.html",
-        {"model": model, "runs": runs, "dimensions": DIMENSIONS},
+        {"model": model, "runs": runs, "dimensions": DIMENSIONS, "rule": gate.RULE,
+         "baseline": gate.DEFAULT_BASELINE},
     )  # fmt: skip
 
 
@@ -107,12 +109,15 @@ def _finetune_config(post) -> dict:
 @require_POST
 @researcher_required
 def model_promote(request, model_id: int):
-    model = get_object_or_404(RewardModel, pk=model_id)
-    if model.status != RewardModel.Status.READY:
-        messages.error(
-            request, f"{model.name} is {model.status}: only a ready model can be promoted."
-        )
+    """Promote through the gate (rewardmodel/gate.py); the verdict shows on the model's page."""
+    model = get_object_or_404(RewardModel.objects.select_related("snapshot"), pk=model_id)
+    against = request.POST.get("against", "").strip() or None
+    try:
+        verdict = gate.promote(model, against=against)
+    except gate.PromotionRefused as exc:
+        messages.error(request, str(exc))
     else:
-        model.promote()
-        messages.success(request, f"{model.name} is now the default reward model.")
-    return redirect("rewardmodel:list")
+        messages.success(
+            request, f"{model.name} is now the default reward model: {verdict.reason}."
+        )
+    return redirect("rewardmodel:detail", model_id=model.pk)

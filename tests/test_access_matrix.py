@@ -110,11 +110,21 @@ def world(tmp_path, settings, monkeypatch):
     monkeypatch.setattr(
         "annotation.quality_api.send_task", lambda task, args, **kw: refreshes.append(args)
     )
+    # The reward model beats the pixel baseline on a benchmark: the gate lets it be promoted.
+    model = RewardModel.objects.create(name="es", base="/m", origin="imported")
+    for label, scorer, accuracy in (
+        ("es", model.scorer_spec(), 0.9),
+        ("pixel", {"kind": "pixel"}, 0.5),
+    ):
+        BenchmarkRun.objects.create(
+            job=JobFactory(), dataset=bench, label=label, scorer=scorer, scorer_key=label,
+            metric={"overall": {"overall": accuracy}, "ci95": {"overall": {"overall": [accuracy - 0.05, accuracy + 0.05]}}},
+        )  # fmt: skip
     return SimpleNamespace(
         users=users, tokens={r: user_api_token(user=u) for r, u in users.items()},
         dataset=dataset, other=other, g0=g0, g1=g1, candidate=g0.candidates.first(),
         job=JobFactory(), bench=bench, bench_run=bench_run,
-        model=RewardModel.objects.create(name="es", base="/m", origin="imported"),
+        model=model,
         rl_run=rl_run, sample=sample, checkpoint=checkpoint, refreshes=refreshes,
     )  # fmt: skip
 

@@ -84,15 +84,30 @@ def test_the_whole_loop(live_server, transactional_db):
     assert benchmarked and benchmarked <= set(sides["held_out"])
     assert not benchmarked & set(sides["train"])
     assert model.job.result["benchmark_held_out"] is True
-    model.promote()
     scored = BenchmarkRun.objects.get(dataset=bench, label=model.name)
     assert _run(scored.job_id).result["scored_now"] > 0
+    # the promotion gate reads the held-out run and the pixel baseline's on the same benchmark
+    from rewardmodel import gate
+
+    scored.refresh_from_db()
+    pixel = BenchmarkRun.objects.get(dataset=bench, label="pixel")
+    verdict = gate.check(model, against="pixel")
+    assert (verdict.benchmark, verdict.run, verdict.against_run) == (
+        bench.name,
+        scored.pk,
+        pixel.pk,
+    )
+    low = scored.metric["ci95"]["overall"]["overall"][0]
+    assert verdict.passed == (low > pixel.metric["overall"]["overall"])
+    chosen, why = demo.choose_rl_reward(model, against="pixel")
+    model.refresh_from_db()
+    assert (chosen == model) == verdict.passed == model.promoted and model.gate["reason"] in why
+    model.promote()  # the RL below runs with the learned reward whatever the gate said
 
     editor = demo.tiny_editor(SCALE)
     # RL with the truth as reward (the reward is the oracle's overall grade, in [0, 1])
     prompts_file = demo.rl_prompts_file(SCALE)
-    oracle_spec = {"kind": "editworld_oracle", "n": SCALE.rl_prompts * 4,
-                   "size": SCALE.editor_size, "seed": SCALE.seed + 200}  # fmt: skip
+    oracle_spec = demo.oracle_reward(SCALE)
     oracle_run = rl_enqueue(config={
         "run_name": "oracle-rl", "policy": str(editor), "reward": oracle_spec,
         "prompts_file": prompts_file, "eval_prompts": 2, "policy_options": {"lora_r": 8},

@@ -60,10 +60,15 @@ class Command(BaseCommand):
         model.refresh_from_db()
         if outcome != "succeeded" or model.status != "ready":
             raise CommandError(f"the reward-model fine-tune ended {outcome}; see /jobs/")
-        model.promote()
-        step("reward model fine-tuned, benchmarked and promoted", model=model.name)
-        run = demo.queue_rl(editor, model, scale, researcher)
-        step("RL run queued: watch it on the run page", run=f"{url.rstrip('/')}/rl/{run.pk}/")
+        # the gate needs the model's held-out benchmark run and the pixel baseline's, finished
+        for job_id in demo.benchmark_jobs(bench, [model.name, "pixel"]):
+            demo.wait_for_job(job_id, job_timeout)
+        reward_model, why = demo.choose_rl_reward(model, against="pixel")
+        step("reward model fine-tuned and benchmarked on held-out groups", model=model.name,
+             gate=why)  # fmt: skip
+        run = demo.queue_rl(editor, reward_model, scale, researcher)
+        step("RL run queued: watch it on the run page", run=f"{url.rstrip('/')}/rl/{run.pk}/",
+             reward=reward_model.name if reward_model else "EditWorld oracle")  # fmt: skip
 
 
 def _wait_healthy(url: str, timeout: float = 120) -> None:
