@@ -302,6 +302,8 @@ def queue_rl(policy: Path, reward_model, scale: Scale, user=None, name="editworl
         "run_name": name, "policy": str(policy), "reward": reward,
         "prompts_file": rl_prompts_file(scale), "eval_prompts": scale.eval_prompts,
         "policy_options": {"lora_r": 8}, "training": training,
+        # the truth grades the held-out samples beside the reward: real gains or reward hacking
+        "judge": oracle_reward(scale),
     }, user=user, reward_model=reward_model)  # fmt: skip
 
 

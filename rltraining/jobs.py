@@ -52,6 +52,10 @@ class RLJobConfig:
     policy_options: dict = option(help="load_policy options (lora_r, guidance...)",
                                   default_factory=dict)  # fmt: skip
     training: dict = option(help="RLConfig overrides", default_factory=dict)
+    # Grades the held-out samples only (never trained on): the truth where there is one (the
+    # EditWorld oracle), or another reward model as a judge; charted beside the reward.
+    judge: dict | None = option(None, help="a second reward spec that only grades the held-out "
+                                "samples (e.g. the EditWorld truth)")  # fmt: skip
     # One torchrun process per GPU of the worker's machine: more than a machine holds is a typo.
     gpus: int = option(1, help="GPUs (torchrun processes) on the worker", min=1, max=64)
 
@@ -64,6 +68,8 @@ class RLJobConfig:
         if not self.policy:
             raise ValueError("policy must be a diffusers pipeline folder")
         _check_reward(self.reward)
+        if self.judge is not None:
+            _check_reward(self.judge)
         if (self.dataset_id is None) == (not self.prompts_file):
             raise ValueError("give the prompts as exactly one of a dataset or an uploaded file")
         for key, value in self.policy_options.items():
@@ -209,9 +215,11 @@ def _train_in_process(cfg, config, train_rows, held_out, samples, out, on_step, 
 
     policy = load_policy(cfg.policy, **cfg.policy_options)
     reward = build_reward(cfg.reward)
+    judge = build_reward(cfg.judge) if cfg.judge else None
     result = train(
         config, policy, reward, _as_prompts(train_rows), on_step, out / "checkpoints",
         eval_prompts=_as_prompts(held_out), on_eval=samples.save, should_stop=should_stop,
+        judge_fn=judge,
     )  # fmt: skip
     policy.save_adapter(out / "adapter")
     return result
@@ -242,6 +250,8 @@ def _train_torchrun(cfg, config, train_rows, held_out, samples, out, on_step, ct
     ]  # fmt: skip
     if held_out:
         cmd += ["--eval-prompts", str(_write_prompts(held_out, out / "prompts" / "eval"))]
+    if cfg.judge:
+        cmd += ["--judge", json.dumps(cfg.judge)]
     from django.conf import settings
 
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}

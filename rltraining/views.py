@@ -40,8 +40,10 @@ from rltraining.selectors import (
 from rltraining.services import send_to_annotation
 
 # The curves of a run, in this order; then reward_mean/<task type>, then any other metric.
-CURVES = ("reward_mean", "reward_std", "eval_reward_mean", "kl", "clip_fraction", "ratio_min",
-          "ratio_max", "grad_norm", "lr", "seconds")  # fmt: skip
+# The held-out reward and the judge's grade of the same samples first, side by side: a reward
+# that rises while the judge's grade does not is being gamed.
+CURVES = ("eval_reward_mean", "eval_judge_mean", "reward_mean", "reward_std", "kl",
+          "clip_fraction", "ratio_min", "ratio_max", "grad_norm", "lr", "seconds")  # fmt: skip
 IMAGE_FIELDS = {"image": "image", "thumb": "thumb", "source": "source",
                 "source_thumb": "source_thumb"}  # fmt: skip
 BEST_OF_N_KIND = "rltraining.best_of_n"

@@ -2,6 +2,8 @@
 test database: prompts from an annotation dataset, metrics and evaluation samples stored,
 the adapter saved, then the loop closed ("send to annotation") and Best-of-N."""
 
+import io
+
 import pytest
 
 from annotation.models import Candidate, Group
@@ -43,7 +45,8 @@ def test_rl_job_trains_stores_samples_and_closes_the_loop(kontext_dir, tmp_path)
     from rltraining.services import send_to_annotation
 
     dataset = make_dataset(groups=5, candidates=2)
-    run = rl_enqueue(config=config(dataset, kontext_dir))
+    judge = {"kind": "colour", "target": [200, 30, 30]}
+    run = rl_enqueue(config=config(dataset, kontext_dir, judge=judge))
     assert run.job.queue == "gpu" and run.job.kind == "rltraining.train"
     assert run_job(run.job_id, worker="test") == "succeeded", Job.objects.get(pk=run.job_id).error
     job = Job.objects.get(pk=run.job_id)
@@ -56,6 +59,19 @@ def test_rl_job_trains_stores_samples_and_closes_the_loop(kontext_dir, tmp_path)
             "eval_reward_mean", "reward_mean/color_alter"} <= names  # fmt: skip
     evals = RLSample.objects.filter(run=run, kind="eval")
     assert sorted(set(evals.values_list("round", flat=True))) == [0, 1, 2]
+    # the judge graded the same held-out samples: its metric is its reward of the stored images
+    from PIL import Image
+
+    from media.storage import read_stored
+    from rltraining.ml.rewards import build_reward
+
+    graded = job.metrics.filter(name="eval_judge_mean").order_by("step")
+    assert list(graded.values_list("step", flat=True)) == [0, 1, 2]
+    last = list(evals.filter(round=2).order_by("prompt_index"))
+    images = [Image.open(io.BytesIO(read_stored(s.image))).convert("RGB") for s in last]
+    sources = [Image.open(io.BytesIO(read_stored(s.source))).convert("RGB") for s in last]
+    expected = build_reward(judge)(sources, [s.instruction for s in last], images)
+    assert graded.last().value == pytest.approx(sum(expected) / len(expected), abs=1e-6)
     assert evals.filter(round=2).count() == 2 and all(s.reward is not None for s in evals)
     held_out = set(evals.values_list("prompt_key", flat=True))
     assert len(held_out) == 2 and held_out <= set(
@@ -164,11 +180,13 @@ def test_a_two_gpu_run_goes_through_torchrun(kontext_dir, tmp_path):
     from jobs.runner import run_job
 
     dataset = make_dataset(groups=5, candidates=2)
-    run = rl_enqueue(config=config(dataset, kontext_dir, gpus=2))
+    run = rl_enqueue(config=config(dataset, kontext_dir, gpus=2, judge={"kind": "brightness"}))
     assert run_job(run.job_id, worker="test") == "succeeded", Job.objects.get(pk=run.job_id).error
     job = Job.objects.get(pk=run.job_id)
     assert job.result["rounds"] == 2
     assert sorted(job.metrics.filter(name="reward_mean").values_list("step", flat=True)) == [1, 2]
+    judged = job.metrics.filter(name="eval_judge_mean").values_list("step", flat=True)
+    assert sorted(judged) == [0, 1, 2]  # the judge reaches the torchrun processes too
     rounds = RLSample.objects.filter(run=run, kind="eval").values_list("round", flat=True)
     assert sorted(set(rounds)) == [0, 1, 2]
     assert (tmp_path / "rl_runs" / "tiny-run" / "adapter").is_dir()

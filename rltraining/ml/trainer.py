@@ -283,6 +283,7 @@ def train(
     eval_prompts: Sequence[Prompt] = (),
     on_eval: Callable[[int, list[Image.Image], list[float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    judge_fn: RewardFn | None = None,
 ) -> dict:
     """Run ``config.rounds`` rounds (resuming from ``checkpoint_dir``'s newest checkpoint when
     there is one) and return ``{"rounds", "final_round", "resumed_from", "history"}``
@@ -344,18 +345,24 @@ def train(
         finally:
             if ema is not None:
                 ema.swap()
-        rewards = [_reward(r) for r in reward_fn(
-            [p.source for p in eval_prompts], [p.instruction for p in eval_prompts], images
-        )]  # fmt: skip
+        sources, instructions = (
+            [p.source for p in eval_prompts],
+            [p.instruction for p in eval_prompts],
+        )
+        rewards = [_reward(r) for r in reward_fn(sources, instructions, images)]
         if on_eval is not None:
             on_eval(round_index, images, rewards)
-        scored = [r for r in rewards if r is not None]
-        return sum(scored) / len(scored) if scored else None
+        out = {"eval_reward_mean": _mean(rewards)}
+        if judge_fn is not None:  # a second grader of the same images, never trained on
+            out["eval_judge_mean"] = _mean(
+                [_reward(r) for r in judge_fn(sources, instructions, images)]
+            )
+        return {k: v for k, v in out.items() if v is not None}
 
     if start == 0:
         baseline = evaluate(0)
-        if baseline is not None and on_step is not None:
-            on_step(0, {"eval_reward_mean": baseline})
+        if baseline and on_step is not None:
+            on_step(0, baseline)
 
     round_index = start
     try:
@@ -364,9 +371,7 @@ def train(
                              params, ema)  # fmt: skip
             last = round_index == config.rounds
             if round_index % config.eval_every == 0 or last:
-                value = evaluate(round_index)
-                if value is not None:
-                    metrics["eval_reward_mean"] = value
+                metrics.update(evaluate(round_index) or {})
             history.append({"round": round_index, **metrics})
             if on_step is not None and dist.main:
                 on_step(round_index, metrics)
@@ -397,6 +402,11 @@ def _round(config, policy, reward_fn, prompts, round_index, dist, optimizer, par
     metrics["lr"] = config.learning_rate
     metrics["seconds"] = time.perf_counter() - began
     return metrics
+
+
+def _mean(values: list) -> float | None:
+    scored = [v for v in values if v is not None]
+    return sum(scored) / len(scored) if scored else None
 
 
 def _reward(value) -> float | None:
@@ -642,6 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reward", required=True, help="reward spec as JSON")
     parser.add_argument("--prompts", required=True)
     parser.add_argument("--eval-prompts", default=None)
+    parser.add_argument("--judge", default=None, help="a reward spec (JSON) that only grades")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     config = RLConfig.from_dict(json.loads(Path(args.config).read_text()))
@@ -651,6 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(config.seed)  # the new LoRA's initial weights: the same on every rank
     policy = load_policy(args.policy, **json.loads(args.policy_options))
     reward = build_reward(json.loads(args.reward))
+    judge = build_reward(json.loads(args.judge)) if args.judge else None
     prompts = load_prompts(args.prompts)
     eval_prompts = load_prompts(args.eval_prompts) if args.eval_prompts else []
 
@@ -665,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"eval": round_index, "rewards": rewards}), flush=True)
 
     result = train(config, policy, reward, prompts, on_step, out / "checkpoints",
-                   eval_prompts=eval_prompts, on_eval=on_eval)  # fmt: skip
+                   eval_prompts=eval_prompts, on_eval=on_eval, judge_fn=judge)  # fmt: skip
     if int(os.environ.get("RANK", "0")) == 0:
         policy.save_adapter(out / "adapter")
         print(json.dumps({"result": {k: v for k, v in result.items() if k != "history"}}))
