@@ -78,23 +78,31 @@ def main() -> None:
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
     )  # fmt: skip
     steps: list[dict] = []
+    summary: list[str] = []  # the loop's closing table, after its "loop finished" step
 
     def read_steps() -> None:  # the loop's step lines, stamped when they arrive
         for line in demo.stdout:
             if line.startswith("{"):
                 steps.append({**json.loads(line), "at": round(time.monotonic() - started, 1)})
+            elif steps and steps[-1].get("step") == "loop finished" and line.strip():
+                summary.append(line.rstrip())
 
     threading.Thread(target=read_steps, daemon=True).start()
     root = psutil.Process(demo.pid)
-    peak, status = 0, None
+    peak, status, rl_done = 0, None, None
     try:
         while time.monotonic() - started < args.timeout and demo.poll() is None:
             peak = max(peak, tree_rss(root))
             status = rl_status(var_dir / "editloop.sqlite3")
-            if status in ("succeeded", "failed", "cancelled"):
+            if status in ("succeeded", "failed", "cancelled") and rl_done is None:
+                rl_done = time.monotonic() - started
+            # the loop prints its table (7 lines) after the RL run: wait for it, briefly
+            if rl_done is not None and (
+                len(summary) >= 7 or time.monotonic() - started > rl_done + 60
+            ):
                 break
             time.sleep(0.5)
-        elapsed = time.monotonic() - started
+        elapsed = rl_done if rl_done is not None else time.monotonic() - started
     finally:
         os.killpg(demo.pid, signal.SIGINT)  # the demo stops its children
         try:
@@ -108,6 +116,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "var_dir": str(var_dir),
         "steps": steps,
+        "summary": summary,
     }))  # fmt: skip
 
 

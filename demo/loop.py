@@ -313,3 +313,31 @@ def benchmark_jobs(bench, labels: list[str]) -> list[int]:
 
     runs = [run_with_label(dataset=bench, label=label) for label in labels]
     return [run.job_id for run in runs if run is not None]
+
+
+def loop_summary(bench, model, run) -> list[str]:
+    """The loop's figures in a few lines: held-out accuracy of each scorer (95% interval), the
+    gate's verdict, and what RL did to the truth-graded held-out reward."""
+    from benchmark.selectors import run_with_label
+    from jobs.selectors import job_metric_series
+
+    lines = [f"held-out benchmark {bench.name} ({bench.rows} pairs), headline accuracy [95% CI]:"]
+    for label in ("oracle (EditWorld truth)", model.name, "pixel", "random"):
+        scored = run_with_label(dataset=bench, label=label)
+        metric = (scored.metric or {}) if scored else {}
+        value = metric.get("overall", {}).get("overall")
+        low, high = metric.get("ci95", {}).get("overall", {}).get("overall") or (None, None)
+        shown = f"{value:.3f} [{low:.3f}, {high:.3f}]" if value is not None else "not finished"
+        lines.append(f"  {label:<26} {shown}")
+    gate = model.gate or {}
+    lines.append(f"promotion gate: {'passed' if gate.get('passed') else 'not passed'}: "
+                 f"{gate.get('reason', 'not checked')}")  # fmt: skip
+    reward = model.name if run.reward_model_id else "the EditWorld oracle"
+    judged = dict(job_metric_series(job=run.job).get("eval_judge_mean", []))
+    if judged:
+        first, last = min(judged), max(judged)
+        lines.append(f"RL ({reward} as reward): truth-graded held-out reward "
+                     f"{judged[first]:.3f} at round {first} -> {judged[last]:.3f} at round {last}")  # fmt: skip
+    else:
+        lines.append(f"RL ({reward} as reward): no evaluation yet")
+    return lines

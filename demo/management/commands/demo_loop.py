@@ -69,6 +69,13 @@ class Command(BaseCommand):
         run = demo.queue_rl(editor, reward_model, scale, researcher)
         step("RL run queued: watch it on the run page", run=f"{url.rstrip('/')}/rl/{run.pk}/",
              reward=reward_model.name if reward_model else "EditWorld oracle")  # fmt: skip
+        outcome = demo.wait_for_job(run.job_id, job_timeout)
+        run.refresh_from_db()
+        model.refresh_from_db()
+        step("loop finished", rl=outcome)
+        for line in demo.loop_summary(bench, model, run):
+            self.stdout.write(line)
+        self.stdout.flush()
 
 
 def _wait_healthy(url: str, timeout: float = 120) -> None:
