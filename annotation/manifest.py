@@ -6,9 +6,7 @@ Every problem is reported with the manifest line it comes from.
 
 from __future__ import annotations
 
-import json
 import posixpath
-import re
 import stat
 import threading
 import zipfile
@@ -17,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from annotation.constants import MAX_CANDIDATES, MIN_CANDIDATES
+from config import strict_json
 from media.images import MAX_IMAGE_BYTES
 
 MANIFEST = "manifest.jsonl"
 MAX_MANIFEST_BYTES = 200 * 1024 * 1024
 MAX_LINE_BYTES = 1024 * 1024  # one group: ids, paths, a 5000-character instruction, meta
-MAX_JSON_DEPTH = 32  # objects and lists within one line
+MAX_JSON_DEPTH = strict_json.MAX_DEPTH  # objects and lists within one line
 GROUP_KEYS = {"id", "instruction", "task_type", "source", "candidates", "meta", "gold"}
 GOLD_OPERATORS = (">", "=", ">=")
 CANDIDATE_KEYS = {"id", "image", "editor", "meta"}
@@ -191,57 +190,13 @@ def _meta(obj: dict, where: str) -> dict:
     return meta
 
 
-class _Refused(ValueError):
-    pass
-
-
-def _no_constant(name: str):
-    raise _Refused(f"{name} is not a JSON number")
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # databases refuse NUL; UTF-8 lone surrogates
-
-
 def load_json_line(raw: bytes | str, limit: int = MAX_LINE_BYTES) -> object:
-    """One line of a JSONL upload, strictly: UTF-8, at most `limit` bytes, no NaN or Infinity,
-    at most MAX_JSON_DEPTH levels, no NUL or lone surrogate in a string or key (what a database
-    cannot store). ValueError with the reason otherwise (never the line itself)."""
+    """One line of a JSONL upload, strictly (config.strict_json.loads: UTF-8, no NaN or
+    Infinity, at most MAX_JSON_DEPTH levels, no NUL or lone surrogate), at most `limit` bytes.
+    ValueError with the reason otherwise (never the line itself)."""
     if len(raw) > limit:
         raise ValueError(f"the line is {len(raw) / 2**20:.1f} MB; the limit is {limit / 2**20:g} MB")  # fmt: skip
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"not valid UTF-8 (byte {exc.start + 1})") from None
-    try:
-        obj = json.loads(raw, parse_constant=_no_constant)
-    except _Refused:
-        raise
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
-    except RecursionError:
-        raise ValueError(f"JSON nested too deeply (the limit is {MAX_JSON_DEPTH} levels)") from None  # fmt: skip
-    except ValueError:  # int() of a number with more than sys.get_int_max_str_digits()
-        raise ValueError("invalid JSON (a number with too many digits)") from None
-    _check_values(obj)
-    return obj
-
-
-def _check_values(obj: object) -> None:
-    stack = [(obj, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                raise ValueError(f"JSON nested too deeply (the limit is {MAX_JSON_DEPTH} levels)")  # fmt: skip
-            if isinstance(value, dict):
-                stack += [(key, depth) for key in value]
-                value = value.values()
-            stack += [(item, depth + 1) for item in value]
-        elif isinstance(value, str) and _UNSTORABLE.search(value):
-            bad = _UNSTORABLE.search(value).group()
-            what = "a NUL character" if bad == "\x00" else "a lone UTF-16 surrogate"
-            raise ValueError(f"a string holds {what} (\\u{ord(bad):04x})")
+    return strict_json.loads(raw)
 
 
 def parse_line(number: int, raw: bytes) -> GroupSpec:

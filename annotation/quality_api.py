@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import IsResearcher
 from annotation import selectors, services
+from annotation.jobs import SNAPSHOT_NAME
 from annotation.models import Dataset, Group, Snapshot
 from config.errors import NotFound, Unavailable
 from jobs.registry import InvalidJobConfig
@@ -210,7 +211,13 @@ def snapshot_export_enqueue(dataset: Dataset, data, user):
             except ValueError:
                 raise InvalidJobConfig(f"{key} must be a number") from None
     name = config.get("name")
-    if isinstance(name, str) and Snapshot.objects.filter(name=name).exists():
+    # only a valid name reaches the database (a NUL byte is an error in PostgreSQL, not a 400);
+    # job_enqueue names what is wrong with any other
+    if (
+        isinstance(name, str)
+        and SNAPSHOT_NAME.fullmatch(name)
+        and (Snapshot.objects.filter(name=name).exists())
+    ):
         raise InvalidJobConfig(f"a snapshot named {name!r} exists already")
     return job_enqueue(kind="annotation.export_snapshot", config=config, created_by=user)
 

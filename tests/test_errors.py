@@ -61,3 +61,19 @@ def test_no_view_maps_an_error_to_a_status_by_hand():
                     offenders.append(f"{module.relative_to(REPO)}:{node.lineno}")
     assert offenders == []
     assert issubclass(Invalid, EditLoopError)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),  # was a 500 (RecursionError)
+        (b'{"kind": "jobs.selftest", "config": {"steps": NaN}}', "NaN is not a JSON number"),
+        (b'{"kind": "jobs.selftest\\u0000"}', "a NUL character"),
+        (b'{"kind": "\\ud800"}', "a lone UTF-16 surrogate"),
+        (b"\xff{}", "not valid UTF-8"),
+    ],
+)
+def test_hostile_json_is_a_400_with_the_reason_on_every_endpoint(researcher_client, body, reason):
+    response = researcher_client.post("/api/jobs/", body, content_type="application/json")
+    assert response.status_code == 400 and reason in response.json()["detail"]

@@ -280,3 +280,11 @@ def test_beat_refreshes_reports_on_schedule(settings):
     entry = app.conf.beat_schedule["annotation-reports"]
     assert entry["task"] == "annotation.refresh_reports"
     assert entry["schedule"] == settings.REPORT_REFRESH_SECONDS
+
+
+def test_a_snapshot_name_with_a_nul_byte_is_refused_before_the_database(researcher_client, dataset):
+    """PostgreSQL refuses NUL in text (a 500 if it reached a query); the name is checked first."""
+    response = researcher_client.post(
+        f"/api/datasets/{dataset.pk}/snapshots/", {"name": "\x00"}, content_type="application/json"
+    )
+    assert response.status_code == 400 and "name must be" in response.json()["detail"]

@@ -332,7 +332,7 @@ def test_the_run_page_shows_the_curves_the_gallery_rounds_and_the_result(
     Job.objects.filter(pk=run.job_id).update(status=JobStatus.RUNNING, progress=0.5)
     html = researcher_client.get(f"/rl/{run.pk}/").content.decode()
     metrics = re.findall(r'data-metric="([^"]+)"', html)
-    assert metrics == ["reward_mean", "reward_std", "eval_reward_mean", "kl", "clip_fraction",
+    assert metrics == ["eval_reward_mean", "reward_mean", "reward_std", "kl", "clip_fraction",
                        "ratio_min", "ratio_max", "grad_norm", "lr", "seconds",
                        "reward_mean/color_alter", "policy_loss"]  # fmt: skip
     assert "Evaluated rounds: 0, 5, 10" in html
