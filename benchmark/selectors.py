@@ -76,7 +76,7 @@ def run_row(run: BenchmarkRun) -> dict:
     return {
         "id": run.pk, "label": run.label, "source": "measured", "dataset": run.dataset.name,
         # which groups it holds: a held-out side of a split, all of a dataset, or imported
-        "split": run.dataset.snapshot.split_text if run.dataset.snapshot_id else "",
+        "split": run.dataset.snapshot.split_text if run.dataset.snapshot else "",
         "k": int(run.scorer.get("k", 1)), "date": run.created_at, "status": run.job.status,
         "job": run.job_id, "scorer": run.scorer, "scorer_config": run.scorer_config,
         "overall": metric.get("overall", {}), "ci95": metric.get("ci95", {}).get("overall", {}),

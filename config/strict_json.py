@@ -54,7 +54,7 @@ def check_values(obj: object) -> None:
                 stack += [(key, depth) for key in value]
                 value = value.values()
             stack += [(item, depth + 1) for item in value]
-        elif isinstance(value, str) and _UNSTORABLE.search(value):
-            bad = _UNSTORABLE.search(value).group()
+        elif isinstance(value, str) and (found := _UNSTORABLE.search(value)):
+            bad = found.group()
             what = "a NUL character" if bad == "\x00" else "a lone UTF-16 surrogate"
             raise ValueError(f"a string holds {what} (\\u{ord(bad):04x})")

@@ -84,7 +84,7 @@ def check(model: RewardModel, against: str | None = None) -> Verdict:
         return Verdict(False, why, **found)
     theirs_accuracy = _headline(comparator)[0]
     low = interval[0] if interval else accuracy
-    passed = low is not None and low > theirs_accuracy
+    passed = low is not None and theirs_accuracy is not None and low > theirs_accuracy
     verb = "beats" if passed else "does not beat"
     why = (f"{model.name} {verb} {name} on {run.dataset.name}: {accuracy:.3f} "
            f"[{low:.3f}, {(interval or [accuracy, accuracy])[1]:.3f}] against {theirs_accuracy:.3f}")  # fmt: skip

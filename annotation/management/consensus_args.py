@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -61,7 +63,7 @@ class SnapshotCommand(BaseCommand):
     """A command that writes one kind of consensus snapshot: `export` is the
     annotation.exports function that writes it (dataset, policy, out, name=)."""
 
-    export = None
+    export: Callable[..., Any] | None = None
     splits = False  # the command takes --held-out / --split-seed
 
     def add_arguments(self, parser):
