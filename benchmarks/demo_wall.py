@@ -84,7 +84,12 @@ def main() -> None:
         for line in demo.stdout:
             if line.startswith("{"):
                 steps.append({**json.loads(line), "at": round(time.monotonic() - started, 1)})
-            elif steps and steps[-1].get("step") == "loop finished" and line.strip():
+            elif (
+                steps
+                and steps[-1].get("step") == "loop finished"
+                and line.strip()
+                and len(summary) < 7
+            ):  # the table's 7 lines, not the servers' own output
                 summary.append(line.rstrip())
 
     threading.Thread(target=read_steps, daemon=True).start()
