@@ -42,8 +42,8 @@ def group_payload(group: Group, annotator, *, repeat: bool = False) -> dict:
         group=group, annotator=annotator, repeat=repeat
     )
     return {
+        # the database id only: an import id may name its source, its editors or its order
         "id": group.pk,
-        "external_id": group.external_id,
         "instruction": group.instruction,
         "task_type": group.task_type,
         "source_url": reverse("api-image", args=["source", str(group.pk)]),
@@ -97,7 +97,6 @@ class GroupPayloadSerializer(serializers.Serializer):
     """For the schema: group_payload."""
 
     id = serializers.IntegerField()
-    external_id = serializers.CharField()
     instruction = serializers.CharField()
     task_type = serializers.CharField()
     source_url = serializers.CharField()
@@ -194,7 +193,7 @@ class GroupRankingsApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         ranking, created = services.ranking_submit(
-            group=group, annotator=request.user, **data.validated_data
+            group=group, annotator=request.user, from_annotator=True, **data.validated_data
         )  # RankingInvalid (400), RankingConflict (409): config.errors answers them
         # Stored with the import's candidate ids: answer with the tokens the annotator
         # placed, or the reply would map each token to an id that may name its editor.

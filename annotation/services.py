@@ -341,20 +341,39 @@ def ranking_submit(
     tiers: object,
     unusable: object = None,
     seconds_spent: float | None = None,
+    from_annotator: bool = False,
 ) -> tuple[Ranking, bool]:
     """Store a ranking; returns (ranking, created). The same submission_id again
     returns the stored ranking (a retried request). A ranking that arrives after
-    its lease expired is still stored; past K rankings it is flagged surplus."""
+    its lease expired is still stored; past K rankings it is flagged surplus.
+
+    `from_annotator` (the annotation API): the blind path. Candidates are named only by the
+    tokens the annotator was served (an import id is an unknown candidate, so no message can
+    map one to a token), and only a group that was served to them (leased, even if the lease
+    has expired, or served as gold or a repeat) may be ranked: RankingConflict otherwise."""
     dataset = group.dataset
     to_external, to_token = {}, {}
     for external_id, token in group.candidates.values_list("external_id", "token"):
-        to_external[external_id] = to_external[token] = external_id
+        to_external[token] = to_external[external_id] = external_id
         to_token[external_id] = token
-    tiers, unusable = _external_ids(tiers, to_external), _external_ids(unusable, to_external)
-    clean_tiers, clean_unusable = ranking_clean(
-        dataset=dataset, candidate_ids=set(to_external.values()), tiers=tiers, unusable=unusable,
-        shown_as=to_token,
-    )  # fmt: skip
+    if from_annotator:
+        if not Assignment.objects.filter(group=group, annotator=annotator).exists():
+            raise RankingConflict(
+                "this group was not served to you: ask for your next group and rank that one"
+            )
+        # checked in the annotator's own names (tokens), converted only once valid
+        tokens = set(to_token.values())
+        clean_tiers, clean_unusable = ranking_clean(
+            dataset=dataset, candidate_ids=tokens, tiers=tiers, unusable=unusable
+        )
+        clean_tiers = _external_ids(clean_tiers, to_external)
+        clean_unusable = _external_ids(clean_unusable, to_external)
+    else:  # the import's ids or tokens (imports, scripts, tests)
+        tiers, unusable = _external_ids(tiers, to_external), _external_ids(unusable, to_external)
+        clean_tiers, clean_unusable = ranking_clean(
+            dataset=dataset, candidate_ids=set(to_token), tiers=tiers, unusable=unusable,
+            shown_as=to_token,
+        )  # fmt: skip
     now = timezone.now()
     try:
         with transaction.atomic():

@@ -211,7 +211,7 @@ def annotate_over_http(
             truth = _lookup(truth_lookup, image)
             if truth is None:
                 raise KeyError(
-                    f"group {group['external_id']!r}: a candidate image is not in the truth lookup "
+                    f"group {group['id']}: a candidate image is not in the truth lookup "
                     "(was the dataset imported from another bundle?)"
                 )
             truths.append(truth)
@@ -232,7 +232,7 @@ def annotate_over_http(
             if status == 409:  # ranked already (e.g. by another process as this annotator)
                 break
             if status < 500 or attempt == retries:
-                raise ApiError(f"ranking of group {group['external_id']!r}: {_detail(status, payload)}")  # fmt: skip
+                raise ApiError(f"ranking of group {group['id']}: {_detail(status, payload)}")  # fmt: skip
             time.sleep(0.2 * 2**attempt)
     return submitted
 

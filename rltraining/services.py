@@ -4,6 +4,9 @@ candidates, and the Best-of-N pick when there is one)."""
 
 from __future__ import annotations
 
+import random
+import secrets
+
 from django.db import transaction
 from django.db.models import Max
 
@@ -46,10 +49,12 @@ def send_to_annotation(*, run: RLRun, overlap: int = 3, annotators=()):
             "external_id": external_id, "instruction": sample.instruction, "task_type": "rl",
             "source": sample.source, "source_thumb": sample.source_thumb,
             "meta": {"rl_run": run.name, "prompt_index": sample.prompt_index},
+            # Opaque ids in a random order: "-c0" must not mean the base policy.
             "candidates": [
-                {"external_id": f"{external_id}-c{k}", "editor": editor, "image": s.image,
-                 "thumb": s.thumb, "meta": {"reward": s.reward, "round": s.round}}
-                for k, (editor, s) in enumerate(e for e in entries if e[1] is not None)
+                {"external_id": f"{external_id}-{secrets.token_hex(4)}", "editor": editor,
+                 "image": s.image, "thumb": s.thumb, "meta": {"reward": s.reward, "round": s.round}}
+                for editor, s in random.SystemRandom().sample(
+                    [e for e in entries if e[1] is not None], k=sum(e[1] is not None for e in entries))
             ],
         })  # fmt: skip
     with transaction.atomic():

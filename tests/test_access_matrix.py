@@ -20,6 +20,7 @@ import json
 import uuid
 import zipfile
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -71,10 +72,16 @@ def world(tmp_path, settings, monkeypatch):
         RESEARCHER: UserFactory(username="rita", role=Role.RESEARCHER),
     }
     bob = UserFactory(username="bob")
-    dataset = make_dataset("ds", groups=2, candidates=3, annotators=[users[ANNOTATOR], bob])
+    dataset = make_dataset("ds", groups=3, candidates=3, annotators=[users[ANNOTATOR], bob])
     other = make_dataset("other", groups=1, candidates=2, annotators=[users[OUTSIDER]])
-    g0, g1 = dataset.groups.order_by("pk")
+    g0, g1, g2 = dataset.groups.order_by("pk")
     _rank(g0, bob)
+    # g2 was served to anna and rita, their leases since expired: a ranking is accepted only
+    # for a group one was served (late is fine)
+    now = timezone.now()
+    for role in (ANNOTATOR, RESEARCHER):
+        Assignment.objects.create(group=g2, annotator=users[role], leased_at=now,
+                                  expires_at=now - timedelta(minutes=1))  # fmt: skip
     Group.objects.filter(pk=g1.pk).update(review=Review.QUEUED)
     report_refresh(dataset)
 
@@ -122,7 +129,7 @@ def world(tmp_path, settings, monkeypatch):
         )  # fmt: skip
     return SimpleNamespace(
         users=users, tokens={r: user_api_token(user=u) for r, u in users.items()},
-        dataset=dataset, other=other, g0=g0, g1=g1, candidate=g0.candidates.first(),
+        dataset=dataset, other=other, g0=g0, g1=g1, g2=g2, candidate=g0.candidates.first(),
         job=JobFactory(), bench=bench, bench_run=bench_run,
         model=model,
         rl_run=rl_run, sample=sample, checkpoint=checkpoint, refreshes=refreshes,
@@ -250,8 +257,8 @@ ROWS = [
     row("api-dataset-export", "GET", R_API, dataset_arg),
     row("api-group-skip", "POST", ASSIGNED_API, group_arg,
         state=lambda w: Assignment.objects.count()),
-    row("api-group-rankings", "POST", (401, 403, 201, 201), group_arg,
-        data=lambda w: {"submission_id": str(uuid.uuid4()), **_tiers(w.g0)},
+    row("api-group-rankings", "POST", (401, 403, 201, 201), lambda w: {"group_id": w.g2.pk},
+        data=lambda w: {"submission_id": str(uuid.uuid4()), **_tiers(w.g2)},
         state=lambda w: Ranking.objects.count()),
     *(
         row("api-image", "GET", ASSIGNED_API, key, label=kind)
@@ -494,7 +501,8 @@ def secrets(world):
     words = ["secret-", "bob", "rita", "editor", "meta", "gold", "truth", "agreement",
              "review", "consensus", "adjudicat", "annotator"]  # fmt: skip
     ids = list(Candidate.objects.filter(group__dataset=ds).values_list("external_id", flat=True))
-    return SimpleNamespace(words=words, candidate_ids=ids)
+    ids += list(Group.objects.filter(dataset=ds).values_list("external_id", flat=True))
+    return SimpleNamespace(words=words, candidate_ids=ids)  # import ids: never shown
 
 
 def _assert_hidden(text: str, secrets, *, keys=True):
@@ -508,7 +516,7 @@ def _assert_hidden(text: str, secrets, *, keys=True):
         assert "bob" not in lowered
 
 
-GROUP_KEYS = {"id", "external_id", "instruction", "task_type", "source_url", "source_thumb_url",
+GROUP_KEYS = {"id", "instruction", "task_type", "source_url", "source_thumb_url",
               "candidates"}  # fmt: skip
 
 

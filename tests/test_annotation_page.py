@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from annotation.models import Candidate, Ranking
+from annotation.models import Candidate, Group, Ranking
 from tests.annotation_fixtures import make_dataset
 from tests.factories import PASSWORD, UserFactory
 
@@ -53,15 +53,16 @@ def _ids_in(page, where: str) -> list[str]:
 
 
 def _group_external_id(page) -> str:
-    return page.eval_on_selector(
-        "#board-data", "el => JSON.parse(el.textContent).group.external_id"
-    )
+    """The import id of the group on the page (the page itself knows only its database id)."""
+    group_id = page.eval_on_selector("#board-data", "el => JSON.parse(el.textContent).group.id")
+    return Group.objects.get(pk=group_id).external_id
 
 
 def _wait_for_next_group(page, previous: str) -> None:
+    """Until the board shows another group than `previous` (an import id)."""
     page.wait_for_function(
         "prev => { const b = document.getElementById('board'); return b && b.dataset.group && b.dataset.group !== prev; }",
-        arg=previous,
+        arg=str(Group.objects.get(external_id=previous).pk),
     )
 
 

@@ -179,9 +179,8 @@ def test_page_retries_a_submit_whose_answer_was_lost_and_it_is_stored_once(
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_selector("#board .cand")
-    first = page.eval_on_selector(
-        "#board-data", "el => JSON.parse(el.textContent).group.external_id"
-    )
+    group_id = page.eval_on_selector("#board-data", "el => JSON.parse(el.textContent).group.id")
+    first = Group.objects.get(pk=group_id).external_id
 
     for _ in range(3):  # every card in tier 1 on every dimension, by keyboard
         for _ in range(3):
@@ -190,7 +189,7 @@ def test_page_retries_a_submit_whose_answer_was_lost_and_it_is_stored_once(
     page.keyboard.press("Enter")
     page.wait_for_function(
         "prev => { const b = document.getElementById('board'); return b && b.dataset.group && b.dataset.group !== prev; }",
-        arg=first,
+        arg=str(group_id),
         timeout=30000,
     )
 

@@ -164,7 +164,7 @@ class RankSession {
     const floor = this.#zone(FLOOR, "Unusable · fails outright (below every tier)", d.floor);
     board.replaceChildren(rubric, ...zones, add, floor);
     board.dataset.dim = dim;
-    board.dataset.group = this.group.external_id;
+    board.dataset.group = this.group.id;
     this.sortables.forEach((s) => s.destroy());
     this.sortables = [...board.querySelectorAll(".zone-list")].map(
       (list) =>
