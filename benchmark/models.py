@@ -102,7 +102,9 @@ class BenchmarkRun(models.Model):
     dataset = models.ForeignKey(BenchmarkDataset, on_delete=models.CASCADE, related_name="runs")
     label = models.CharField(max_length=200)
     scorer = models.JSONField(help_text="the scorer spec (never secrets)")
-    scorer_key = models.CharField(max_length=64)
+    scorer_key = models.CharField(
+        max_length=64, blank=True, help_text="set by the worker when the run starts"
+    )
     # Every setting that determines the scores (Scorer.config(): prompt set, decoding, seeds,
     # parse policy, image handling...), defaults included: what the run page shows.
     scorer_config = models.JSONField(default=dict, blank=True)

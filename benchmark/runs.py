@@ -66,7 +66,9 @@ def build_scorer(spec: dict):
 def run_enqueue(
     *, dataset: BenchmarkDataset, scorer: dict, label: str = "", user=None
 ) -> BenchmarkRun:
-    """Create the run and its job. Raises InvalidJobConfig with the reason."""
+    """Create the run and its job. Raises InvalidJobConfig with the reason. The scorer's
+    cache key and full settings are filled in by the worker when the run starts: computing them
+    can read a model's whole folder, which no web request (nor its transaction) should do."""
     kind = "benchmark.run_gpu" if scorer.get("kind") in GPU_SCORERS else "benchmark.run"
     with transaction.atomic():
         job = job_enqueue(
@@ -74,14 +76,12 @@ def run_enqueue(
             config={"dataset_id": dataset.pk, "scorer": scorer, "label": label},
             created_by=user,
         )
-        scorer_obj = build_scorer(scorer)
         return BenchmarkRun.objects.create(
             job=job,
             dataset=dataset,
             label=label or spec_label(scorer),
             scorer=scorer,
-            scorer_key=scorer_obj.cache_key(),
-            scorer_config=scorer_obj.config(),
+            scorer_config=build_scorer(scorer).settings(),  # reads no model folder
             created_by=user,
         )
 
@@ -102,6 +102,7 @@ def run_benchmark(ctx) -> dict:
     run = BenchmarkRun.objects.select_related("dataset").get(job_id=ctx.job_id)
     scorer = build_scorer(cfg.scorer)
     key = scorer.cache_key()
+    BenchmarkRun.objects.filter(pk=run.pk).update(scorer_key=key, scorer_config=scorer.config())
     candidates = list(
         BenchmarkCandidate.objects.filter(dataset=run.dataset).values_list(
             "key", "instruction", "source", "image", "content_hash"

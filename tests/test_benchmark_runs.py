@@ -137,6 +137,9 @@ def test_a_crashed_run_resumes_and_a_rerun_scores_nothing_twice(bench, monkeypat
         def config(self):
             return self.inner.config()
 
+        def settings(self):
+            return self.inner.settings()
+
         def score(self, candidates):
             if fail_after is not None and len(calls) >= self.fail_after:
                 raise RuntimeError("worker lost")
@@ -317,5 +320,27 @@ def test_run_page_says_how_answers_became_scores(client, bench, tiny_dir):
     client.force_login(UserFactory(username="anna"))
     page = client.get(f"/benchmark/runs/{run.pk}/").content.decode()
     assert "as the authors&#x27; package" in page and str(tiny_dir) not in page
-    other = runs_module.run_enqueue(dataset=dataset, scorer={**spec, "parse_policy": "unscored"})
-    assert other.scorer_key != run.scorer_key  # the policy is part of the cache key
+    other = {**spec, "parse_policy": "unscored"}
+    key = runs_module.build_scorer(spec).cache_key()
+    assert runs_module.build_scorer(other).cache_key() != key  # the policy is in the cache key
+    assert run.scorer_key == "" and config["base_fingerprint"] == "computed when the run starts"
+
+
+def test_queuing_an_editscore_run_reads_no_model_file(bench, tiny_dir, monkeypatch):
+    """A web request that queues a run must not walk a model's folder (a 6 GB folder held
+    SQLite's write lock for 100 s): the fingerprint is the worker's job."""
+    from benchmark.ml import scorers
+    from jobs.registry import InvalidJobConfig
+
+    dataset, _ = bench
+
+    def refuse(path):
+        raise AssertionError(f"read {path} while queuing")
+
+    monkeypatch.setattr(scorers, "folder_fingerprint", refuse)
+    run = runs_module.run_enqueue(
+        dataset=dataset, scorer={"kind": "editscore", "base": str(tiny_dir)}
+    )
+    assert run.scorer_config["base_fingerprint"] == "computed when the run starts"
+    with pytest.raises(InvalidJobConfig, match="not a folder"):
+        runs_module.run_enqueue(dataset=dataset, scorer={"kind": "editscore", "base": "/nowhere"})

@@ -24,6 +24,7 @@ the scores (and never a secret): two scorers share a cache key only if they woul
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -123,6 +124,11 @@ class Scorer:
     def config(self) -> dict:
         """Everything that determines the scores (never a secret)."""
         return {"kind": self.kind, "version": self.version, **self._options()}
+
+    def settings(self) -> dict:
+        """config() without what would need reading files (a model's fingerprint): what a web
+        request may show before the worker computes the full config."""
+        return self.config()
 
     def cache_key(self) -> str:
         canonical = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
@@ -630,8 +636,9 @@ class EditScoreScorer(Scorer):
             str(Path(base).resolve()),
             adapter and str(Path(adapter).resolve()),
         )
-        self.base_fingerprint = folder_fingerprint(self.base)
-        self.adapter_fingerprint = folder_fingerprint(self.adapter) if self.adapter else None
+        for folder in (self.base, self.adapter):
+            if folder and not Path(folder).is_dir():
+                raise ValueError(f"{folder}: not a folder")
         self.k, self.temperature, self.top_p, self.top_k = (
             k,
             float(temperature),
@@ -646,10 +653,27 @@ class EditScoreScorer(Scorer):
         self.max_pixels = max_pixels
         self._model = None
 
-    def _options(self) -> dict:
+    # Read lazily: a fingerprint reads the folder's files (seconds for a large checkpoint), so
+    # building the scorer to check a spec (in a web request) reads nothing; the worker, which
+    # computes the cache key, does.
+    def settings(self) -> dict:
+        return {"kind": self.kind, "version": self.version, **self._options(files=False)}
+
+    @functools.cached_property
+    def base_fingerprint(self) -> str:
+        return folder_fingerprint(self.base)
+
+    @functools.cached_property
+    def adapter_fingerprint(self) -> str | None:
+        return folder_fingerprint(self.adapter) if self.adapter else None
+
+    def _options(self, files: bool = True) -> dict:
+        pending = "computed when the run starts"  # settings(): nothing read
         return {
-            "base": self.base, "base_fingerprint": self.base_fingerprint,
-            "adapter": self.adapter, "adapter_fingerprint": self.adapter_fingerprint,
+            "base": self.base, "base_fingerprint": self.base_fingerprint if files else pending,
+            "adapter": self.adapter,
+            "adapter_fingerprint": (self.adapter_fingerprint if files
+                                    else pending if self.adapter else None),
             "k": self.k, "decoding": self.decoding,
             # greedy decoding ignores the sampling parameters: one cache key for all of them
             "temperature": self.temperature if self.decoding == "sample" else 0.0,
