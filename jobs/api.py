@@ -9,11 +9,11 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsResearcher
+from config.pagination import BoundedLimitOffsetPagination
 from jobs import registry, selectors, services
 from jobs.models import Job
 
@@ -64,7 +64,7 @@ class JobListApi(APIView):
         jobs = selectors.job_list(
             status=request.query_params.get("status"), kind=request.query_params.get("kind")
         )
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobOutputSerializer(page, many=True).data)
 

@@ -77,3 +77,17 @@ def test_no_view_maps_an_error_to_a_status_by_hand():
 def test_hostile_json_is_a_400_with_the_reason_on_every_endpoint(researcher_client, body, reason):
     response = researcher_client.post("/api/jobs/", body, content_type="application/json")
     assert response.status_code == 400 and reason in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_list_endpoints_bound_limit_and_offset(researcher_client):
+    from jobs.models import Job
+    from tests.factories import JobFactory
+
+    JobFactory.create_batch(3)
+    page = researcher_client.get(
+        "/api/jobs/?limit=99999999999999999999&offset=99999999999999999999"
+    )
+    assert page.status_code == 200 and page.json()["results"] == []  # was a 500
+    page = researcher_client.get("/api/jobs/?limit=99999999999999999999")
+    assert page.status_code == 200 and len(page.json()["results"]) == Job.objects.count() == 3
