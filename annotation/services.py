@@ -363,11 +363,10 @@ def ranking_submit(
             )
         # checked in the annotator's own names (tokens), converted only once valid
         tokens = set(to_token.values())
-        clean_tiers, clean_unusable = ranking_clean(
+        in_tokens = ranking_clean(
             dataset=dataset, candidate_ids=tokens, tiers=tiers, unusable=unusable
         )
-        clean_tiers = _external_ids(clean_tiers, to_external)
-        clean_unusable = _external_ids(clean_unusable, to_external)
+        clean_tiers, clean_unusable = (_renamed(p, to_external) for p in in_tokens)
     else:  # the import's ids or tokens (imports, scripts, tests)
         tiers, unusable = _external_ids(tiers, to_external), _external_ids(unusable, to_external)
         clean_tiers, clean_unusable = ranking_clean(
@@ -482,6 +481,12 @@ def _external_ids(placements: object, to_external: dict[str, str]) -> object:
         return to_external.get(value, value) if isinstance(value, str) else value
 
     return {dim: convert(value) for dim, value in placements.items()}
+
+
+def _renamed(placements: dict, names: dict[str, str]) -> dict:
+    """Valid placements with every candidate renamed through `names`."""
+    return {dim: [[names[c] for c in tier] for tier in value] if value and isinstance(value[0], list)
+            else [names[c] for c in value] for dim, value in placements.items()}  # fmt: skip
 
 
 def _same_submission(previous: Ranking, group: Group, annotator: User) -> Ranking:
