@@ -283,8 +283,12 @@ def test_beat_refreshes_reports_on_schedule(settings):
 
 
 def test_a_snapshot_name_with_a_nul_byte_is_refused_before_the_database(researcher_client, dataset):
-    """PostgreSQL refuses NUL in text (a 500 if it reached a query); the name is checked first."""
+    """PostgreSQL refuses NUL in text (a 500 if it reached a query): the API's parser refuses it,
+    and the page's form checks the name before looking it up."""
     response = researcher_client.post(
         f"/api/datasets/{dataset.pk}/snapshots/", {"name": "\x00"}, content_type="application/json"
     )
-    assert response.status_code == 400 and "name must be" in response.json()["detail"]
+    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+    page = researcher_client.post(f"/annotate/{dataset.pk}/snapshots/", {"name": "a\x00"},
+                                  follow=True)  # fmt: skip
+    assert page.status_code == 200 and b"Export refused: name must be" in page.content
