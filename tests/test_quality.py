@@ -246,7 +246,7 @@ def test_gold_payload_looks_like_any_group(annotator_client, annotator):
     body = annotator_client.post(f"/api/datasets/{dataset.pk}/next/").json()
     assert "gold" not in body["group"] and "is_gold" not in body["group"]
     assert set(body["group"]) == {
-        "id", "external_id", "instruction", "task_type", "source_url", "source_thumb_url",
+        "id", "instruction", "task_type", "source_url", "source_thumb_url",
         "candidates",
     }  # fmt: skip
 
