@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from annotation.constants import DEFAULT_DIMENSIONS
+from annotation.ml.split import Split
 
 
 def full_tiers(tiers: dict, unusable: dict, dimension: str) -> list[list[str]]:
@@ -281,10 +282,11 @@ class Snapshot(models.Model):
     @property
     def split_text(self) -> str:
         """What the pages say about its split."""
-        if not self.split:
+        split = Split.from_dict(self.split)
+        if split is None:
             return "no held-out split"
-        text = f"{self.split['held_out']:.0%} of groups held out (seed {self.split.get('seed', 0)})"
-        return f"{text}: the held-out side only" if self.split.get("side") == "held_out" else text
+        side = ": the held-out side only" if self.split.get("side") == "held_out" else ""
+        return split.describe() + side
 
 
 class DatasetReport(models.Model):

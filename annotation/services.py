@@ -23,6 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
+from annotation.exports import snapshot_rankings
 from annotation.models import (
     Adjudication,
     Assignment,
@@ -32,6 +33,7 @@ from annotation.models import (
     Group,
     Ranking,
     Review,
+    Snapshot,
     full_tiers,
 )
 from annotation.stats.agreement import pairwise_agreement
@@ -548,8 +550,6 @@ def rankings_snapshot(
     (its folder must still be there; it carries its own split), or the dataset's rankings now
     with `split` (a new snapshot, or the last one when nothing changed). ValueError says what
     is missing."""
-    from annotation.exports import snapshot_rankings
-    from annotation.models import Snapshot
 
     if snapshot_id is not None:
         snapshot = Snapshot.objects.filter(pk=snapshot_id, kind=Snapshot.Kind.RANKINGS).first()

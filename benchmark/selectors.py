@@ -198,3 +198,11 @@ def runs_of_weights(*, base: str, adapter: str) -> list[BenchmarkRun]:
 
 def run_get(pk: int) -> BenchmarkRun | None:
     return BenchmarkRun.objects.select_related("dataset", "job").filter(pk=pk).first()
+
+
+def headline(run: BenchmarkRun) -> tuple[float | None, list | None]:
+    """(the headline accuracy — dimension ``overall`` — and its 95% interval) of a run; None
+    while it has no result."""
+    metric = run.metric or {}
+    return (metric.get("overall") or {}).get("overall"), (
+        (metric.get("ci95") or {}).get("overall") or {}).get("overall")  # fmt: skip

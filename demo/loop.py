@@ -318,15 +318,14 @@ def benchmark_jobs(bench, labels: list[str]) -> list[int]:
 def loop_summary(bench, model, run) -> list[str]:
     """The loop's figures in a few lines: held-out accuracy of each scorer (95% interval), the
     gate's verdict, and what RL did to the truth-graded held-out reward."""
-    from benchmark.selectors import run_with_label
+    from benchmark.selectors import headline, run_with_label
     from jobs.selectors import job_metric_series
 
     lines = [f"held-out benchmark {bench.name} ({bench.rows} pairs), headline accuracy [95% CI]:"]
     for label in ("oracle (EditWorld truth)", model.name, "pixel", "random"):
         scored = run_with_label(dataset=bench, label=label)
-        metric = (scored.metric or {}) if scored else {}
-        value = metric.get("overall", {}).get("overall")
-        low, high = metric.get("ci95", {}).get("overall", {}).get("overall") or (None, None)
+        value, interval = headline(scored) if scored else (None, None)
+        low, high = interval or (None, None)
         shown = f"{value:.3f} [{low:.3f}, {high:.3f}]" if value is not None else "not finished"
         lines.append(f"  {label:<26} {shown}")
     gate = model.gate or {}

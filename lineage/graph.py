@@ -139,7 +139,7 @@ def _node(kind: str, obj) -> Node:
                     url=reverse("rewardmodel:detail", args=[obj.pk]),
                     detail=f"{obj.get_origin_display()}, {obj.status}")  # fmt: skip
     if kind == "benchmark_run":
-        overall = ((obj.metric or {}).get("overall") or {}).get("overall")  # headline accuracy
+        overall, _ = benchmark.headline(obj)
         shown = f"overall {overall:.3f}" if isinstance(overall, int | float) else obj.job.status
         return Node(key, kind, obj.pk, obj.label, obj.scorer_key, "the scorer's full settings",
                     url=reverse("benchmark:run-detail", args=[obj.pk]), detail=shown)  # fmt: skip
@@ -212,12 +212,13 @@ def lineage(kind: str, pk: int) -> Graph:
     """The graph around one object; UnknownObject when there is none."""
     if kind not in KINDS:
         raise UnknownObject(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
-    focus = _node(kind, _load(kind, pk))
+    obj = _load(kind, pk)
+    focus = _node(kind, obj)
     graph = Graph(focus=focus.key, nodes={focus.key: focus})
     edges: set[tuple[str, str, str]] = set()
     # Upstream and downstream separately: "made from the same snapshot" is not lineage.
     for step, upstream in ((_inputs, True), (_outputs, False)):
-        queue = deque([(kind, _load(kind, pk))])
+        queue = deque([(kind, obj)])
         seen = {focus.key}
         while queue:
             here_kind, here = queue.popleft()

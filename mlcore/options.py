@@ -66,9 +66,7 @@ class OptionInfo:
 
 
 def _base_types(annotation) -> tuple[tuple[type, ...], bool]:
-    """(the accepted types, whether None is accepted) of a field's annotation."""
-    if isinstance(annotation, str):
-        annotation = eval(annotation, vars(typing) | {"types": types})  # noqa: S307 (our own)
+    """(the accepted types, whether None is accepted) of a field's resolved annotation."""
     args = typing.get_args(annotation)
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         kinds = tuple(a for a in args if a is not type(None))
@@ -76,13 +74,9 @@ def _base_types(annotation) -> tuple[tuple[type, ...], bool]:
     return (typing.get_origin(annotation) or annotation,), False
 
 
-def _hints(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def describe(cls) -> list[OptionInfo]:
     """The declared options of a config class, in field order."""
-    hints, out = _hints(cls), []
+    hints, out = typing.get_type_hints(cls), []
     for f in dataclasses.fields(cls):
         spec = f.metadata.get(_KEY)
         if spec is None:
@@ -100,7 +94,7 @@ def describe(cls) -> list[OptionInfo]:
 def check_options(instance) -> None:
     """Every declared field of ``instance`` has its type and lies in its bounds; ValueError
     names the field and what it accepts. (bool is not an int here; an int is a float.)"""
-    hints = _hints(type(instance))
+    hints = typing.get_type_hints(type(instance))
     for f in dataclasses.fields(instance):
         spec = f.metadata.get(_KEY)
         if spec is None:

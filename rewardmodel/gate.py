@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 from django.utils import timezone
 
-from benchmark.selectors import run_with_label, runs_of_weights
+from benchmark.selectors import headline, run_with_label, runs_of_weights
 from config.errors import Conflict
 from rewardmodel.jobs import is_held_out_benchmark
 from rewardmodel.models import RewardModel
@@ -46,14 +46,8 @@ class Verdict:
         return {**asdict(self), "rule": RULE, "checked_at": timezone.now().isoformat()}
 
 
-def _headline(run) -> tuple[float | None, list | None]:
-    metric = run.metric or {}
-    return metric.get("overall", {}).get("overall"), metric.get("ci95", {}).get(
-        "overall", {}).get("overall")  # fmt: skip
-
-
 def _finished(runs):
-    return [r for r in runs if r.metric and _headline(r)[0] is not None]
+    return [r for r in runs if r.metric and headline(r)[0] is not None]
 
 
 def check(model: RewardModel, against: str | None = None) -> Verdict:
@@ -66,7 +60,7 @@ def check(model: RewardModel, against: str | None = None) -> Verdict:
                "the held-out side of its split")  # fmt: skip
         return Verdict(False, why)
     run = held[-1]
-    accuracy, interval = _headline(run)
+    accuracy, interval = headline(run)
     default = RewardModel.objects.filter(promoted=True).exclude(pk=model.pk).first()
     if against is None and default is not None:
         theirs = [r for r in _finished(runs_of_weights(base=default.base, adapter=default.adapter))
@@ -82,7 +76,7 @@ def check(model: RewardModel, against: str | None = None) -> Verdict:
     if comparator is None:
         why = f"there is no finished run of {name} on {run.dataset.name} to compare with"
         return Verdict(False, why, **found)
-    theirs_accuracy = _headline(comparator)[0]
+    theirs_accuracy = headline(comparator)[0]
     low = interval[0] if interval else accuracy
     passed = low is not None and theirs_accuracy is not None and low > theirs_accuracy
     verb = "beats" if passed else "does not beat"

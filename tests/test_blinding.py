@@ -70,7 +70,7 @@ def test_samples_sent_to_annotation_get_opaque_ids_in_a_random_order():
 
     run = RLRun.objects.create(name="r", job=JobFactory(), policy="/p", reward={"kind": "x"})
     orders = set()
-    for prompt in range(12):
+    for prompt in range(20):  # one order in every group: probability 2 ** -19
         for round_ in (0, 2):
             source, image = store_image(png(30), "s"), store_image(png(60 + round_ + prompt), "i")
             RLSample.objects.create(

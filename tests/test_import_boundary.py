@@ -85,8 +85,8 @@ APPS = (
 )
 
 
-def _project_imports(path: Path) -> set[str]:
-    """Full module names of the project's apps that ``path`` imports, at any depth."""
+def _project_imports(path: Path, packages=APPS) -> set[str]:
+    """Full module names of ``packages`` that ``path`` imports, at any depth."""
     tree = ast.parse(path.read_text(), filename=str(path))
     names = set()
     for node in ast.walk(tree):
@@ -94,7 +94,7 @@ def _project_imports(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in names if name.split(".")[0] in APPS}
+    return {name for name in names if name.split(".")[0] in packages}
 
 
 def test_ml_code_imports_only_ml_code_of_the_apps():
@@ -162,26 +162,13 @@ def _import_graph() -> dict[str, set[str]]:
     graph = {}
     for name, path in modules.items():
         targets = set()
-        for imported in _project_imports(path) | {
-            n for n in _imports_full(path) if n.split(".")[0] in PACKAGES
-        }:
+        for imported in _project_imports(path, PACKAGES):
             while imported and imported not in modules:
                 imported = imported.rpartition(".")[0]
             if imported and imported != name:
                 targets.add(imported)
         graph[name] = targets
     return graph
-
-
-def _imports_full(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

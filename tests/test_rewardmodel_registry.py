@@ -20,6 +20,15 @@ pytestmark = pytest.mark.django_db
 DIMS = ("prompt_following", "consistency", "overall")
 
 
+def _rank_c0_over_c1(dataset, users) -> None:
+    """Every user ranks candidate 0 above candidate 1 in every group, on every dimension."""
+    for group in Group.objects.filter(dataset=dataset):
+        c0, c1 = (f"{group.external_id}-c{i}" for i in range(2))
+        for user in users:
+            ranking_submit(group=group, annotator=user, submission_id=uuid.uuid4(),
+                           tiers=dict.fromkeys(DIMS, [[c0], [c1]]))  # fmt: skip
+
+
 @pytest.fixture(autouse=True)
 def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
@@ -157,10 +166,7 @@ def test_finetune_job_trains_registers_and_queues_a_benchmark(tmp_path, tiny_dir
     base = tiny_dir
     users = [UserFactory(username=f"f{i}") for i in range(2)]
     dataset = make_dataset(groups=2, candidates=2, overlap=2, annotators=users)
-    for group in Group.objects.filter(dataset=dataset):
-        c0, c1 = (f"{group.external_id}-c{i}" for i in range(2))
-        for user in users:
-            ranking_submit(group=group, annotator=user, submission_id=uuid.uuid4(), tiers=dict.fromkeys(DIMS, [[c0], [c1]]))  # fmt: skip
+    _rank_c0_over_c1(dataset, users)
     bench = BenchmarkDataset.objects.create(name="b", layout="jsonl", source_path="-")
     model = finetune_enqueue(config={
         "model_name": "tiny-es", "dataset_id": dataset.pk, "base_model": str(base),
@@ -260,10 +266,7 @@ def test_finetune_job_keeps_the_teachers_reasoning_where_it_agrees(tmp_path, tin
     try:
         users = [UserFactory(username=f"r{i}") for i in range(2)]
         dataset = make_dataset(groups=2, candidates=2, overlap=1, annotators=users)
-        for group in Group.objects.filter(dataset=dataset):
-            c0, c1 = (f"{group.external_id}-c{i}" for i in range(2))
-            ranking_submit(group=group, annotator=users[0], submission_id=uuid.uuid4(),
-                           tiers=dict.fromkeys(DIMS, [[c0], [c1]]))  # fmt: skip
+        _rank_c0_over_c1(dataset, users[:1])
         model = finetune_enqueue(config={
             "model_name": "taught", "dataset_id": dataset.pk, "base_model": str(tiny_dir),
             "training": {"max_steps": 1, "grad_accum": 1, "lora_r": 2, "lora_alpha": 4,
@@ -321,10 +324,7 @@ def test_a_held_out_split_keeps_groups_out_of_training_and_marks_the_benchmark(
 
     users = [UserFactory(username=f"h{i}") for i in range(2)]
     dataset = make_dataset(groups=8, candidates=2, overlap=2, annotators=users)
-    for group in Group.objects.filter(dataset=dataset):
-        c0, c1 = (f"{group.external_id}-c{i}" for i in range(2))
-        for user in users:
-            ranking_submit(group=group, annotator=user, submission_id=uuid.uuid4(), tiers=dict.fromkeys(DIMS, [[c0], [c1]]))  # fmt: skip
+    _rank_c0_over_c1(dataset, users)
     split = Split(0.5, seed=0)
     sides = split.sides(Group.objects.filter(dataset=dataset).values_list("external_id", flat=True))
     assert sides["train"] and sides["held_out"]
