@@ -247,9 +247,14 @@ def dataset_get(*, pk=None, name: str | None = None) -> Dataset | None:
     return Dataset.objects.filter(pk=pk).first() if pk is not None else None
 
 
-def prompt_group_count(dataset: Dataset) -> int:
-    """Groups a rankings snapshot of the dataset holds (gold groups are quality checks)."""
-    return Group.objects.filter(dataset=dataset, is_gold=False).count()
+def prompt_group_ids(dataset: Dataset) -> list[str]:
+    """The ids of the groups a rankings snapshot of the dataset holds (gold groups are quality
+    checks)."""
+    return list(
+        Group.objects.filter(dataset=dataset, is_gold=False)
+        .order_by("pk")
+        .values_list("external_id", flat=True)
+    )
 
 
 def snapshot_get_any(pk: int) -> Snapshot | None:

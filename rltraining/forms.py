@@ -99,6 +99,17 @@ def parse_int(post, name: str, default: int | None = None, minimum: int | None =
     return value
 
 
+def parse_fraction(post, name: str) -> float:
+    """A fraction in [0, 0.9] (blank: 0)."""
+    text = post.get(name, "").strip()
+    if not text:
+        return 0.0
+    value = _number(float, name, text)
+    if not 0 <= value <= 0.9:
+        raise Invalid(f"{name} must be a fraction between 0 and 0.9")
+    return value
+
+
 def parse_policy_options(post) -> dict:
     options = {
         "lora_r": parse_int(post, "lora_r", 32, minimum=1),

@@ -49,6 +49,13 @@ class RLJobConfig:
     prompts_file: str = option("", help="prompts: an uploaded JSONL (storage name)")
     eval_prompts: int = option(4, help="prompts held out for the evaluation gallery", min=0,
                                max=10_000)  # fmt: skip
+    # Held-out split by group (annotation/ml/split.py), by prompt key (a dataset's group id):
+    # those prompts are never trained on, and the evaluation draws from them. With the fraction
+    # and seed of a reward model's fine-tune, the RL run is graded on the groups that model
+    # never saw either.
+    held_out: float = option(0.0, help="fraction of prompts held out by group (0: eval_prompts "
+                             "drawn from all)", min=0, max=0.9)  # fmt: skip
+    split_seed: int = option(0, help="seed of the held-out split", min=0)
     policy_options: dict = option(help="load_policy options (lora_r, guidance...)",
                                   default_factory=dict)  # fmt: skip
     training: dict = option(help="RLConfig overrides", default_factory=dict)
@@ -129,7 +136,14 @@ def run_prompt_rows(run, cfg: RLJobConfig, seed: int):
         if not run.prompts_sha256:  # what the run read, for its lineage
             run.prompts_sha256 = hashlib.sha256(data).hexdigest()
             RLRun.objects.filter(pk=run.pk).update(prompts_sha256=run.prompts_sha256)
-    return split_held_out(rows, cfg.eval_prompts, seed)
+    return split_held_out(rows, cfg.eval_prompts, seed, prompt_split(cfg))
+
+
+def prompt_split(cfg: RLJobConfig):
+    """The run's held-out split by group, or None."""
+    from annotation.ml.split import Split
+
+    return Split(cfg.held_out, cfg.split_seed) if cfg.held_out else None
 
 
 class _Samples:

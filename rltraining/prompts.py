@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import operator
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,9 +103,27 @@ def snapshot_prompt_rows(folder) -> list[PromptRow]:
     ]
 
 
-def split_held_out(rows: list, held_out: int, seed: int) -> tuple[list, list]:
-    """(training prompts, held-out evaluation prompts): a seeded shuffle, the first `held_out`
-    kept for evaluation; training needs at least one prompt left."""
+def split_held_out(
+    rows: list, held_out: int, seed: int, split=None, key=operator.attrgetter("key")
+) -> tuple[list, list]:
+    """(training prompts, held-out evaluation prompts).
+
+    Without ``split``: a seeded shuffle, the first ``held_out`` kept for evaluation. With a
+    group split (``annotation.ml.split.Split``, by each row's key: a dataset's group id), the
+    prompts on its held-out side are never trained on, the same groups the benchmark of a
+    reward model made with that split holds out; ``held_out`` of them (all, if fewer) are
+    evaluated, chosen by the same seeded shuffle. Training needs at least one prompt left.
+    ``key``: a row's key (the rows may be the keys themselves, to check a split up front)."""
+    if split is not None:
+        train = [row for row in rows if split.side(key(row)) == "train"]
+        pool = [row for row in rows if split.side(key(row)) == "held_out"]
+        if not train:
+            raise BadPrompts(
+                f"{len(rows)} prompt(s): none left to train on after {split.describe()}"
+            )
+        order = list(range(len(pool)))
+        random.Random(seed).shuffle(order)
+        return train, [pool[i] for i in sorted(order[:held_out])]
     if held_out >= len(rows):
         raise BadPrompts(
             f"{len(rows)} prompt(s): not enough to hold {held_out} out for evaluation and train "

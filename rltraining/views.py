@@ -19,7 +19,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling
 
 from accounts.permissions import researcher_required
-from annotation.selectors import dataset_get, dataset_list, prompt_group_count
+from annotation.ml.split import Split
+from annotation.selectors import dataset_get, dataset_list, prompt_group_ids
 from config.errors import FORM_ERRORS, Invalid, refusal_status
 from config.ids import parse_id
 from jobs.charts import line_chart
@@ -167,6 +168,9 @@ def _launch_config(request) -> tuple[dict, object, bytes | None]:
     reward, model = forms.parse_reward(post)
     training = forms.parse_training(post)
     eval_prompts = forms.parse_int(post, "eval_prompts", 4, minimum=0)
+    held_out = forms.parse_fraction(post, "held_out")
+    split_seed = forms.parse_int(post, "split_seed", 0, minimum=0)
+    split = Split(held_out, split_seed) if held_out else None
     gpus = forms.parse_int(post, "gpus", 1, minimum=1)
     policy_options = forms.parse_policy_options(post)
     dataset_id = post.get("dataset", "").strip()
@@ -180,14 +184,13 @@ def _launch_config(request) -> tuple[dict, object, bytes | None]:
             raise Invalid(_too_large_message())
         data = upload.read()
         rows = parse_prompt_file(data, upload.name or "prompts")  # BadPrompts names the line
-        split_held_out(rows, eval_prompts, seed)  # enough prompts to hold some out
+        split_held_out(rows, eval_prompts, seed, split)  # enough prompts to hold some out
         dataset = None
     else:
         dataset = dataset_get(pk=dataset_id)
         if dataset is None:
             raise Invalid("prompts: unknown dataset")
-        count = prompt_group_count(dataset)
-        split_held_out(list(range(count)), eval_prompts, seed)
+        split_held_out(prompt_group_ids(dataset), eval_prompts, seed, split, key=str)
     config = {
         "run_name": name,
         "policy": policy,
@@ -195,6 +198,8 @@ def _launch_config(request) -> tuple[dict, object, bytes | None]:
         "dataset_id": dataset.pk if dataset else None,
         "prompts_file": "",
         "eval_prompts": eval_prompts,
+        "held_out": held_out,
+        "split_seed": split_seed,
         "policy_options": policy_options,
         "training": training,
         "gpus": gpus,

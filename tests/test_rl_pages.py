@@ -147,6 +147,15 @@ def test_the_launch_form_is_prefilled_with_the_papers_values(researcher_client):
         assert re.search(rf'name="{name}" type="number" min="\d" value="{value}"', html), name
 
 
+def test_launch_holds_prompts_out_by_group(researcher_client, dataset):
+    response = researcher_client.post("/rl/", _launch_post(dataset, held_out="0.5", split_seed="1"))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    config = RLRun.objects.get().job.config
+    assert config["held_out"] == 0.5 and config["split_seed"] == 1
+    page = researcher_client.get(response["Location"]).content.decode()
+    assert "50% of the prompts held out by group (split seed 1), never trained on" in page
+
+
 def test_launch_queues_a_gpu_job_with_the_given_overrides(researcher_client, researcher, dataset):
     post = _launch_post(
         dataset, rounds="3", learning_rate="0.001", group_size="4", std_weighting="on",
@@ -162,6 +171,7 @@ def test_launch_queues_a_gpu_job_with_the_given_overrides(researcher_client, res
     assert run.reward == {"kind": "brightness"} and run.policy == "/models/tiny"
     config = job.config
     assert config["eval_prompts"] == 2 and config["gpus"] == 2
+    assert config["held_out"] == 0 and config["split_seed"] == 0
     assert config["policy_options"] == {"lora_r": 8, "lora_alpha": 64, "height": 256, "width": 320}
     training = config["training"]
     assert training["rounds"] == 3 and training["learning_rate"] == 0.001
@@ -238,6 +248,8 @@ BAD_INPUTS = [
     ({"reward": ""}, "choose a reward"),
     ({"eval_prompts": "6"}, "not enough to hold 6 out"),
     ({"gpus": "0"}, "gpus must be an integer &gt;= 1"),
+    ({"held_out": "1.5"}, "held_out must be a fraction between 0 and 0.9"),
+    ({"held_out": "0.5", "split_seed": "-1"}, "split_seed must be an integer &gt;= 0"),
     ({"lora_r": "0"}, "lora_r must be an integer &gt;= 1"),
     ({"policy_json": "[1]"}, "policy options: a JSON object"),
     ({"policy_json": '{"guidence": "dual"}'}, "unknown policy option &#x27;guidence&#x27;"),
