@@ -88,8 +88,8 @@ def main() -> None:
                 steps
                 and steps[-1].get("step") == "loop finished"
                 and line.strip()
-                and len(summary) < 7
-            ):  # the table's 7 lines, not the servers' own output
+                and not (summary and summary[-1].startswith("RL ("))
+            ):  # the table, up to its last line (RL's), not the servers' own output
                 summary.append(line.rstrip())
 
     threading.Thread(target=read_steps, daemon=True).start()
@@ -101,9 +101,10 @@ def main() -> None:
             status = rl_status(var_dir / "editloop.sqlite3")
             if status in ("succeeded", "failed", "cancelled") and rl_done is None:
                 rl_done = time.monotonic() - started
-            # the loop prints its table (7 lines) after the RL run: wait for it, briefly
+            # the loop prints its table after the RL run: wait for its last line, briefly
             if rl_done is not None and (
-                len(summary) >= 7 or time.monotonic() - started > rl_done + 60
+                (summary and summary[-1].startswith("RL ("))
+                or time.monotonic() - started > rl_done + 60
             ):
                 break
             time.sleep(0.5)

@@ -60,6 +60,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clip", type=float, default=1e-3, help="clip_low = clip_high")
     parser.add_argument("--adv-eps", type=float, default=0.02)
     parser.add_argument("--lora-r", type=int, default=8)
+    parser.add_argument("--updates", type=int, default=2, help="optimizer steps per round")
+    parser.add_argument("--ema", type=float, default=None, help="EMA decay of the weights")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     if args.reward == "editscore" and not args.editscore_base:
@@ -106,22 +108,31 @@ def training_reward(args, oracle_spec: dict):
     if args.reward == "oracle":
         return build_reward(oracle_spec)
     spec = {"kind": "editscore", "base": args.editscore_base, "k": 1}
+    if getattr(args, "device", "cpu") != "cpu":
+        spec["device"] = args.device
     if args.adapter:
         spec["adapter"] = args.adapter
     return build_reward(spec)
 
 
-def evaluate(policy, prompts, oracle, args) -> float:
-    """Mean oracle reward of the ODE edits of ``prompts`` (fixed initial noises)."""
+def evaluate_each(policy, prompts, oracle, args) -> list[float]:
+    """Per prompt, the mean oracle reward of its ODE edits (fixed initial noises)."""
     from rltraining.ml.trainer import sample_images
 
     edits = sample_images(policy, prompts, num_steps=args.num_steps, noise_level=0.0,
                           seed=EVAL_NOISE_SEED, per_prompt=args.eval_per)  # fmt: skip
-    rewards = []
+    means = []
     for prompt, images in zip(prompts, edits, strict=True):
         n = len(images)
-        rewards += oracle([prompt.source] * n, [prompt.instruction] * n, images)
-    return sum(rewards) / len(rewards)
+        rewards = oracle([prompt.source] * n, [prompt.instruction] * n, images)
+        means.append(sum(rewards) / n)
+    return means
+
+
+def evaluate(policy, prompts, oracle, args) -> float:
+    """Mean oracle reward of the ODE edits of ``prompts`` (fixed initial noises)."""
+    means = evaluate_each(policy, prompts, oracle, args)
+    return sum(means) / len(means)
 
 
 def rl_config(args):
@@ -133,6 +144,7 @@ def rl_config(args):
         micro_batch=args.group, train_steps=args.train_steps or args.num_steps - 1,
         learning_rate=args.lr, beta=args.beta, clip_low=args.clip, clip_high=args.clip,
         adv_eps=args.adv_eps, seed=args.seed, eval_every=10**6, checkpoint_every=10**6,
+        updates_per_round=getattr(args, "updates", 2), ema_decay=getattr(args, "ema", None),
     )  # fmt: skip
 
 

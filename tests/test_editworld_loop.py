@@ -24,8 +24,9 @@ pytestmark = [
 ]
 SCALE = demo.Scale(groups=12, candidates=4, image_size=64, overlap=3, simulated_annotators=3,
                    human_groups=2, noise=0.0, editor_steps=200, editor_pairs=96,
-                   finetune_steps=60, rl_rounds=2, rl_group=4, eval_prompts=2,
-                   rl_prompts=8)  # fmt: skip
+                   finetune_steps=60, rl_rounds=2, rl_group=4, rl_prompts_per_round=2,
+                   eval_prompts=2, rl_prompts=24, rl_held_out=0.25)  # fmt: skip
+JUDGE = {"groups": 4, "steps": 20}  # the demo's pre-training, small
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +71,11 @@ def test_the_whole_loop(live_server, transactional_db):
     random_run = BenchmarkRun.objects.get(pk=runs["random"].pk)
     assert random_run.metric["overall"]["overall"] < 0.9
 
-    model = demo.queue_finetune(dataset, bench, demo.tiny_editscore(), SCALE)
+    judge, judge_job = demo.queue_judge(config=JUDGE)
+    _run(judge_job)
+    base_run = demo.queue_benchmark_runs(bench, demo.base_scorer(judge))[demo.BASE_LABEL]
+    _run(base_run.job_id)
+    model = demo.queue_finetune(dataset, bench, judge, SCALE)
     _run(model.job_id)
     model.refresh_from_db()
     assert model.status == "ready"
@@ -128,6 +133,8 @@ def test_the_whole_loop(live_server, transactional_db):
     run = demo.queue_rl(editor, model, SCALE)
     _run(run.job_id)
     review = send_to_annotation(run=run, overlap=1, annotators=[human])
+    # the run's held-out prompts: a quarter by key, never trained on, two of them evaluated
+    assert run.job.config["held_out"] == 0.25 and run.job.result["eval_prompts"] == 2
     assert Group.objects.filter(dataset=review).count() == SCALE.eval_prompts
     token = user_api_token(user=human)
     status, served = api_call(live_server, token, "POST", f"/api/datasets/{review.pk}/next/", {})

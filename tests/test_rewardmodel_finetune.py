@@ -507,7 +507,9 @@ def test_fine_tuned_tiny_model_scores_the_taught_candidates(tiny_dir, tmp_path):
         f"fine-tune + score: {seconds:.1f} s, {len(log)} steps, loss {log[0]:.2f} -> {log[-1]:.4f}"
     )
     assert [s["raw"] for s in scored] == expected_raw  # greedy generation = the taught JSON
-    assert log[-1] < 0.05 < log[0]
+    tail = sum(log[-8:]) / 8  # the mean of the last steps: one step's loss is noisy
+    print("loss tail", [round(x, 4) for x in log[-8:]])
+    assert tail < 0.05 < log[0]
     for c, s in zip(CANDIDATES, scored, strict=True):
         assert s["error"] is None and s["passes"] == 1
         taught = aggregate(c["sc_scores"], c["pq_scores"], 25)

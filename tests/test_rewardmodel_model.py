@@ -96,6 +96,28 @@ def test_tiny_build_is_deterministic(tiny_dir, tmp_path):
         assert (again / name).read_bytes() == (tiny_dir / name).read_bytes()
 
 
+def test_a_wider_judge_with_a_tokenizer_fitted_to_its_prompts(tiny_dir, tmp_path, items):
+    """The demo's judge: width 64, a tokenizer trained on the judge's own prompts and answers
+    (less than half the tokens a prompt takes with the built-in corpus), loaded and scored
+    through the same code path."""
+    from rewardmodel.ml.prompts import NEUTRAL_REASONING_PQ, pq_prompt, sc_prompt, target_json
+    from rewardmodel.ml.tiny import judge_corpus
+
+    instructions = ["make the red square blue", "remove the green circle"]
+    folder = build_tiny_editscore(tmp_path / "wide", width=64, vocab_size=1000,
+                                  corpus=judge_corpus(instructions))  # fmt: skip
+    fitted, builtin = load_processor(folder).tokenizer, load_processor(tiny_dir).tokenizer
+    for text in (sc_prompt("make the red square blue"), pq_prompt(),
+                 target_json(NEUTRAL_REASONING_PQ, [12, 25])):  # fmt: skip
+        assert len(fitted(text).input_ids) < 0.6 * len(builtin(text).input_ids)
+    config = json.loads((folder / "config.json").read_text())["text_config"]
+    assert (config["hidden_size"], config["num_attention_heads"]) == (64, 8)
+    wide = EditScore.from_pretrained(folder)
+    assert len(wide.score(items[:1], k=1)) == 1
+    with pytest.raises(ValueError, match="width must be a multiple of 8"):
+        build_tiny_editscore(tmp_path / "odd", width=20)
+
+
 def test_images_are_sized_as_the_reference_and_capped_only_when_asked(tiny_dir, scorer):
     big = Image.new("RGB", (2000, 1000))
     capped = cap_pixels(big, 512 * 512)

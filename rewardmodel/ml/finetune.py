@@ -107,13 +107,9 @@ logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 # Targets without a teacher's reasoning get a short sentence that says nothing about the image.
-NEUTRAL_REASONING_SC = (
-    "The scores rate how well the edit follows the instruction and how much of the original it "
-    "keeps."
-)
-NEUTRAL_REASONING_PQ = (
-    "The scores rate how natural the edited image looks and how free of artifacts it is."
-)
+NEUTRAL_REASONING_SC = prompts.NEUTRAL_REASONING_SC
+NEUTRAL_REASONING_PQ = prompts.NEUTRAL_REASONING_PQ
+target_json = prompts.target_json
 
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("auto", "float32", "bfloat16")
@@ -280,13 +276,6 @@ class FinetuneConfig:
         if missing:
             raise ValueError(f"FinetuneConfig: missing field(s) {', '.join(missing)}")
         return cls(**data)
-
-
-def target_json(reasoning: str, scores: Sequence[int]) -> str:
-    """The answer text the model learns: ``{"reasoning": "...", "score": [a, b]}``."""
-    return json.dumps(
-        {"reasoning": reasoning, "score": [int(s) for s in scores]}, ensure_ascii=False
-    )
 
 
 def examples_for_candidate(
@@ -857,6 +846,30 @@ def _train(config, examples, on_step, should_stop, dist, root, resume, fingerpri
     dist.barrier()
     result["adapter_path"] = str(adapter)
     return result
+
+
+WEIGHT_FILES = re.compile(r".*\.safetensors(\.index\.json)?$")
+
+
+def merge_adapter(base: str | os.PathLike, adapter: str | os.PathLike, out_dir) -> Path:
+    """A checkpoint folder ``out_dir`` holding ``base`` with the LoRA ``adapter`` merged into
+    its weights (the next fine-tune starts from it as from any base): the merged model's
+    weights and config, and every other file of ``base`` (tokenizer, processor, chat template)
+    as it is. Float32 on the CPU."""
+    import shutil
+
+    import torch
+    from peft import PeftModel
+
+    out_dir = Path(out_dir)
+    model = _load_base(str(base), torch.float32, torch.device("cpu"))
+    model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in Path(base).iterdir():
+        if path.is_file() and not WEIGHT_FILES.fullmatch(path.name):
+            shutil.copy2(path, out_dir / path.name)
+    model.save_pretrained(out_dir)
+    return out_dir
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 from collections.abc import Sequence
 
@@ -85,6 +86,24 @@ def _with_range(text: str, score_range: int) -> str:
     if isinstance(score_range, bool) or not isinstance(score_range, int) or score_range < 1:
         raise ValueError(f"score_range must be a positive integer, got {score_range!r}")
     return _TEN.sub(str(score_range), text)
+
+
+# The answer a judge writes, as fine-tuning teaches it; targets without a teacher's reasoning
+# get a short sentence that says nothing about the image.
+NEUTRAL_REASONING_SC = (
+    "The scores rate how well the edit follows the instruction and how much of the original it "
+    "keeps."
+)
+NEUTRAL_REASONING_PQ = (
+    "The scores rate how natural the edited image looks and how free of artifacts it is."
+)
+
+
+def target_json(reasoning: str, scores: Sequence[int]) -> str:
+    """The answer text the model learns: ``{"reasoning": "...", "score": [a, b]}``."""
+    return json.dumps(
+        {"reasoning": reasoning, "score": [int(s) for s in scores]}, ensure_ascii=False
+    )
 
 
 def check_prompt_set(prompt_set: str) -> str:

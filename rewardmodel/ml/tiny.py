@@ -234,7 +234,11 @@ def tiny_corpus(seed: int = 0) -> list[str]:
 
 
 def build_tiny_tokenizer(
-    corpus: Iterable[str] | None = None, *, seed: int = 0, family: str = DEFAULT_FAMILY
+    corpus: Iterable[str] | None = None,
+    *,
+    seed: int = 0,
+    family: str = DEFAULT_FAMILY,
+    vocab_size: int = TINY_VOCAB_SIZE,
 ):
     """A ``Qwen2Tokenizer`` (byte-level BPE) trained offline, Qwen special tokens registered,
     with the chat template of ``family``."""
@@ -246,7 +250,7 @@ def build_tiny_tokenizer(
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=TINY_VOCAB_SIZE,
+        vocab_size=vocab_size,
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
@@ -285,25 +289,29 @@ def build_tiny_image_processor(family: str = DEFAULT_FAMILY):
     )
 
 
-def build_tiny_model(tokenizer, *, seed: int = 0, family: str = DEFAULT_FAMILY):
+def build_tiny_model(tokenizer, *, seed: int = 0, family: str = DEFAULT_FAMILY, width: int = 16):
     """A random ``Qwen2_5_VLForConditionalGeneration`` or ``Qwen3VLForConditionalGeneration``
     sized by ``docs/tiny-models.md``: 2 text layers of width 16 (2 heads), a 2-block vision
-    tower of width 16, the family's own settings from :data:`FAMILIES`."""
+    tower of width 16, the family's own settings from :data:`FAMILIES`. ``width`` (a multiple of
+    8) widens both; heads stay 8 wide, so the rotary sections fit every width."""
     import torch
     import transformers
     from transformers import GenerationConfig
 
+    if isinstance(width, bool) or not isinstance(width, int) or width < 16 or width % 8:
+        raise ValueError(f"width must be a multiple of 8, at least 16, not {width!r}")
+    heads = width // 8
     spec = model_family(family)
     model_class = getattr(transformers, spec.model_class)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     pad, eos = ids["<|endoftext|>"], ids["<|im_end|>"]
     config = model_class.config_class(
         text_config=dict(
-            hidden_size=16,
-            intermediate_size=16,
+            hidden_size=width,
+            intermediate_size=width,
             num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
             vocab_size=len(tokenizer),
             bos_token_id=pad,
             eos_token_id=eos,
@@ -312,10 +320,10 @@ def build_tiny_model(tokenizer, *, seed: int = 0, family: str = DEFAULT_FAMILY):
         ),
         vision_config=dict(
             depth=2,
-            hidden_size=16,
-            intermediate_size=16,
-            num_heads=2,
-            out_hidden_size=16,
+            hidden_size=width,
+            intermediate_size=width,
+            num_heads=heads,
+            out_hidden_size=width,
             patch_size=spec.patch_size,
             spatial_merge_size=spec.merge_size,
             **spec.vision_config,
@@ -416,18 +424,53 @@ def load_processor(path: str | Path):
     return processor
 
 
-def build_tiny_editscore(out_dir: Path, *, seed: int = 0, family: str = DEFAULT_FAMILY) -> Path:
+def judge_corpus(instructions: Iterable[str], score_range: int = 25) -> list[str]:
+    """What a tiny judge reads and writes, as a tokenizer corpus: the judge's prompts (both
+    prompt sets) for ``instructions``, its answers in the reference format with every score,
+    and the chat scaffolding. A tokenizer trained on it encodes a prompt in a fraction of the
+    tokens the built-in corpus's does (long sequences are most of a tiny model's cost)."""
+    from rewardmodel.ml.prompts import (
+        NEUTRAL_REASONING_PQ,
+        NEUTRAL_REASONING_SC,
+        PROMPT_SETS,
+        pq_prompt,
+        sc_prompt,
+        target_json,
+    )
+
+    lines = []
+    for prompt_set in PROMPT_SETS:
+        lines.append(pq_prompt(score_range, prompt_set))
+        lines += [sc_prompt(text, score_range, prompt_set) for text in instructions]
+    for a in range(score_range + 1):
+        for b in range(score_range + 1):
+            reasoning = NEUTRAL_REASONING_SC if (a + b) % 2 else NEUTRAL_REASONING_PQ
+            lines.append(target_json(reasoning, [a, b]))
+    return lines + ["You are a helpful assistant.", "system user assistant"]
+
+
+def build_tiny_editscore(
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    family: str = DEFAULT_FAMILY,
+    width: int = 16,
+    corpus: Iterable[str] | None = None,
+    vocab_size: int = TINY_VOCAB_SIZE,
+) -> Path:
     """Build the tiny tokenizer, image processor and model of ``family`` (``"qwen2_5_vl"`` or
     ``"qwen3_vl"``, see :data:`FAMILIES`) and save them in ``out_dir`` (created if needed) as a
     checkpoint folder that ``EditScore.from_pretrained(out_dir)``, :func:`load_processor` and
-    ``AutoModelForImageTextToText.from_pretrained`` load. Deterministic for a given ``seed``.
+    ``AutoModelForImageTextToText.from_pretrained`` load. Deterministic for given arguments.
+    ``width`` sizes the model (:func:`build_tiny_model`); ``corpus`` and ``vocab_size`` the
+    tokenizer (default: the built-in corpus; :func:`judge_corpus` fits the judge's prompts).
     Returns ``out_dir``."""
     spec = model_family(family)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tiny_tokenizer(seed=seed, family=family)
+    tokenizer = build_tiny_tokenizer(corpus, seed=seed, family=family, vocab_size=vocab_size)
     image_processor = build_tiny_image_processor(family)
-    model = build_tiny_model(tokenizer, seed=seed, family=family)
+    model = build_tiny_model(tokenizer, seed=seed, family=family, width=width)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)  # also writes chat_template.jinja
     image_processor.save_pretrained(out_dir)

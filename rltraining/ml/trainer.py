@@ -298,7 +298,8 @@ def train(
     ``eval_prompts`` (round 0 is the policy before training) and their rewards (None where
     unscored). ``should_stop()`` is asked after each round (single-process runs): when it
     returns true, or raises (a cancelled job), a checkpoint is written and training stops; a
-    later call with the same ``checkpoint_dir`` resumes."""
+    later call with the same ``checkpoint_dir`` resumes. With ``ema_decay``, a finished run
+    leaves the EMA weights in the policy (those its evaluations used, and what a job saves)."""
     import torch
 
     from mlcore.distributed import Dist, load_optimizer
@@ -388,6 +389,8 @@ def train(
                 break
     finally:
         dist.close()
+    if ema is not None and round_index == config.rounds:
+        ema.swap()  # a finished run ends on the weights its evaluations used
     return {"rounds": config.rounds, "final_round": round_index, "resumed_from": start,
             "history": history}  # fmt: skip
 

@@ -39,6 +39,8 @@ class Command(BaseCommand):
 
         _wait_healthy(url)
         researcher = User.objects.filter(username="researcher").first()
+        judge, judge_job = demo.queue_judge(researcher)
+        step("tiny EditScore pre-training " + ("queued" if judge_job else "cached"), job=judge_job)
         humans = User.objects.filter(username__in=["annotator", "researcher"])
         dataset, bundle = demo.import_dataset(scale, annotators=humans)
         step("imported", dataset=dataset.name, groups=dataset.groups.count())
@@ -51,7 +53,9 @@ class Command(BaseCommand):
         runs = demo.queue_benchmark_runs(bench, demo.baseline_scorers(bundle), researcher)
         step("baseline and oracle benchmark runs queued", runs=sorted(runs))
 
-        base = demo.tiny_editscore()
+        base = demo.wait_for_judge(judge, judge_job, job_timeout)
+        demo.queue_benchmark_runs(bench, demo.base_scorer(base), researcher)
+        step("tiny EditScore pre-trained on EditWorld truth", folder=str(base))
         model = demo.queue_finetune(dataset, bench, base, scale, researcher)
         step("tiny EditScore fine-tune queued", model=model.name, job=model.job_id)
         editor = demo.tiny_editor(scale)
@@ -61,7 +65,7 @@ class Command(BaseCommand):
         if outcome != "succeeded" or model.status != "ready":
             raise CommandError(f"the reward-model fine-tune ended {outcome}; see /jobs/")
         # the gate needs the model's held-out benchmark run and the pixel baseline's, finished
-        for job_id in demo.benchmark_jobs(bench, [model.name, "pixel"]):
+        for job_id in demo.benchmark_jobs(bench, [model.name, "pixel", demo.BASE_LABEL]):
             demo.wait_for_job(job_id, job_timeout)
         reward_model, why = demo.choose_rl_reward(model, against="pixel")
         step("reward model fine-tuned and benchmarked on held-out groups", model=model.name,
