@@ -39,7 +39,7 @@ def test_enqueue_validates_config_and_dispatches_after_commit(
             "nope",
             {},
             registry.UnknownJobKind,
-            "unknown job kind 'nope'; known kinds: annotation.export_snapshot, annotation.import, benchmark.run, benchmark.run_gpu, jobs.selftest, rewardmodel.finetune",
+            "unknown job kind 'nope'; known kinds: annotation.export_snapshot, annotation.import, benchmark.run, benchmark.run_gpu, demo.pretrain_judge, jobs.selftest, rewardmodel.finetune",
         ),
         (
             "jobs.selftest",
