@@ -134,7 +134,8 @@ def test_the_whole_loop(live_server, transactional_db):
     _run(run.job_id)
     review = send_to_annotation(run=run, overlap=1, annotators=[human])
     # the run's held-out prompts: a quarter by key, never trained on, two of them evaluated
-    assert run.job.config["held_out"] == 0.25 and run.job.result["eval_prompts"] == 2
+    job = Job.objects.get(pk=run.job_id)
+    assert job.config["held_out"] == 0.25 and job.result["eval_prompts"] == 2
     assert Group.objects.filter(dataset=review).count() == SCALE.eval_prompts
     token = user_api_token(user=human)
     status, served = api_call(live_server, token, "POST", f"/api/datasets/{review.pk}/next/", {})
