@@ -132,15 +132,17 @@ def bootstrap_ratio(num, den, resamples: int, seed: int = 0) -> list[float] | No
 # ------------------------------------------------------------------ reward models
 
 
-def truth_pairs(bundle: Path, margin: float):
-    """(benchmark rows (key0, key1, task_type, dimension), candidates to score)."""
+def truth_pairs(args, work: Path) -> SimpleNamespace:
+    """The held-out bundle's benchmark: ``rows`` (key0, key1, task_type, dimension), the
+    ``candidates`` to score and their ``truth``."""
     from benchmark.ml.scorers import Candidate
-    from editworld.dataset import MANIFEST, read_truth
+    from editworld.dataset import read_groups, read_truth, write_bundle
 
+    bundle = write_bundle(work / "bundle", groups=args.groups, candidates=4, size=128,
+                          seed=BUNDLE_SEED)  # fmt: skip
     truth = read_truth(bundle)
     rows, candidates = [], []
-    for line in (bundle / MANIFEST).read_text().splitlines():
-        group = json.loads(line)
+    for group in read_groups(bundle):
         source = (bundle / group["source"]).read_bytes()
         ids = [c["id"] for c in group["candidates"]]
         for c in group["candidates"]:
@@ -149,10 +151,10 @@ def truth_pairs(bundle: Path, margin: float):
         for a, b in combinations(ids, 2):
             for dim in DIMENSIONS:
                 diff = truth[a].get(dim) - truth[b].get(dim)
-                if abs(diff) > margin:
+                if abs(diff) > args.tie_margin:
                     first, second = (a, b) if diff > 0 else (b, a)
                     rows.append((first, second, group["task_type"], dim))
-    return rows, candidates, truth
+    return SimpleNamespace(rows=rows, candidates=candidates, truth=truth)
 
 
 def scored(scorer, candidates) -> dict:
@@ -173,13 +175,10 @@ def accuracy(rows, scores: dict, resamples: int) -> dict:
     }
 
 
-def reward_stage(args, work: Path) -> dict:
+def reward_stage(args, bench: SimpleNamespace) -> dict:
     from benchmark.ml.scorers import make_scorer
-    from editworld.dataset import write_bundle
 
-    bundle = write_bundle(work / "bundle", groups=args.groups, candidates=4, size=128,
-                          seed=BUNDLE_SEED)  # fmt: skip
-    rows, candidates, truth = truth_pairs(bundle, args.tie_margin)
+    rows, candidates = bench.rows, bench.candidates
     specs = {"random": {"kind": "random", "seed": 0}, "pixel": {"kind": "pixel"}}
     if args.editscore_base:
         base = {"kind": "editscore", "base": args.editscore_base, "device": args.device}
@@ -188,7 +187,7 @@ def reward_stage(args, work: Path) -> dict:
             specs["editscore fine-tuned"] = {**base, "adapter": args.adapter}
     out: dict = {"groups": args.groups, "pairs": len(rows), "candidates": len(candidates),
                  "bundle_seed": BUNDLE_SEED, "tie_margin": args.tie_margin, "scorers": {}}  # fmt: skip
-    oracle = {k: {d: 10 * t.get(d) for d in DIMENSIONS} for k, t in truth.items()}
+    oracle = {k: {d: 10 * t.get(d) for d in DIMENSIONS} for k, t in bench.truth.items()}
     out["scorers"]["oracle"] = accuracy(rows, oracle, args.resamples)
     for label, spec in specs.items():
         result: dict = {}
@@ -203,25 +202,21 @@ def reward_stage(args, work: Path) -> dict:
     return out
 
 
-def curve_stage(args, work: Path) -> dict:
+def curve_stage(args, bench: SimpleNamespace, work: Path) -> dict:
     """The pre-trained judge's learning curve: held-out accuracy against its CPU minutes."""
     from benchmark.ml.scorers import make_scorer
-    from editworld.dataset import write_bundle
     from editworld.judge import JudgeRecipe, build_cached_judge
 
-    bundle = write_bundle(work / "curve-bundle", groups=args.groups, candidates=4, size=128,
-                          seed=BUNDLE_SEED)  # fmt: skip
-    rows, candidates, _ = truth_pairs(bundle, args.tie_margin)
     points = []
     for steps in args.curve_steps:
         built: dict = {}
         with Stage(built):
             folder = build_cached_judge(work / "judges", JudgeRecipe(steps=steps))
         spec = {"kind": "editscore", "base": str(folder), "device": args.device}
-        scores = scored(make_scorer(spec), candidates)
+        scores = scored(make_scorer(spec), bench.candidates)
         points.append({"steps": steps, "build_cpu_minutes": built["cpu_minutes"],
-                       **accuracy(rows, scores, args.resamples)})  # fmt: skip
-    return {"groups": args.groups, "pairs": len(rows), "points": points}
+                       **accuracy(bench.rows, scores, args.resamples)})  # fmt: skip
+    return {"groups": args.groups, "pairs": len(bench.rows), "points": points}
 
 
 # ------------------------------------------------------------------ RL
@@ -233,7 +228,7 @@ def rl_args(args, reward: str) -> SimpleNamespace:
         reward=reward, editscore_base=args.editscore_base, adapter=args.adapter,
         cache=args.cache, rounds=args.rounds, num_steps=8, noise=0.3, group=12,
         prompts_per_round=6, train_steps=None, lr=args.lr, beta=0.0, clip=1e-3, adv_eps=0.02,
-        lora_r=8, eval_per=args.eval_per, seed=0, device=args.device,
+        lora_r=8, eval_per=args.eval_per, seed=0, device=args.device, updates=2, ema=None,
     )  # fmt: skip
 
 
@@ -309,13 +304,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     result: dict = {"device": args.device, "threads": args.threads}
     with tempfile.TemporaryDirectory(prefix="editworld-loop-") as tmp:
+        bench = None
+        if args.stages & {"reward", "curve"}:  # one held-out benchmark for both
+            bench = truth_pairs(args, Path(tmp))
         if "reward" in args.stages:
             with Stage(stage := {}):
-                stage.update(reward_stage(args, Path(tmp)))
+                stage.update(reward_stage(args, bench))
             result["reward_models"] = stage
         if "curve" in args.stages:
             with Stage(stage := {}):
-                stage.update(curve_stage(args, Path(tmp)))
+                stage.update(curve_stage(args, bench, Path(tmp)))
             result["judge_curve"] = stage
         if "rl" in args.stages:
             scorers = result.get("reward_models", {}).get("scorers")

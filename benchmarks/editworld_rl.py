@@ -63,6 +63,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--updates", type=int, default=2, help="optimizer steps per round")
     parser.add_argument("--ema", type=float, default=None, help="EMA decay of the weights")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="the EditScore reward's device")
     args = parser.parse_args()
     if args.reward == "editscore" and not args.editscore_base:
         parser.error("--reward editscore needs --editscore-base")
@@ -108,7 +109,7 @@ def training_reward(args, oracle_spec: dict):
     if args.reward == "oracle":
         return build_reward(oracle_spec)
     spec = {"kind": "editscore", "base": args.editscore_base, "k": 1}
-    if getattr(args, "device", "cpu") != "cpu":
+    if args.device != "cpu":
         spec["device"] = args.device
     if args.adapter:
         spec["adapter"] = args.adapter
@@ -144,7 +145,7 @@ def rl_config(args):
         micro_batch=args.group, train_steps=args.train_steps or args.num_steps - 1,
         learning_rate=args.lr, beta=args.beta, clip_low=args.clip, clip_high=args.clip,
         adv_eps=args.adv_eps, seed=args.seed, eval_every=10**6, checkpoint_every=10**6,
-        updates_per_round=getattr(args, "updates", 2), ema_decay=getattr(args, "ema", None),
+        updates_per_round=args.updates, ema_decay=args.ema,
     )  # fmt: skip
 
 

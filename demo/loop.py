@@ -221,8 +221,8 @@ def queue_finetune(dataset, bench, base: Path, scale: Scale, user=None, name="ed
     if existing is not None:
         return existing
     # From the pre-trained judge (editworld/judge.py), a LoRA on every linear layer at a
-    # moderate rate (issue 16 notes). max_pixels: the images as the scorer sees them (no smaller cap), so that the model is
-    # benchmarked on the image tokens it learned from.
+    # moderate rate (issue 16 notes). max_pixels: the images as the scorer sees them (no
+    # smaller cap), so that the model is benchmarked on the image tokens it learned from.
     training = {"max_steps": scale.finetune_steps, "grad_accum": 1, "learning_rate": 2e-3,
                 "lora_r": 16, "lora_alpha": 32,
                 "max_pixels": scale.image_size * scale.image_size}  # fmt: skip

@@ -172,6 +172,12 @@ def read_truth(bundle_root: Path | str) -> dict[str, Truth]:
     return out
 
 
+def read_groups(bundle_root: Path | str) -> list[dict]:
+    """The groups of a bundle's manifest, in its order (paths relative to the bundle)."""
+    lines = (Path(bundle_root) / MANIFEST).read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def truth_by_image_hash(bundle_root: Path | str) -> dict[str, Truth]:
     """:func:`~editworld.oracle.pixel_hash` of every candidate image of a bundle -> its truth.
     The annotation API shows candidates under opaque tokens; their pixels are what is left to
@@ -179,10 +185,8 @@ def truth_by_image_hash(bundle_root: Path | str) -> dict[str, Truth]:
     root = Path(bundle_root)
     by_id = read_truth(root)
     out: dict[str, Truth] = {}
-    for line in (root / MANIFEST).read_text().splitlines():
-        if not line.strip():
-            continue
-        for cand in json.loads(line)["candidates"]:
+    for group in read_groups(root):
+        for cand in group["candidates"]:
             digest = pixel_hash(Image.open(root / cand["image"]))
             truth = by_id[cand["id"]]
             if out.setdefault(digest, truth) != truth:
@@ -278,6 +282,6 @@ def write_prompt_file(
 
 
 __all__ = [
-    "Prompt", "prompts", "read_truth", "scene_and_edit", "truth_by_image_hash",
+    "Prompt", "prompts", "read_groups", "read_truth", "scene_and_edit", "truth_by_image_hash",
     "truth_scores_file", "write_bundle", "write_prompt_file",
 ]  # fmt: skip

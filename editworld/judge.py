@@ -55,12 +55,11 @@ class JudgeRecipe:
 
 def truth_examples(bundle: Path) -> list:
     """Two examples (SC, PQ) per candidate of an EditWorld bundle, targets from its truth."""
-    from editworld.dataset import MANIFEST, read_truth
+    from editworld.dataset import read_groups, read_truth
     from rewardmodel.ml.finetune import examples_for_candidate
 
     truth, examples = read_truth(bundle), []
-    for line in (bundle / MANIFEST).read_text().splitlines():
-        group = json.loads(line)
+    for group in read_groups(bundle):
         source = (bundle / group["source"]).read_bytes()
         for candidate in group["candidates"]:
             t = truth[candidate["id"]]

@@ -117,10 +117,10 @@ def training_snapshot(cfg: FinetuneJobConfig, *, user=None):
     from annotation.ml.split import Split
     from annotation.services import rankings_snapshot
 
-    split = Split(cfg.held_out, cfg.split_seed) if cfg.held_out else None
     return rankings_snapshot(
-        dataset_id=cfg.dataset_id, snapshot_id=cfg.snapshot_id, user=user, split=split
-    )
+        dataset_id=cfg.dataset_id, snapshot_id=cfg.snapshot_id, user=user,
+        split=Split.optional(cfg.held_out, cfg.split_seed),
+    )  # fmt: skip
 
 
 def run_finetune(ctx) -> dict:

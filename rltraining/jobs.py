@@ -119,6 +119,7 @@ def run_prompt_rows(run, cfg: RLJobConfig, seed: int):
     """(training rows, held-out rows) of a run. A dataset's prompts are read from a rankings
     snapshot taken when the run first starts and recorded on it, so a resumed run and its
     Best-of-N jobs see exactly the same prompts whatever happens to the dataset."""
+    from annotation.ml.split import Split
     from media.storage import read_stored
     from rltraining.models import RLRun
     from rltraining.prompts import parse_prompt_file, snapshot_prompt_rows, split_held_out
@@ -136,14 +137,8 @@ def run_prompt_rows(run, cfg: RLJobConfig, seed: int):
         if not run.prompts_sha256:  # what the run read, for its lineage
             run.prompts_sha256 = hashlib.sha256(data).hexdigest()
             RLRun.objects.filter(pk=run.pk).update(prompts_sha256=run.prompts_sha256)
-    return split_held_out(rows, cfg.eval_prompts, seed, prompt_split(cfg))
-
-
-def prompt_split(cfg: RLJobConfig):
-    """The run's held-out split by group, or None."""
-    from annotation.ml.split import Split
-
-    return Split(cfg.held_out, cfg.split_seed) if cfg.held_out else None
+    split = Split.optional(cfg.held_out, cfg.split_seed)
+    return split_held_out(rows, cfg.eval_prompts, seed, split)
 
 
 class _Samples:

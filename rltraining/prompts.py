@@ -115,8 +115,9 @@ def split_held_out(
     evaluated, chosen by the same seeded shuffle. Training needs at least one prompt left.
     ``key``: a row's key (the rows may be the keys themselves, to check a split up front)."""
     if split is not None:
-        train = [row for row in rows if split.side(key(row)) == "train"]
-        pool = [row for row in rows if split.side(key(row)) == "held_out"]
+        sides = [split.side(key(row)) for row in rows]
+        train = [row for row, side in zip(rows, sides, strict=True) if side == "train"]
+        pool = [row for row, side in zip(rows, sides, strict=True) if side == "held_out"]
         if not train:
             raise BadPrompts(
                 f"{len(rows)} prompt(s): none left to train on after {split.describe()}"

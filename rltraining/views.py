@@ -170,7 +170,7 @@ def _launch_config(request) -> tuple[dict, object, bytes | None]:
     eval_prompts = forms.parse_int(post, "eval_prompts", 4, minimum=0)
     held_out = forms.parse_fraction(post, "held_out")
     split_seed = forms.parse_int(post, "split_seed", 0, minimum=0) or 0
-    split = Split(held_out, split_seed) if held_out else None
+    split = Split.optional(held_out, split_seed)
     gpus = forms.parse_int(post, "gpus", 1, minimum=1)
     policy_options = forms.parse_policy_options(post)
     dataset_id = post.get("dataset", "").strip()

@@ -3,6 +3,7 @@ fine-tuning code, merged into a checkpoint folder any fine-tune or scorer loads,
 recipe, and run as a job with progress."""
 
 import json
+import re
 
 import pytest
 
@@ -46,7 +47,7 @@ def test_the_judge_is_built_once_and_loads_like_any_checkpoint(tmp_path):
     assert any(not (fresh[k] == merged[k]).all() for k in fresh)
     scorer = EditScore.from_pretrained(folder)
     [result] = scorer.score([ScoreItem("make it red", png(10, (64, 64)), png(200, (64, 64)))])
-    assert "overall" in result
+    assert len(result["raw"]) >= 2  # it answered the SC and the PQ prompt
     # cached: a second call builds nothing; another recipe is another folder
     again = build_cached_judge(tmp_path, SMALL, on_step=lambda s, m: steps.append(s))
     assert again == folder and len(steps) == 6
@@ -68,6 +69,6 @@ def test_the_demo_runs_it_as_a_job_with_progress(settings, tmp_path, monkeypatch
     assert run_job(job_id, worker="test") == "succeeded", Job.objects.get(pk=job_id).error
     job = Job.objects.get(pk=job_id)
     assert job.result == {"folder": str(folder)} and job.progress == 1.0
-    assert job.progress_message == "step 6 of 6, loss " + job.progress_message.rsplit(" ", 1)[1]
+    assert re.fullmatch(r"step 6 of 6, loss \d+\.\d{3}", job.progress_message)
     assert demo.queue_judge() == (folder, None)
     assert demo.wait_for_judge(folder, None, timeout=1) == folder

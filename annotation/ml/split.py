@@ -45,6 +45,11 @@ class Split:
         return {"held_out": self.held_out, "seed": self.seed}
 
     @classmethod
+    def optional(cls, held_out: float, seed: int = 0) -> Split | None:
+        """The split of a job's ``held_out`` and seed options; None when nothing is held out."""
+        return cls(held_out, seed) if held_out else None
+
+    @classmethod
     def from_dict(cls, data: dict | None) -> Split | None:
         return cls(data["held_out"], data.get("seed", 0)) if data else None
 
