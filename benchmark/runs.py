@@ -16,8 +16,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from benchmark.ml.metric import evaluate, pairs_from_rows
-from benchmark.ml.scorers import Candidate, make_scorer
+from benchmark.ml.metric import evaluate, paired_difference, pairs_from_rows
+from benchmark.ml.scorers import Candidate, keyed_by_candidate, make_scorer
 from benchmark.models import (
     BenchmarkCandidate,
     BenchmarkDataset,
@@ -163,6 +163,15 @@ def cache_hash(keyed_by_candidate: bool, key: str, content_hash: str) -> str:
 
 def run_metric(dataset: BenchmarkDataset, scorer_key: str, *, keyed: bool = False) -> dict:
     """The paper's metric for the dataset under the cached scores of one scorer."""
+    rows = BenchmarkPair.objects.filter(dataset=dataset).values_list(
+        "preferred__key", "other__key", "task_type", "dimension"
+    )
+    return evaluate(pairs_from_rows(rows, cached_scores(dataset, scorer_key, keyed=keyed)))
+
+
+def cached_scores(dataset: BenchmarkDataset, scorer_key: str, *, keyed: bool = False) -> dict:
+    """candidate key -> {dimension: score} of the dataset under one scorer's cached scores
+    (absent dimensions: unscored)."""
     hashes = {
         key: cache_hash(keyed, key, content)
         for key, content in BenchmarkCandidate.objects.filter(dataset=dataset).values_list(
@@ -176,11 +185,26 @@ def run_metric(dataset: BenchmarkDataset, scorer_key: str, *, keyed: bool = Fals
                 "content_hash", "scores"
             )
         )
-    scores = {k: _dims(by_hash.get(h)) for k, h in hashes.items()}
-    rows = BenchmarkPair.objects.filter(dataset=dataset).values_list(
-        "preferred__key", "other__key", "task_type", "dimension"
-    )
-    return evaluate(pairs_from_rows(rows, scores))
+    return {k: _dims(by_hash.get(h)) for k, h in hashes.items()}
+
+
+def paired_comparison(run: BenchmarkRun, against: BenchmarkRun) -> dict:
+    """metric.paired_difference of two finished runs on the same dataset: `run`'s headline
+    accuracy minus `against`'s, with an interval that resamples the dataset's groups (one
+    source image and instruction: pairs of a group share candidates)."""
+    if run.dataset_id != against.dataset_id:
+        raise ValueError("a paired comparison needs two runs on the same benchmark")
+    rows = list(
+        BenchmarkPair.objects.filter(dataset_id=run.dataset_id).values_list(
+            "preferred__key", "other__key", "task_type", "dimension",
+            "preferred__source", "preferred__instruction",
+        )
+    )  # fmt: skip
+    scores = [
+        cached_scores(r.dataset, r.scorer_key, keyed=keyed_by_candidate(r.scorer))
+        for r in (run, against)
+    ]
+    return paired_difference([row[:4] for row in rows], *scores, [row[4:] for row in rows])
 
 
 def _dims(scores: dict | None) -> dict:

@@ -9,8 +9,9 @@ simulated annotators who see the same truths with noise). Scored, exactly as the
 does (``benchmark/ml``: the scorers, the paper's pairwise accuracy, bootstrap intervals): the
 oracle (the truth itself), pixel, random, and a tiny EditScore base (``--editscore-base``) and
 its fine-tune (``--adapter``) when given. For each: the headline accuracy per dimension with its
-interval, the unscored share, the promotion gate's verdict (``rewardmodel/gate.py``: the lower
-bound on ``overall`` above pixel's accuracy).
+interval, the unscored share, and the promotion gate's verdict (``rewardmodel/gate.py``: its
+``overall`` accuracy minus pixel's on the same pairs, with a 95% interval over groups resampled
+whole, must be above 0).
 
 **The judge's learning curve** (``curve``): the demo's pre-trained tiny EditScore
 (``editworld/judge.py``) built at each budget of ``--curve-steps`` and scored on the same pairs:
@@ -133,15 +134,15 @@ def bootstrap_ratio(num, den, resamples: int, seed: int = 0) -> list[float] | No
 
 
 def truth_pairs(args, work: Path) -> SimpleNamespace:
-    """The held-out bundle's benchmark: ``rows`` (key0, key1, task_type, dimension), the
-    ``candidates`` to score and their ``truth``."""
+    """The held-out bundle's benchmark: ``rows`` (key0, key1, task_type, dimension), the group
+    of each row (``clusters``), the ``candidates`` to score and their ``truth``."""
     from benchmark.ml.scorers import Candidate
     from editworld.dataset import read_groups, read_truth, write_bundle
 
     bundle = write_bundle(work / "bundle", groups=args.groups, candidates=4, size=128,
                           seed=BUNDLE_SEED)  # fmt: skip
     truth = read_truth(bundle)
-    rows, candidates = [], []
+    rows, clusters, candidates = [], [], []
     for group in read_groups(bundle):
         source = (bundle / group["source"]).read_bytes()
         ids = [c["id"] for c in group["candidates"]]
@@ -154,7 +155,8 @@ def truth_pairs(args, work: Path) -> SimpleNamespace:
                 if abs(diff) > args.tie_margin:
                     first, second = (a, b) if diff > 0 else (b, a)
                     rows.append((first, second, group["task_type"], dim))
-    return SimpleNamespace(rows=rows, candidates=candidates, truth=truth)
+                    clusters.append(group["id"])
+    return SimpleNamespace(rows=rows, clusters=clusters, candidates=candidates, truth=truth)
 
 
 def scored(scorer, candidates) -> dict:
@@ -176,6 +178,7 @@ def accuracy(rows, scores: dict, resamples: int) -> dict:
 
 
 def reward_stage(args, bench: SimpleNamespace) -> dict:
+    from benchmark.ml.metric import paired_difference
     from benchmark.ml.scorers import make_scorer
 
     rows, candidates = bench.rows, bench.candidates
@@ -189,16 +192,22 @@ def reward_stage(args, bench: SimpleNamespace) -> dict:
                  "bundle_seed": BUNDLE_SEED, "tie_margin": args.tie_margin, "scorers": {}}  # fmt: skip
     oracle = {k: {d: 10 * t.get(d) for d in DIMENSIONS} for k, t in bench.truth.items()}
     out["scorers"]["oracle"] = accuracy(rows, oracle, args.resamples)
+    scores = {}
     for label, spec in specs.items():
         result: dict = {}
         with Stage(result):
-            result.update(accuracy(rows, scored(make_scorer(spec), candidates), args.resamples))
+            scores[label] = scored(make_scorer(spec), candidates)
+            result.update(accuracy(rows, scores[label], args.resamples))
         out["scorers"][label] = result
-    pixel = out["scorers"]["pixel"]["accuracy"]["overall"]
     for label in ("editscore base", "editscore fine-tuned"):
-        if label in out["scorers"]:
-            low = out["scorers"][label]["ci95"]["overall"][0]
-            out["scorers"][label]["gate_passed"] = low > pixel
+        if label in scores:  # the gate's rule: paired against pixel, groups resampled whole
+            paired = paired_difference(rows, scores[label], scores["pixel"], bench.clusters,
+                                       resamples=args.resamples)  # fmt: skip
+            low = paired["ci95"][0]
+            out["scorers"][label]["against_pixel"] = {
+                "difference": round(paired["difference"], 4),
+                "ci95": [round(x, 4) for x in paired["ci95"]], "groups": paired["n_clusters"]}  # fmt: skip
+            out["scorers"][label]["gate_passed"] = low is not None and low > 0
     return out
 
 

@@ -3,9 +3,11 @@ when it beats the current default, or a baseline the researcher names, on a benc
 trained on.
 
 Rule: on its newest finished benchmark run whose pairs it never saw (the held-out side of its
-own split; for a model trained elsewhere, any of ours), the lower bound of the 95% interval of
-its headline accuracy (dimension ``overall``) must be above the comparator's headline accuracy on
-the same benchmark. The comparator is the current default model's run there, else the run
+own split; for a model trained elsewhere, any of ours), its headline accuracy (dimension
+``overall``) minus the comparator's on the same pairs must have a 95% interval above 0. The
+interval is a paired bootstrap over the benchmark's groups (benchmark.runs.paired_comparison):
+both scorers are rescored on every draw, so the comparator's own uncertainty counts and what the
+two share cancels. The comparator is the current default model's run there, else the run
 labelled ``against`` (``pixel`` unless the researcher names another). The verdict, with its
 figures, is kept on the model (``RewardModel.gate``) and shown on its page.
 """
@@ -16,14 +18,15 @@ from dataclasses import asdict, dataclass
 
 from django.utils import timezone
 
+from benchmark.runs import paired_comparison
 from benchmark.selectors import headline, run_with_label, runs_of_weights
 from config.errors import Conflict
 from rewardmodel.jobs import is_held_out_benchmark
 from rewardmodel.models import RewardModel
 
 DEFAULT_BASELINE = "pixel"
-RULE = ("the lower bound of its 95% interval on the headline accuracy is above the comparator's "
-        "accuracy, on a benchmark it never trained on")  # fmt: skip
+RULE = ("its headline accuracy minus the comparator's, on the same held-out pairs, has a 95% "
+        "interval above 0 (a paired bootstrap over the benchmark's groups)")  # fmt: skip
 
 
 class PromotionRefused(Conflict):
@@ -41,6 +44,8 @@ class Verdict:
     against: str = ""
     against_run: int | None = None
     against_accuracy: float | None = None
+    difference: float | None = None  # accuracy - against_accuracy, on the same pairs
+    difference_interval: list | None = None  # its paired 95% interval
 
     def as_dict(self) -> dict:
         return {**asdict(self), "rule": RULE, "checked_at": timezone.now().isoformat()}
@@ -76,14 +81,17 @@ def check(model: RewardModel, against: str | None = None) -> Verdict:
     if comparator is None:
         why = f"there is no finished run of {name} on {run.dataset.name} to compare with"
         return Verdict(False, why, **found)
-    theirs_accuracy = headline(comparator)[0]
-    low = interval[0] if interval else accuracy
-    passed = low is not None and theirs_accuracy is not None and low > theirs_accuracy
+    paired = paired_comparison(run, comparator)
+    difference, (low, high) = paired["difference"], paired["ci95"]
+    passed = low is not None and low > 0
     verb = "beats" if passed else "does not beat"
-    why = (f"{model.name} {verb} {name} on {run.dataset.name}: {accuracy:.3f} "
-           f"[{low:.3f}, {(interval or [accuracy, accuracy])[1]:.3f}] against {theirs_accuracy:.3f}")  # fmt: skip
+    shown = (f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]" if low is not None
+             else "no pairs to compare on")  # fmt: skip
+    why = (f"{model.name} {verb} {name} on {run.dataset.name}: {paired['a']:.3f} against "
+           f"{paired['b']:.3f}, difference {shown} over {paired['n_clusters']} groups")  # fmt: skip
     return Verdict(passed, why, **found, against_run=comparator.pk,
-                   against_accuracy=theirs_accuracy)  # fmt: skip
+                   against_accuracy=paired["b"], difference=difference,
+                   difference_interval=[low, high])  # fmt: skip
 
 
 def promote(model: RewardModel, *, against: str | None = None) -> Verdict:

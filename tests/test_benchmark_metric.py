@@ -13,6 +13,7 @@ from benchmark.ml.metric import (
     TASK_GROUPS,
     Pairs,
     evaluate,
+    paired_difference,
     pairs_from_rows,
 )
 
@@ -276,3 +277,95 @@ def test_output_is_strict_json_and_validates_its_inputs():
         bench.evaluate(confidence=1.0)
     empty = evaluate(pairs_from_rows([], {}))
     assert empty["overall"] == {} and empty["n_pairs"] == {"total": 0}
+
+
+# --- paired_difference: A minus B on the same pairs, groups resampled whole ---------------
+
+
+def _paired_world(groups=40, tasks=("color_alter", "subject-add"), per_group=3):
+    """`groups` groups of `per_group` overall pairs each (key a0 preferred over b0 ...), task
+    types alternating; returns rows and their clusters (the group)."""
+    rows, clusters = [], []
+    for g in range(groups):
+        for p in range(per_group):
+            rows.append((f"g{g}-p{p}-win", f"g{g}-p{p}-lose", tasks[g % len(tasks)], "overall"))
+            clusters.append(f"g{g}")
+    return rows, clusters
+
+
+def _right_on(rows, which):
+    """Scores that get rows[i] right exactly where which(i) is true (and tie nowhere)."""
+    scores = {}
+    for i, (win, lose, _, _) in enumerate(rows):
+        good = which(i)
+        scores[win], scores[lose] = (
+            {"overall": 1.0 if good else 0.0},
+            {"overall": 0.0 if good else 1.0},
+        )
+    return scores
+
+
+def test_paired_difference_of_a_scorer_with_itself_is_exactly_zero():
+    rows, clusters = _paired_world()
+    scores = _right_on(rows, lambda i: i % 3 != 0)
+    out = paired_difference(rows, scores, scores, clusters, resamples=300)
+    assert out["difference"] == 0.0 and out["ci95"] == [0.0, 0.0]
+    assert out["a"] == out["b"] == pytest.approx(2 / 3)
+    assert out["n_pairs"] == 120 and out["n_clusters"] == 40
+
+
+def test_pairing_resolves_a_small_gain_the_separate_intervals_cannot():
+    """B is right on 60% of the groups; A on those and 4 groups more. Apart, their intervals
+    overlap; paired, the four groups A gains are all that varies, so the interval is above 0."""
+    rows, clusters = _paired_world(groups=60)
+    b = _right_on(rows, lambda i: (i // 3) % 5 < 3)
+    a = _right_on(rows, lambda i: (i // 3) % 5 < 3 or (i // 3) in (3, 4, 8, 9))
+    out = paired_difference(rows, a, b, clusters, resamples=2000, seed=1)
+    assert out["difference"] == pytest.approx(out["a"] - out["b"]) and out["difference"] > 0
+    assert out["ci95"][0] > 0
+    apart = [evaluate(pairs_from_rows(rows, s), resamples=2000)["ci95"]["overall"]["overall"]
+             for s in (a, b)]  # fmt: skip
+    assert apart[0][0] < apart[1][1]  # the separate intervals overlap
+
+
+def test_pairs_of_one_group_are_resampled_together():
+    """Three identical pairs a group carry the information of one: the interval is as wide as
+    with one pair a group, and wider than if every pair were its own cluster."""
+    rows3, clusters3 = _paired_world(groups=30, per_group=3)
+    rows1, clusters1 = _paired_world(groups=30, per_group=1)
+
+    def pattern(i, per):  # a group is right or wrong whole
+        return (i // per) % 4 < 2  # half the groups of each task
+
+    a3, a1 = _right_on(rows3, lambda i: pattern(i, 3)), _right_on(rows1, lambda i: pattern(i, 1))
+    zero3 = _right_on(rows3, lambda i: False)
+    zero1 = _right_on(rows1, lambda i: False)
+    grouped = paired_difference(rows3, a3, zero3, clusters3, resamples=2000)["ci95"]
+    single = paired_difference(rows1, a1, zero1, clusters1, resamples=2000)["ci95"]
+    loose = paired_difference(rows3, a3, zero3, list(range(len(rows3))), resamples=2000)["ci95"]
+    assert grouped == pytest.approx(single, abs=0.02)
+    assert grouped[1] - grouped[0] > 1.4 * (loose[1] - loose[0])
+
+
+def test_paired_headline_is_the_paper_headline_and_ties_are_wrong():
+    rows, clusters = _paired_world(groups=12, tasks=("color_alter", "subject-add", "extract"))
+    a = _right_on(rows, lambda i: i % 4 != 0)
+    b = {key: {"overall": 0.5} for row in rows for key in row[:2]}  # all ties: 0
+    b[rows[0][0]] = {}  # unscored: wrong as well
+    out = paired_difference(rows, a, b, clusters, resamples=0)
+    assert out["a"] == pytest.approx(
+        evaluate(pairs_from_rows(rows, a), resamples=0)["overall"]["overall"]
+    )
+    assert out["b"] == 0.0 and out["ci95"] == [None, None]
+
+
+def test_paired_difference_checks_its_inputs_and_an_absent_dimension():
+    rows, clusters = _paired_world(groups=4)
+    scores = _right_on(rows, lambda i: True)
+    with pytest.raises(ValueError, match="one cluster per row"):
+        paired_difference(rows, scores, scores, clusters[:-1])
+    with pytest.raises(ValueError, match="unknown dimension"):
+        paired_difference(rows, scores, scores, clusters, dimension="beauty")
+    none = paired_difference(rows, scores, scores, clusters, dimension="consistency")
+    assert none["difference"] is None and none["n_pairs"] == 0
+    json.dumps(none, allow_nan=False)

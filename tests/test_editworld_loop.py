@@ -102,8 +102,10 @@ def test_the_whole_loop(live_server, transactional_db):
         scored.pk,
         pixel.pk,
     )
-    low = scored.metric["ci95"]["overall"]["overall"][0]
-    assert verdict.passed == (low > pixel.metric["overall"]["overall"])
+    assert verdict.accuracy == scored.metric["overall"]["overall"]
+    assert verdict.against_accuracy == pytest.approx(pixel.metric["overall"]["overall"])
+    low = verdict.difference_interval[0]
+    assert verdict.passed == (low > 0) and low <= verdict.difference
     chosen, why = demo.choose_rl_reward(model, against="pixel")
     model.refresh_from_db()
     assert (chosen == model) == verdict.passed == model.promoted and model.gate["reason"] in why

@@ -43,6 +43,10 @@ API::
 
     evaluate(pairs, *, resamples=1000, seed=0, confidence=0.95) -> dict (JSON-ready)
 
+    paired_difference(rows, scores_a, scores_b, clusters, *, dimension="overall") -> dict
+        headline(A) - headline(B) on the same pairs, with a bootstrap interval that resamples
+        whole clusters (groups) and scores both on each draw: what a promotion gate needs.
+
 `evaluate` returns (dimensions without pairs, tasks and groups without pairs are absent;
 None, never NaN, where a value is undefined)::
 
@@ -64,7 +68,7 @@ None, never NaN, where a value is undefined)::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -302,3 +306,92 @@ def evaluate(
         "resamples": resamples,
         "seed": seed,
     }
+
+
+def paired_difference(
+    rows: Sequence[tuple[str, str, str, str]],
+    scores_a: Mapping[str, Mapping[str, float | None]],
+    scores_b: Mapping[str, Mapping[str, float | None]],
+    clusters: Sequence[Hashable],
+    *,
+    dimension: str = "overall",
+    resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict:
+    """Headline accuracy of scorer A minus that of scorer B on one dimension, on the same pairs,
+    with a paired cluster bootstrap interval.
+
+    rows are benchmark rows (key0, key1, task_type, dimension) as for :func:`pairs_from_rows`;
+    clusters[i] names the unit row i was sampled with (the group: one source and instruction),
+    since pairs of one group share candidates and are not independent. A resample draws whole
+    clusters with replacement, within strata of their first row's task type (so every task
+    keeps its number of groups), and recomputes both headlines on the same draw: what the two
+    scorers share (the pairs, their difficulty) cancels, which the two separate intervals of
+    :func:`evaluate` cannot see.
+
+    Returns {"dimension", "a", "b", "difference", "ci95": [low, high] or [None, None],
+    "n_pairs", "n_clusters", "confidence", "resamples", "seed"}; a, b and difference are None
+    when no row is on the dimension.
+    """
+    if len(clusters) != len(rows):
+        raise ValueError("clusters must name one cluster per row")
+    if dimension not in _DIMENSION_CODE:
+        raise ValueError(f"unknown dimension {dimension!r}; expected {DIMENSIONS}")
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must be in (0, 1)")
+    chosen = [i for i, row in enumerate(rows) if row[3] == dimension]
+    empty = {"dimension": dimension, "a": None, "b": None, "difference": None,
+             "ci95": [None, None], "n_pairs": len(chosen), "n_clusters": 0,
+             "confidence": confidence, "resamples": resamples, "seed": seed}  # fmt: skip
+    if not chosen:
+        return empty
+    picked = [rows[i] for i in chosen]
+    pa, pb = pairs_from_rows(picked, scores_a), pairs_from_rows(picked, scores_b)
+    # strict: a tie or an unscored side is wrong (NaN comparisons are False)
+    correct_a = (pa.score0 > pa.score1).astype(np.float64)
+    correct_b = (pb.score0 > pb.score1).astype(np.float64)
+
+    cluster_code: dict[Hashable, int] = {}
+    stratum_of: list[int] = []
+    cluster = np.empty(len(chosen), np.intp)
+    for j, i in enumerate(chosen):
+        code = cluster_code.setdefault(clusters[i], len(cluster_code))
+        if code == len(stratum_of):
+            stratum_of.append(int(pa.task_type[j]))
+        cluster[j] = code
+    n_clusters, n_tasks = len(cluster_code), len(pa.task_names)
+
+    def per_cluster(values: np.ndarray) -> np.ndarray:  # (clusters, tasks) sums
+        flat = np.bincount(cluster * n_tasks + pa.task_type, values, n_clusters * n_tasks)
+        return flat.reshape(n_clusters, n_tasks)
+
+    sum_a, sum_b = per_cluster(correct_a), per_cluster(correct_b)
+    count = per_cluster(np.ones(len(chosen)))
+
+    def headlines(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Headline accuracies of A and B under cluster weights (..., clusters): the unweighted
+        mean over the tasks present of each task's accuracy."""
+        n = weights @ count
+        present = n > 0
+        safe = np.where(present, n, 1.0)
+        tasks = np.maximum(present.sum(axis=-1), 1)
+        a = np.where(present, (weights @ sum_a) / safe, 0.0).sum(axis=-1) / tasks
+        b = np.where(present, (weights @ sum_b) / safe, 0.0).sum(axis=-1) / tasks
+        return a, b
+
+    a, b = headlines(np.ones(n_clusters))
+    low = high = None
+    if resamples:
+        rng = np.random.default_rng(seed)
+        weights = np.zeros((resamples, n_clusters))
+        strata = np.asarray(stratum_of)
+        for stratum in np.unique(strata):
+            members = np.flatnonzero(strata == stratum)
+            draws = rng.integers(0, members.size, size=(resamples, members.size))
+            np.add.at(weights, (np.arange(resamples)[:, None], members[draws]), 1.0)
+        boot_a, boot_b = headlines(weights)
+        tail = (1 - confidence) / 2
+        low, high = (_number(x) for x in np.quantile(boot_a - boot_b, [tail, 1 - tail]))
+    return {**empty, "a": _number(a), "b": _number(b), "difference": _number(a - b),
+            "ci95": [low, high], "n_clusters": n_clusters}  # fmt: skip

@@ -925,6 +925,13 @@ def _inside_scores_dir(path: str, scores_dir: Path) -> str:
     return str(resolved)
 
 
+def keyed_by_candidate(spec: Mapping) -> bool:
+    """Whether a scorer of this spec scores candidates by their id, not their content (a scores
+    file does): its cached scores are filed under both. Known without building the scorer."""
+    kind = spec.get("kind")
+    return any(cls.kind == kind and cls.keyed_by_candidate for cls in Scorer.__subclasses__())
+
+
 def make_scorer(
     spec: Mapping | str, *, env: Mapping[str, str] = os.environ, scores_dir: Path | None = None
 ) -> Scorer:
