@@ -14,6 +14,7 @@ from django.conf import settings
 from annotation.importer import import_groups
 from annotation.manifest import ImportRefused
 from annotation.stats.consensus import Policy
+from config.errors import Invalid
 from mlcore.options import check_options, option
 
 
@@ -42,8 +43,8 @@ class ImportConfig:
             raise ValueError("dataset must be a name of 1 to 100 characters")
 
 
-class ImportFailed(RuntimeError):
-    pass
+class ImportFailed(Invalid):
+    """A refused import: its line messages are the job's error (the runner adds nothing)."""
 
 
 def run_import(ctx) -> dict:
@@ -61,8 +62,10 @@ def run_import(ctx) -> dict:
         )
     except ImportRefused as refused:
         _remove(cfg.path)
+        # the upload's name on the server means nothing to the user, and is not theirs to see
+        summary = refused.summary().replace(cfg.path, "the uploaded file")
         raise ImportFailed(
-            f"import refused, nothing written ({len(refused.errors)} error(s)):\n{refused.summary()}"
+            f"import refused, nothing written ({len(refused.errors)} error(s)):\n{summary}"
         ) from None
     _remove(cfg.path)
     return summary.as_dict()

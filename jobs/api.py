@@ -24,7 +24,7 @@ class JobOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "kind", "queue", "status", "config", "result", "error", "attempts",
+            "id", "kind", "queue", "status", "config", "result", "error", "error_kind", "attempts",
             "max_attempts", "cancel_requested", "progress", "progress_message", "worker",
             "created_by", "created_at", "claimed_at", "heartbeat_at", "finished_at",
         ]  # fmt: skip

@@ -21,13 +21,24 @@ class JobStatus(models.TextChoices):
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
+class FailureKind(models.TextChoices):
+    """Why a job failed, which says what the user can do (jobs/runner.py classifies)."""
+
+    INVALID = "invalid", "its input or config was refused: fix it and start a new job"
+    INTERNAL = "internal", "an error in EditLoop or its environment: see the details"
+    LOST = "lost", "its worker stopped, on every attempt"
+
+
 class Job(models.Model):
     kind = models.CharField(max_length=64, help_text="registered job kind, see jobs/registry.py")
     queue = models.CharField(max_length=32, default="default")
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     config = models.JSONField(default=dict, help_text="the job's config dataclass as JSON")
     result = models.JSONField(null=True, blank=True)
+    # What the user reads: for refused input only the messages (no traceback, no server path).
     error = models.TextField(blank=True)
+    error_kind = models.CharField(max_length=16, choices=FailureKind.choices, blank=True)
+    error_detail = models.TextField(blank=True, help_text="the traceback of an internal error")
 
     attempts = models.PositiveIntegerField(default=0, help_text="claims so far")
     max_attempts = models.PositiveIntegerField(default=3)

@@ -19,8 +19,9 @@ from django.db import connection
 from django.db.models import Max
 from django.utils.module_loading import import_string
 
+from config.errors import EditLoopError
 from jobs import registry, services
-from jobs.models import Job, JobMetric
+from jobs.models import FailureKind, Job, JobMetric
 from jobs.services import Claim, JobCancelled, JobLost
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,22 @@ def run_job(job_id: int, *, worker: str) -> str:
         return "cancelled"
     except JobLost:
         return "lost its claim; another worker owns the job now"
-    except Exception:
+    except Exception as exc:
         log.exception("job %s failed", job_id)
-        services.job_fail(claim=claim, error=traceback.format_exc(limit=20))
+        services.job_fail(claim=claim, **describe_failure(exc))
         return "failed"
     finally:
         pulse.stop()
     services.job_finish(claim=claim, result=result)
     return "succeeded"
+
+
+def describe_failure(exc: BaseException) -> dict:
+    """What a failed job shows. Refused input (an EditLoopError, or a ValueError: what configs,
+    parsers and validators raise with a message for the user) is its message alone: the user
+    fixes the input, and a retry would fail the same way. Anything else is an internal error:
+    its type and message, with the traceback kept as detail for whoever debugs it."""
+    if isinstance(exc, EditLoopError | ValueError):
+        return {"error": str(exc) or type(exc).__name__, "kind": FailureKind.INVALID}
+    return {"error": f"{type(exc).__name__}: {exc}", "kind": FailureKind.INTERNAL,
+            "detail": "".join(traceback.format_exception(exc, limit=20))}  # fmt: skip

@@ -15,7 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from jobs import registry
-from jobs.models import Job, JobMetric, JobStatus, WorkerHeartbeat
+from jobs.models import FailureKind, Job, JobMetric, JobStatus, WorkerHeartbeat
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +157,19 @@ def job_finish(*, claim: Claim, result: dict | None = None) -> bool:
     )
 
 
-def job_fail(*, claim: Claim, error: str) -> bool:
+def job_fail(
+    *, claim: Claim, error: str, kind: str = FailureKind.INTERNAL, detail: str = ""
+) -> bool:
+    """The job failed for good (no retry: an exception would raise again the same way)."""
     return bool(
         _owned(claim).update(
-            status=JobStatus.FAILED, error=error, finished_at=timezone.now(), claim_token=None
-        )
+            status=JobStatus.FAILED,
+            error=error,
+            error_kind=kind,
+            error_detail=detail,
+            finished_at=timezone.now(),
+            claim_token=None,
+        )  # fmt: skip
     )
 
 
@@ -226,6 +234,7 @@ def jobs_sweep(*, now: datetime | None = None) -> SweepReport:
                 finished_at=now,
                 claim_token=None,
                 error=f"{lost}; gave up after {attempts} attempt(s)",
+                error_kind=FailureKind.LOST,
             ):
                 report.failed.append(pk)
         elif held.update(

@@ -5,6 +5,7 @@ import json
 import zipfile
 
 import pytest
+from django.conf import settings
 
 from annotation.models import Dataset, Group
 from annotation.synthetic import write_bundle
@@ -54,6 +55,13 @@ def test_refused_import_fails_the_job_with_the_bad_line(researcher_client, tmp_p
     assert job.status == JobStatus.FAILED
     assert "manifest.jsonl line 2: invalid JSON" in job.error and "nothing written" in job.error
     assert Dataset.objects.count() == 0
+    # refused input: the line messages alone, no traceback, no server path, and no retry
+    assert job.error_kind == "invalid" and job.error_detail == "" and job.attempts == 1
+    assert "Traceback" not in job.error and str(settings.MEDIA_ROOT) not in job.error
+    page = researcher_client.get(f"/jobs/{job_id}/").content.decode()
+    assert "Failed because its input or config was refused: fix it and start a new job" in page
+    assert "not retried" in page and "of 3" not in page and 'id="error-detail"' not in page
+    assert researcher_client.get(f"/api/jobs/{job_id}/").json()["error_kind"] == "invalid"
 
 
 @pytest.mark.parametrize(

@@ -79,12 +79,14 @@ def test_run_job_succeeds_with_metrics_and_progress(db):
     assert run_job(job.pk, worker="late") == "not claimed (already taken, finished or cancelled)"
 
 
-def test_failing_handler_records_the_traceback(db):
+def test_failing_handler_records_the_error_and_keeps_the_traceback_apart(db):
     job = JobFactory(config={"steps": 5, "step_seconds": 0.0, "fail_at_step": 2})
     assert run_job(job.pk, worker="inline") == "failed"
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
-    assert "RuntimeError: self-test failure requested at step 2" in job.error
+    # an internal error: its type and message, the traceback kept apart for debugging
+    assert job.error == "RuntimeError: self-test failure requested at step 2"
+    assert job.error_kind == "internal" and "Traceback" in job.error_detail
     assert JobMetric.objects.filter(job=job, name="loss").count() == 2
 
 
