@@ -72,6 +72,7 @@ class ProgressSerializer(serializers.Serializer):
     rankings = serializers.IntegerField()
     rankings_target = serializers.IntegerField()
     my_rankings = serializers.IntegerField()
+    left_for_me = serializers.IntegerField(help_text="groups this user may still rank")
 
 
 class DatasetSummarySerializer(serializers.Serializer):

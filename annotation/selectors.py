@@ -13,7 +13,15 @@ from django.shortcuts import get_object_or_404
 
 from accounts.models import User
 from accounts.permissions import is_researcher
-from annotation.models import Dataset, DatasetReport, Group, Ranking, Review, Snapshot
+from annotation.models import (
+    Assignment,
+    Dataset,
+    DatasetReport,
+    Group,
+    Ranking,
+    Review,
+    Snapshot,
+)
 from config.ids import parse_id
 
 
@@ -54,6 +62,7 @@ class DatasetProgress:
     rankings: int
     rankings_target: int
     my_rankings: int
+    left_for_me: int  # groups that still need a ranking and that this user may still rank
 
 
 def dataset_progress(*, dataset: Dataset, user) -> DatasetProgress:
@@ -72,7 +81,25 @@ def dataset_progress(*, dataset: Dataset, user) -> DatasetProgress:
         rankings=counts["rankings"],
         rankings_target=counts["groups"] * dataset.overlap + counts["extra"],
         my_rankings=Ranking.objects.filter(group__dataset=dataset, annotator=user).count(),
+        left_for_me=groups_left_for(dataset=dataset, user=user),
     )
+
+
+def groups_left_for(*, dataset: Dataset, user) -> int:
+    """How many groups the lease could still serve this user (annotation.services'
+    eligibility, without the leases others hold now: those come back if they lapse). Gold
+    groups and repeats are not counted, so the number reveals neither."""
+    finished = Assignment.objects.filter(
+        group__dataset=dataset, annotator=user,
+        status__in=[Assignment.Status.SKIPPED, Assignment.Status.DONE],
+    ).values("group_id")  # fmt: skip
+    return (
+        Group.objects.filter(dataset=dataset, is_gold=False,
+                             ranking_count__lt=dataset.overlap + F("extra_overlap"))
+        .exclude(review=Review.ADJUDICATED)
+        .exclude(pk__in=finished)
+        .count()
+    )  # fmt: skip
 
 
 # --- export: JSON lines, streamed in chunks so memory stays flat

@@ -1,11 +1,15 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from config.views import home
 
 urlpatterns = [
     path("", home, name="home"),
+    # what browsers ask for on pages that do not name their icon (an image, the API's JSON)
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("", include("accounts.urls")),
     path("", include("jobs.urls")),
     path("annotate/", include("annotation.urls")),

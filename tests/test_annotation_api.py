@@ -227,7 +227,13 @@ def test_dataset_list_shows_progress(annotator_client, dataset):
         "rankings": 1,
         "rankings_target": 6,
         "my_rankings": 1,
+        "left_for_me": 2,  # three groups, one ranked
     }
+    page = annotator_client.get("/annotate/").content.decode()
+    assert "<strong>2</strong> groups left for you" in page
+    skipped = _next(annotator_client, dataset).json()["group"]
+    assert annotator_client.post(f"/api/groups/{skipped['id']}/skip/").status_code in (200, 204)
+    assert annotator_client.get("/api/datasets/").json()[0]["progress"]["left_for_me"] == 1
 
 
 def test_export_rankings_and_pairs(client, annotator, researcher):
