@@ -1,4 +1,5 @@
-"""The leaderboard in a real browser: sorting by a column, and comparing two rows."""
+"""The leaderboard in a real browser: sorting by a column (this installation's runs and the
+paper's rows sorted apart), the switches, comparing two rows, and nothing clipped at 1280 px."""
 
 import os
 
@@ -59,6 +60,20 @@ def test_sort_by_column_and_compare_two_rows(page, live_server, board):
     header.click()  # ascending: the weakest measured row on top, reported ones below 0.5
     ordered = labels()
     assert ordered.index("weak") < ordered.index("strong")
+    # the measured runs stay above the paper's rows whatever the sort
+    assert ordered[:2] == ["weak", "strong"] and "EditScore-7B" in ordered[2:]
+    # at a laptop's width every column and the compare controls are on screen
+    page.set_viewport_size({"width": 1280, "height": 720})
+    width = page.evaluate("document.documentElement.clientWidth")
+    for shown in (page.locator("#compare-button"), header,  # the last column shown
+                  page.locator(f'input.pick[value="{weak.pk}"]')):  # fmt: skip
+        box = shown.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, shown
+    page.uncheck("#show-reported")
+    assert not page.is_visible('input.pick[value="reported:EditScore-7B"]')
+    page.check("#show-reported")
+    page.check("#show-groups")
+    assert page.is_visible("#leaderboard th.group-col >> nth=0")
     page.check(f'input.pick[value="{weak.pk}"]')
     assert page.is_disabled("#compare-button")
     page.check('input.pick[value="reported:EditScore-7B"]')
