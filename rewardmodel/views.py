@@ -11,7 +11,7 @@ from accounts.permissions import researcher_required
 from annotation.selectors import dataset_list
 from benchmark.ml.metric import DIMENSIONS
 from benchmark.ml.scorers import parse_spec
-from benchmark.selectors import benchmark_dataset_list, run_row, runs_of_weights
+from benchmark.selectors import benchmark_dataset_list, headline, run_row, runs_of_weights
 from config.errors import FORM_ERRORS, Invalid, refusal_status
 from rewardmodel import gate
 from rewardmodel.jobs import PAPER_DEFAULTS, TUNABLE, finetune_enqueue, is_held_out_benchmark
@@ -20,13 +20,28 @@ from rewardmodel.services import model_register
 
 
 def _context(**extra) -> dict:
+    models = list(RewardModel.objects.select_related("job", "snapshot")[:200])
     return {
-        "models": RewardModel.objects.select_related("job")[:200],
+        "models": [(m, _latest_result(m)) for m in models],
         "datasets": dataset_list(),
         "benchmarks": benchmark_dataset_list(),
         "defaults": PAPER_DEFAULTS,
         **extra,
     }
+
+
+def _latest_result(model: RewardModel) -> dict | None:
+    """The model's newest finished benchmark result, preferring pairs it never trained on:
+    {run, dataset, accuracy, interval, held_out}; None before any."""
+    found = []
+    for run in runs_of_weights(base=model.base, adapter=model.adapter):
+        accuracy, interval = headline(run)
+        if accuracy is not None:
+            held = model.snapshot is None or is_held_out_benchmark(run.dataset, model.snapshot)
+            found.append({"run": run.pk, "dataset": run.dataset.name, "accuracy": accuracy,
+                          "interval": interval, "held_out": held})  # fmt: skip
+    held = [r for r in found if r["held_out"]]
+    return (held or found or [None])[-1]
 
 
 @require_GET

@@ -140,3 +140,8 @@ def test_the_page_promotes_through_the_gate_and_shows_the_verdict(world, researc
     assert 'id="gate-verdict"' in html and "Not passed" in html
     weak.refresh_from_db()
     assert not weak.promoted
+    # the list shows each model's held-out result, linked to its run, and its verdict
+    run = BenchmarkRun.objects.get(label="weak")
+    listing = researcher_client.get("/reward-models/").content.decode()
+    assert f'<a href="/benchmark/runs/{run.pk}/">0.250</a>' in listing
+    assert "held, held out" in listing and "not passed" in listing
