@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Pinned: EditLoop's parity tests compare against exactly these releases.
 REFERENCE_PACKAGES := editscore==0.2 qwen-vl-utils==0.0.14
+# The browser the browser tests drive (tests/conftest.py names the same path).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: install demo test lint typecheck clean
 
@@ -25,8 +27,21 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/python manage.py demo
 
-test: install
+test: install $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+# The browser tests drive Debian's chromium (Playwright cannot download browsers here): installed
+# when this user may run apt-get, else the exact command to run, and the tests do not start.
+$(CHROMIUM):
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+	  sudo DEBIAN_FRONTEND=noninteractive apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+	  echo "make test needs Debian's chromium at $(CHROMIUM) for its browser tests." >&2; \
+	  echo "Install it (Debian/Ubuntu: sudo apt-get install chromium) and run make test again." >&2; \
+	  exit 1; \
+	fi
 
 lint: install
 	$(BIN)/ruff check .

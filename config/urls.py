@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.views import home
 
@@ -18,6 +18,7 @@ urlpatterns = [
     path("rl/", include("rltraining.urls")),
     path("lineage/", include("lineage.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("jobs.api_urls")),
     path("api/", include("accounts.api_urls")),
     path("api/", include("annotation.api_urls")),

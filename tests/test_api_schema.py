@@ -5,6 +5,8 @@ import re
 
 import pytest
 import yaml
+from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.core.management import call_command
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
@@ -32,7 +34,7 @@ def _api_paths() -> set[str]:
     return {
         "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
         for route in _routes(get_resolver().url_patterns)
-        if route.startswith("api/")
+        if route.startswith("api/") and route != "api/docs/"  # the docs page is HTML
     }
 
 
@@ -64,3 +66,17 @@ def test_schema_is_served_to_signed_in_users_only():
         response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
         assert response.status_code == 200, role
         assert "/api/datasets/{dataset_id}/next/" in response.json()["paths"]
+
+
+@pytest.mark.django_db
+def test_api_docs_page_is_served_from_the_app_to_signed_in_users(client):
+    assert client.get("/api/docs/").status_code in (401, 403)
+    client.force_login(UserFactory(role=Role.ANNOTATOR))
+    response = client.get("/api/docs/")
+    page = response.content.decode()
+    assert response.status_code == 200 and "swagger-ui" in page
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page  # vendored, no CDN
+    assert "cdn." not in page and "unpkg" not in page and "/api/schema/" in page
+    asset = page.split('src="')[1].split('"')[0].removeprefix(settings.STATIC_URL).lstrip("/")
+    assert finders.find(asset), asset  # collectstatic and whitenoise serve it
+    assert 'href="/api/docs/"' in client.get("/").content.decode()  # in the menu
