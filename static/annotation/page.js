@@ -149,20 +149,19 @@ class RankSession {
     const rubric = document.createElement("p");
     rubric.className = "rubric";
     rubric.textContent = meta.rubric;
+    rubric.title = meta.rubric;
+    rubric.classList.toggle("open", Boolean(this.rubricOpen));
+    rubric.addEventListener("click", () => {
+      this.rubricOpen = !this.rubricOpen;
+      rubric.classList.toggle("open", this.rubricOpen);
+      fitToWindow(this.candidates.length);
+    });
     const zones = [
       this.#zone(UNPLACED, "Unplaced", this.ranking.unplaced(dim)),
       ...d.tiers.map((ids, i) => this.#zone("tier", i === 0 ? "Tier 1 · best" : `Tier ${i + 1}`, ids, i)),
     ];
-    const add = document.createElement("button");
-    add.type = "button";
-    add.className = "secondary add-tier";
-    add.textContent = "+ tier";
-    add.addEventListener("click", () => {
-      this.ranking.addTier(dim);
-      this.#changed();
-    });
     const floor = this.#zone(FLOOR, "Unusable · fails outright (below every tier)", d.floor);
-    board.replaceChildren(rubric, ...zones, add, floor);
+    board.replaceChildren(rubric, ...zones, floor);
     board.dataset.dim = dim;
     board.dataset.group = this.group.id;
     this.sortables.forEach((s) => s.destroy());
@@ -171,15 +170,18 @@ class RankSession {
         new Sortable(list, {
           group: `dim-${dim}`,
           animation: 120,
+          draggable: ".cand",
+          emptyInsertThreshold: 24, // an empty row takes a card dropped near it
           onEnd: (evt) => {
             const where = this.#whereOf(evt.to);
-            this.ranking.move(dim, evt.item.dataset.id, where, evt.newIndex);
+            this.ranking.move(dim, evt.item.dataset.id, where, evt.newDraggableIndex ?? evt.newIndex);
             this.focusId = evt.item.dataset.id;
             this.#changed();
           },
         }),
     );
     this.#updateTabs();
+    fitToWindow(this.candidates.length);
     this.#applyFocus();
   }
 
@@ -207,6 +209,11 @@ class RankSession {
   focus(id) {
     this.focusId = id;
     this.#applyFocus();
+  }
+
+  addTier() {
+    this.ranking.addTier(this.dim);
+    this.#changed();
   }
 
   setDim(i) {
@@ -333,6 +340,35 @@ class RankSession {
   }
 }
 
+// The task fits the window: the stage takes the height below it, and the candidate cards are as
+// large as the rows allow (the edit is what is judged), each row holding every candidate in one
+// line, or two when that gives larger cards.
+const ZONE_CHROME = 10; // a row's padding and borders, px (rank.css)
+const GAP = 5;
+const LABEL = 6.5 * 16 + GAP; // the row label's width
+
+function fitToWindow(count) {
+  const stage = document.querySelector(".stage");
+  const board = document.getElementById("board");
+  if (!stage || !board) return;
+  const height = Math.max(320, window.innerHeight - stage.getBoundingClientRect().top - 10);
+  stage.style.setProperty("--stage-height", `${Math.floor(height)}px`);
+  const zones = board.querySelectorAll(".zone").length;
+  const fixed = [...board.children].filter((el) => !el.classList.contains("zone")).reduce((h, el) => h + el.offsetHeight, 0);
+  const perZone = (board.clientHeight - fixed - GAP * (board.children.length - 1)) / zones;
+  const width = board.clientWidth - LABEL - ZONE_CHROME;
+  let card = 48;
+  for (const lines of [1, 2]) {
+    const byHeight = (perZone - ZONE_CHROME - GAP * (lines - 1)) / lines;
+    const perLine = Math.ceil(count / lines);
+    const byWidth = (width - GAP * (perLine - 1)) / perLine;
+    card = Math.max(card, Math.min(byHeight, byWidth));
+  }
+  board.style.setProperty("--card", `${Math.floor(Math.min(card, 320))}px`);
+}
+
+window.addEventListener("resize", () => session && fitToWindow(session.candidates.length));
+
 let session = null;
 
 function start() {
@@ -377,6 +413,7 @@ page.addEventListener("click", (e) => {
   if (e.target.id === "submit-button") session.submit();
   else if (e.target.id === "skip-button") session.skip();
   else if (e.target.id === "compare-button") session.compare.open(session.focusId);
+  else if (e.target.id === "add-tier") session.addTier();
   else if (e.target.id === "source-image") session.compare.open(session.focusId);
 });
 start();
