@@ -5,18 +5,21 @@ run by beat), so it loads in milliseconds whatever the number of rankings."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.permissions import researcher_required
-from annotation import selectors
+from annotation import browse, selectors
 from annotation.api import group_payload
 from annotation.models import Dataset, Group, Review, Snapshot
 from annotation.quality_api import report_refresh_request, snapshot_export_enqueue
 from annotation.stats.consensus import DEFAULT_MAJORITY_TIE_FRACTION, POLICIES
-from config.errors import FORM_ERRORS
+from config.errors import FORM_ERRORS, Invalid
 from jobs.charts import interval_chart
 
 STATISTICS = (
@@ -202,3 +205,39 @@ def review_dataset(request, dataset_id: int):
 def review_workspace(request, dataset_id: int):
     dataset = get_object_or_404(Dataset, pk=dataset_id)
     return render(request, "annotation/rank.html#workspace", _review_context(request, dataset))
+
+
+# --- the dataset browser
+
+
+BROWSE_PAGE = 50
+
+
+@require_GET
+@researcher_required
+def browse_dataset(request, dataset_id: int):
+    """The dataset's groups, filtered by task type, state and annotator, 50 a page."""
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    filters = {key: request.GET.get(key, "").strip() for key in ("task_type", "state", "annotator")}
+    try:
+        rows = browse.browse_groups(dataset, **filters)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    page = Paginator(rows, BROWSE_PAGE).get_page(request.GET.get("page"))
+    query = "&".join(f"{k}={quote(v)}" for k, v in filters.items() if v)
+    return render(request, "annotation/browse.html", {
+        "dataset": dataset, "filters": filters, "choices": browse.filter_choices(dataset),
+        "page": page, "rows": browse.with_states(page.object_list, dataset), "query": query,
+    })  # fmt: skip
+
+
+@require_GET
+@researcher_required
+def browse_group(request, dataset_id: int, group_id: int):
+    """One group: its source and candidates (editors named), every ranking, the consensus."""
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    group = get_object_or_404(Group, pk=group_id, dataset=dataset)
+    return render(request, "annotation/browse_group.html", {
+        "dataset": dataset, "group": group, **browse.group_detail(group, dataset),
+        "states": browse.STATES, "dimensions": dataset.dimension_keys,
+    })  # fmt: skip

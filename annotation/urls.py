@@ -19,6 +19,12 @@ urlpatterns = [
         name="annotate-snapshot-export",
     ),
     path("<int:dataset_id>/review/", quality_views.review_dataset, name="annotate-review"),
+    path("<int:dataset_id>/groups/", quality_views.browse_dataset, name="annotate-browse"),
+    path(
+        "<int:dataset_id>/groups/<int:group_id>/",
+        quality_views.browse_group,
+        name="annotate-browse-group",
+    ),
     path(
         "<int:dataset_id>/review/workspace/",
         quality_views.review_workspace,
