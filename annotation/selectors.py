@@ -102,6 +102,23 @@ def groups_left_for(*, dataset: Dataset, user) -> int:
     )  # fmt: skip
 
 
+def my_work(user, limit: int = 200) -> dict:
+    """An annotator's own history: their newest rankings and the groups they skipped (that
+    they may reopen), in datasets they may still annotate. Nothing says which were gold
+    groups or repeats."""
+    visible = datasets_visible_to(user)
+    rankings = (
+        Ranking.objects.filter(annotator=user, group__dataset__in=visible)
+        .select_related("group__dataset").order_by("-created_at")[:limit]
+    )  # fmt: skip
+    skipped = (
+        Assignment.objects.filter(annotator=user, repeat=False, status=Assignment.Status.SKIPPED,
+                                  group__dataset__in=visible)
+        .select_related("group__dataset").order_by("-leased_at")[:limit]
+    )  # fmt: skip
+    return {"rankings": list(rankings), "skipped": list(skipped)}
+
+
 # --- export: JSON lines, streamed in chunks so memory stays flat
 
 

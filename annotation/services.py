@@ -263,6 +263,37 @@ def group_skip(*, group: Group, annotator: User) -> None:
         )
 
 
+def group_reopen(*, group: Group, annotator: User) -> Assignment:
+    """Serve a group this annotator skipped again, next: its skip becomes a fresh lease (and a
+    lease they hold on another group of the dataset is released). RankingConflict when they did
+    not skip it, or it no longer needs their ranking (adjudicated, or its rankings and others'
+    leases fill it)."""
+    dataset = group.dataset
+    now = timezone.now()
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=annotator.pk).values_list("pk").first()
+        skipped = Assignment.objects.filter(group=group, annotator=annotator, repeat=False,
+                                            status=Assignment.Status.SKIPPED).first()  # fmt: skip
+        if skipped is None:
+            raise RankingConflict("you have not skipped this group")
+        group = Group.objects.select_for_update().get(pk=group.pk)
+        if group.review == Review.ADJUDICATED or group.is_gold:
+            raise RankingConflict("this group needs no more rankings")
+        if _slots_taken(group, now) >= dataset.overlap + group.extra_overlap:
+            raise RankingConflict("this group has all the rankings it needs now")
+        Assignment.objects.filter(
+            group__dataset=dataset, annotator=annotator, status=Assignment.Status.LEASED,
+            expires_at__gt=now,
+        ).update(expires_at=now)  # fmt: skip
+        skipped.status, skipped.leased_at, skipped.expires_at = (
+            Assignment.Status.LEASED,
+            now,
+            now + timedelta(seconds=dataset.lease_ttl_seconds),
+        )
+        skipped.save(update_fields=["status", "leased_at", "expires_at"])
+        return skipped
+
+
 def _is_repeat(group: Group, annotator: User) -> bool:
     """Whether the annotator's current business with the group is its repeat:
     they ranked it once and were served it again."""

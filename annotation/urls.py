@@ -5,6 +5,8 @@ from annotation import quality_views, views
 urlpatterns = [
     path("", views.annotate_home, name="annotate-home"),
     path("import/", views.import_page, name="annotation-import"),
+    path("mine/", views.my_work, name="annotate-mine"),
+    path("groups/<int:group_id>/reopen/", views.reopen_group, name="annotate-reopen"),
     path("<int:dataset_id>/", views.annotate_dataset, name="annotate-dataset"),
     path("<int:dataset_id>/workspace/", views.annotate_workspace, name="annotate-workspace"),
     path("<int:dataset_id>/quality/", quality_views.quality_dashboard, name="annotate-quality"),

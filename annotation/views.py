@@ -1,8 +1,9 @@
 """The annotator's pages: dataset list and the tier-ranking page (htmx workspace)."""
 
+from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.permissions import researcher_required
 from annotation import selectors, services
@@ -81,3 +82,20 @@ def _overlap(text: str | None) -> int | None:
     if parse_id(text) is None:
         raise UploadRefused("overlap must be an integer")
     return parse_id(text)
+
+
+@require_GET
+def my_work(request):
+    """The signed-in user's rankings and skipped groups (reopen one to rank it after all)."""
+    return render(request, "annotation/mine.html", selectors.my_work(request.user))
+
+
+@require_POST
+def reopen_group(request, group_id: int):
+    group = selectors.group_for_annotator(request.user, group_id)
+    try:
+        services.group_reopen(group=group, annotator=request.user)
+    except FORM_ERRORS as exc:
+        messages.error(request, f"Not reopened: {exc}")
+        return redirect("annotate-mine")
+    return redirect("annotate-dataset", dataset_id=group.dataset_id)

@@ -74,3 +74,37 @@ def test_pages_list_and_open_a_group_for_researchers_only(world, client):
     other = make_dataset("other", groups=1)
     stranger = Group.objects.get(dataset=other)
     assert client.get(f"/annotate/{dataset.pk}/groups/{stranger.pk}/").status_code == 404
+
+
+def test_an_annotator_sees_their_work_and_reopens_a_skipped_group(client):
+    ann = UserFactory(username="ann")
+    dataset = make_dataset("mine", groups=3, candidates=2, overlap=1, annotators=[ann])
+    client.force_login(ann)
+    first = client.post(f"/api/datasets/{dataset.pk}/next/").json()["group"]
+    assert client.post(f"/api/groups/{first['id']}/skip/").status_code in (200, 204)
+    second = client.post(f"/api/datasets/{dataset.pk}/next/").json()["group"]
+    assert second["id"] != first["id"]
+    page = client.get("/annotate/mine/").content.decode()
+    assert "instruction 0" in page and "Reopen and rank" in page
+    response = client.post(f"/annotate/groups/{first['id']}/reopen/")
+    assert response.status_code == 302 and response["Location"] == f"/annotate/{dataset.pk}/"
+    # the reopened group comes next (the lease held on the other one is released)
+    assert client.post(f"/api/datasets/{dataset.pk}/next/").json()["group"]["id"] == first["id"]
+    assert "Reopen and rank" not in client.get("/annotate/mine/").content.decode()
+    # a group not skipped, or one of a dataset they may not annotate, cannot be reopened
+    refused = client.post(f"/annotate/groups/{second['id']}/reopen/", follow=True)
+    assert "Not reopened: you have not skipped this group" in refused.content.decode()
+    other = Group.objects.get(dataset=make_dataset("theirs", groups=1))
+    assert client.post(f"/annotate/groups/{other.pk}/reopen/").status_code == 403
+
+
+def test_a_skipped_group_that_filled_up_meanwhile_is_not_reopened(client):
+    ann, bob = UserFactory(username="ann"), UserFactory(username="bob")
+    dataset = make_dataset("full", groups=1, candidates=2, overlap=1, annotators=[ann, bob])
+    group = Group.objects.get(dataset=dataset)
+    client.force_login(ann)
+    client.post(f"/api/datasets/{dataset.pk}/next/")
+    client.post(f"/api/groups/{group.pk}/skip/")
+    _rank(group, bob, [[0], [1]])  # bob's ranking fills it
+    refused = client.post(f"/annotate/groups/{group.pk}/reopen/", follow=True)
+    assert "has all the rankings it needs" in refused.content.decode()
