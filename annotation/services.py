@@ -621,3 +621,13 @@ def dataset_create_from_images(
             group = Group.objects.create(dataset=dataset, **spec)
             Candidate.objects.bulk_create(Candidate(group=group, **c) for c in candidates)
     return dataset
+
+
+def annotator_datasets_set(*, user: User, dataset_ids: list[int]) -> list[str]:
+    """Make `user` an annotator of exactly these datasets (unknown ids are an error); the names
+    of their datasets now."""
+    datasets = list(Dataset.objects.filter(pk__in=dataset_ids))
+    if len(datasets) != len(set(dataset_ids)):
+        raise Invalid("no such dataset")
+    user.annotation_datasets.set(datasets)
+    return sorted(d.name for d in datasets)

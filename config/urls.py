@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth.decorators import login_not_required
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -9,7 +10,11 @@ from config.views import home
 urlpatterns = [
     path("", home, name="home"),
     # what browsers ask for on pages that do not name their icon (an image, the API's JSON)
-    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    path(
+        "favicon.ico",
+        login_not_required(RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+        name="favicon",
+    ),
     path("", include("accounts.urls")),
     path("", include("jobs.urls")),
     path("annotate/", include("annotation.urls")),

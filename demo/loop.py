@@ -58,8 +58,9 @@ class Scale:
     rl_prompts: int = 240
     rl_held_out: float = 0.2
     eval_prompts: int = 48
-    # SDE noise of the rollouts: at 30 rounds 0.7 raised the held-out truth by +0.020 and +0.023
-    # (two seeds, benchmarks/editworld_rl.py, 96 held-out samples), 0.3 by +0.004, 1.0 by +0.011
+    # SDE noise of the rollouts: at 30 rounds 0.7 raised the held-out truth by +0.020, +0.023 and
+    # +0.029 (three seeds, benchmarks/editworld_rl.py, 96 held-out samples), 0.3 by +0.004 and
+    # 1.0 by +0.011 (seed 0)
     rl_noise: float = 0.7
 
 

@@ -4,8 +4,9 @@
     .venv/bin/python docs/take_screenshots.py --url http://127.0.0.1:8000 --var-dir var
 
 Signs in as the demo's annotator and researcher (passwords from ``var/demo-credentials.json``)
-and writes ``docs/screenshots/*.jpg``: the ranking page, the dataset's quality page, the reward
-model leaderboard, the reward models and the RL run page.
+and writes ``docs/screenshots/*.jpg``: the ranking page (1280x720, the smallest window it is
+made for), the annotator's history, the dataset's quality page, its group browser and one group,
+the reward-model leaderboard, the reward models and the RL run page.
 """
 
 from __future__ import annotations
@@ -58,12 +59,16 @@ def main() -> None:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium")
         viewport = {"width": 1280, "height": 860}
 
-        page = browser.new_page(viewport=viewport)
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
         sign_in(page, url, "annotator", credentials["annotator"])
         page.goto(f"{url}/annotate/")
         page.goto(url + first_link(page, r"/annotate/\d+/"))
-        page.wait_for_selector("img")
+        page.wait_for_selector("#board .cand img")
         shoot(page, "rank")
+        page.keyboard.press("s")  # skip one, so that the history has something to reopen
+        page.wait_for_timeout(1000)
+        page.goto(f"{url}/annotate/mine/")
+        shoot(page, "mine")
         page.close()
 
         page = browser.new_page(viewport=viewport)
@@ -71,6 +76,10 @@ def main() -> None:
         page.goto(f"{url}/annotate/")
         page.goto(url + first_link(page, r"/annotate/\d+/quality/"))
         shoot(page, "quality")
+        page.goto(url + first_link(page, r"/annotate/\d+/groups/") + "?state=complete")
+        shoot(page, "groups")
+        page.goto(url + first_link(page, r"/annotate/\d+/groups/\d+/"))
+        shoot(page, "group")
         page.goto(f"{url}/benchmark/")
         shoot(page, "leaderboard")
         page.goto(f"{url}/reward-models/")

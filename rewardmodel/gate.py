@@ -82,6 +82,9 @@ def check(model: RewardModel, against: str | None = None) -> Verdict:
         why = f"there is no finished run of {name} on {run.dataset.name} to compare with"
         return Verdict(False, why, **found)
     paired = paired_comparison(run, comparator)
+    if paired["difference"] is None:
+        why = f"{run.dataset.name} has no {paired['dimension']} pairs to compare on"
+        return Verdict(False, why, **found, against_run=comparator.pk)
     difference, (low, high) = paired["difference"], paired["ci95"]
     passed = low is not None and low > 0
     verb = "beats" if passed else "does not beat"

@@ -29,12 +29,18 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from accounts.models import Role
+from accounts.models import Role, User
 from accounts.services import user_api_token
 from annotation.models import Adjudication, Assignment, Candidate, Dataset, Group, Ranking, Review
 from annotation.quality import report_refresh
 from annotation.services import ranking_submit
-from benchmark.models import BenchmarkDataset, BenchmarkRun
+from benchmark.models import (
+    BenchmarkCandidate,
+    BenchmarkDataset,
+    BenchmarkPair,
+    BenchmarkRun,
+    ScoreCache,
+)
 from benchmark.runs import run_enqueue
 from jobs.models import Job, WorkerHeartbeat
 from media.storage import store_image
@@ -83,6 +89,15 @@ def world(tmp_path, settings, monkeypatch):
         Assignment.objects.create(group=g2, annotator=users[role], leased_at=now,
                                   expires_at=now - timedelta(minutes=1))  # fmt: skip
     Group.objects.filter(pk=g1.pk).update(review=Review.QUEUED)
+    # g3, unranked, was skipped by anna and rita: each may reopen it
+    g3 = Group.objects.create(dataset=dataset, external_id="ds-g3", instruction="i3",
+                              task_type="color_alter", source=g0.source, source_thumb=g0.source)  # fmt: skip
+    for c in g0.candidates.all():
+        Candidate.objects.create(group=g3, external_id=f"ds-g3-{c.pk}", editor=c.editor,
+                                 image=c.image, thumb=c.thumb)  # fmt: skip
+    for role in (ANNOTATOR, RESEARCHER):
+        Assignment.objects.create(group=g3, annotator=users[role], leased_at=now, expires_at=now,
+                                  status=Assignment.Status.SKIPPED)  # fmt: skip
     report_refresh(dataset)
 
     bench = BenchmarkDataset.objects.create(name="bench", layout="snapshot", source_path="-")
@@ -119,6 +134,16 @@ def world(tmp_path, settings, monkeypatch):
     )
     # The reward model beats the pixel baseline on a benchmark: the gate lets it be promoted.
     model = RewardModel.objects.create(name="es", base="/m", origin="imported")
+    for g in range(20):  # the gate compares on pairs: es orders 18 of 20 right, pixel 10
+        win, lose = (BenchmarkCandidate.objects.create(
+            dataset=bench, key=f"b{g}-{side}", instruction=f"i{g}", source=f"s{g}",
+            image=f"b{g}-{side}", content_hash=f"h{g}{side}") for side in "wl")  # fmt: skip
+        BenchmarkPair.objects.create(dataset=bench, row=g, preferred=win, other=lose,
+                                     task_type="extract", dimension="overall")  # fmt: skip
+        for label, right in (("es", g < 18), ("pixel", g % 2 == 0)):
+            for side, value in (("w", 1.0), ("l", 0.0)):
+                ScoreCache.objects.create(scorer_key=label, content_hash=f"h{g}{side}",
+                                          scores={"overall": value if right else 1 - value})  # fmt: skip
     for label, scorer, accuracy in (
         ("es", model.scorer_spec(), 0.9),
         ("pixel", {"kind": "pixel"}, 0.5),
@@ -129,7 +154,8 @@ def world(tmp_path, settings, monkeypatch):
         )  # fmt: skip
     return SimpleNamespace(
         users=users, tokens={r: user_api_token(user=u) for r, u in users.items()},
-        dataset=dataset, other=other, g0=g0, g1=g1, g2=g2, candidate=g0.candidates.first(),
+        dataset=dataset, other=other, g0=g0, g1=g1, g2=g2, g3=g3,
+        candidate=g0.candidates.first(),
         job=JobFactory(), bench=bench, bench_run=bench_run,
         model=model,
         rl_run=rl_run, sample=sample, checkpoint=checkpoint, refreshes=refreshes,
@@ -218,6 +244,17 @@ ROWS = [
     row("api-token", "POST", (302, 302, 302, 302), data=lambda w: {"action": "regenerate"},
         state=lambda w: set(Token.objects.values_list("key", flat=True))),
     row("healthz", "GET", (200, 200, 200, 200)),
+    row("favicon", "GET", (301, 301, 301, 301)),
+    row("api-docs", "GET", SIGNED_IN_API),  # the API's documentation page
+    row("people", "GET", R_PAGE),
+    row("people", "POST", R_POST, data=lambda w: {"username": "newbie", "role": "annotator"},
+        state=lambda w: User.objects.count()),
+    row("person", "GET", R_PAGE, lambda w: {"user_id": w.users[ANNOTATOR].pk}),
+    row("person", "POST", R_POST, lambda w: {"user_id": w.users[ANNOTATOR].pk},
+        data=lambda w: {"action": "datasets", "datasets": [w.other.pk]},
+        state=lambda w: sorted(w.users[ANNOTATOR].annotation_datasets.values_list("pk", flat=True))),
+    # anyone may open an invitation link; a wrong or used one says so and changes nothing
+    row("invite", "GET", (200, 200, 200, 200), lambda w: {"uidb64": "MQ", "token": "set-password"}),
     row("api-me", "GET", SIGNED_IN_API),
     row("api-schema", "GET", SIGNED_IN_API),  # the OpenAPI schema of /api/
     # jobs
@@ -248,6 +285,12 @@ ROWS = [
         data=lambda w: {"name": "snap1", "policy": "majority"}, state=jobs),
     row("annotate-review", "GET", R_PAGE, dataset_arg),
     row("annotate-review-workspace", "GET", R_PAGE, dataset_arg),
+    row("annotate-browse", "GET", R_PAGE, dataset_arg),
+    row("annotate-browse-group", "GET", R_PAGE,
+        lambda w: {"dataset_id": w.dataset.pk, "group_id": w.g0.pk}),
+    row("annotate-mine", "GET", SIGNED_IN_PAGE),  # one's own work only
+    row("annotate-reopen", "POST", (302, 403, 302, 302), lambda w: {"group_id": w.g3.pk},
+        state=lambda w: sorted(Assignment.objects.filter(group=w.g3).values_list("status", flat=True))),
     # annotation API
     row("api-dataset-list", "GET", SIGNED_IN_API),  # each sees their own datasets: below
     row("api-dataset-import", "POST", (401, 403, 403, 202),

@@ -45,7 +45,12 @@ class Command(BaseCommand):
         dataset, bundle = demo.import_dataset(scale, annotators=humans)
         step("imported", dataset=dataset.name, groups=dataset.groups.count())
         rankings = demo.rank_over_http(url, dataset, bundle, scale)
-        step("simulated annotators ranked over HTTP", rankings=rankings)
+        from annotation.selectors import groups_left_for
+
+        annotator = humans.filter(username="annotator").first()
+        left = groups_left_for(dataset=dataset, user=annotator) if annotator else None
+        step("simulated annotators ranked over HTTP", rankings=rankings,
+             left_for_annotator=left)  # fmt: skip
         report = demo.refresh_report(dataset)
         step("agreement computed", report=bool(report))
         bench = demo.benchmark_dataset(dataset)
