@@ -6,7 +6,5 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("account/token/", views.api_token, name="api-token"),
-    path("users/", people.people, name="people"),
-    path("users/<int:user_id>/", people.person, name="person"),
     path("invite/<uidb64>/<token>/", people.InviteView.as_view(), name="invite"),
 ]

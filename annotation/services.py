@@ -451,6 +451,7 @@ def ranking_submit(
                 Group.objects.filter(pk=group.pk).update(ranking_count=F("ranking_count") + 1)
                 if not locked.is_gold and locked.ranking_count + 1 == target:
                     group_review(locked, dataset)
+                    _announce_if_complete(dataset)
             _assignment_upsert(
                 group=group,
                 annotator=annotator,
@@ -465,6 +466,18 @@ def ranking_submit(
             raise RankingConflict("you have already ranked this group") from None
         return _same_submission(previous, group, annotator), False
     return ranking, True
+
+
+def _announce_if_complete(dataset: Dataset) -> None:
+    """The webhooks' dataset.complete: the ranking that gave the last group its target (a
+    group asked for more rankings after low agreement is not complete yet)."""
+    from hooks.services import emit
+
+    groups = Group.objects.filter(dataset=dataset, is_gold=False)
+    if not groups.filter(ranking_count__lt=dataset.overlap + F("extra_overlap")).exists():
+        emit("dataset.complete", {"dataset": dataset.pk, "name": dataset.name,
+                                  "groups": groups.count(),
+                                  "url": f"/annotate/{dataset.pk}/quality/"})  # fmt: skip
 
 
 def group_review(group: Group, dataset: Dataset) -> None:

@@ -26,6 +26,7 @@ def _configure(sender: Celery, **kwargs) -> None:
     sender.conf.task_queues = [Queue(name) for name in settings.CELERY_TASK_QUEUES_NAMES]
     sender.conf.beat_schedule = {
         "jobs-sweep": {"task": "jobs.sweep", "schedule": settings.JOB_SWEEP_SECONDS},
+        "hooks-sweep": {"task": "hooks.sweep", "schedule": settings.JOB_SWEEP_SECONDS},
         "annotation-reports": {
             "task": "annotation.refresh_reports",
             "schedule": settings.REPORT_REFRESH_SECONDS,

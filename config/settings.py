@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "rewardmodel",
     "rltraining",
     "lineage",
+    "hooks",
     "demo",
 ]
 

@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from annotation import people_views
 from config.views import home
 
 urlpatterns = [
@@ -22,6 +23,9 @@ urlpatterns = [
     path("reward-models/", include("rewardmodel.urls")),
     path("rl/", include("rltraining.urls")),
     path("lineage/", include("lineage.urls")),
+    path("webhooks/", include("hooks.urls")),
+    path("users/", people_views.people, name="people"),
+    path("users/<int:user_id>/", people_views.person, name="person"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("jobs.api_urls")),

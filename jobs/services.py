@@ -146,31 +146,48 @@ def job_log_metrics(*, job_id: int, step: int, values: dict[str, float]) -> None
 
 
 def job_finish(*, claim: Claim, result: dict | None = None) -> bool:
-    return bool(
-        _owned(claim).update(
-            status=JobStatus.SUCCEEDED,
-            result=result,
-            progress=1.0,
-            finished_at=timezone.now(),
-            claim_token=None,
+    with transaction.atomic():
+        done = bool(
+            _owned(claim).update(
+                status=JobStatus.SUCCEEDED,
+                result=result,
+                progress=1.0,
+                finished_at=timezone.now(),
+                claim_token=None,
+            )
         )
-    )
+        if done:
+            _announce(claim.job_id, "job.succeeded")
+    return done
+
+
+def _announce(job_id: int, event: str) -> None:
+    """Tell the webhooks (hooks.services.emit) that a job ended."""
+    from hooks.services import emit
+
+    job = Job.objects.filter(pk=job_id).values("kind", "status", "error", "error_kind").first()
+    if job is not None:
+        emit(event, {"job": job_id, "url": f"/jobs/{job_id}/", **job})
 
 
 def job_fail(
     *, claim: Claim, error: str, kind: str = FailureKind.INTERNAL, detail: str = ""
 ) -> bool:
     """The job failed for good (no retry: an exception would raise again the same way)."""
-    return bool(
-        _owned(claim).update(
-            status=JobStatus.FAILED,
-            error=error,
-            error_kind=kind,
-            error_detail=detail,
-            finished_at=timezone.now(),
-            claim_token=None,
-        )  # fmt: skip
-    )
+    with transaction.atomic():
+        failed = bool(
+            _owned(claim).update(
+                status=JobStatus.FAILED,
+                error=error,
+                error_kind=kind,
+                error_detail=detail,
+                finished_at=timezone.now(),
+                claim_token=None,
+            )
+        )
+        if failed:
+            _announce(claim.job_id, "job.failed")
+    return failed
 
 
 def job_mark_cancelled(*, claim: Claim) -> bool:
@@ -237,6 +254,7 @@ def jobs_sweep(*, now: datetime | None = None) -> SweepReport:
                 error_kind=FailureKind.LOST,
             ):
                 report.failed.append(pk)
+                _announce(pk, "job.failed")
         elif held.update(
             status=JobStatus.QUEUED,
             claim_token=None,

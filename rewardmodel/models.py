@@ -75,7 +75,11 @@ class RewardModel(models.Model):
         return spec
 
     def promote(self) -> None:
+        from hooks.services import emit
+
         with transaction.atomic():
             RewardModel.objects.filter(promoted=True).exclude(pk=self.pk).update(promoted=False)
             RewardModel.objects.filter(pk=self.pk).update(promoted=True)
+            emit("model.promoted", {"model": self.pk, "name": self.name, "base": self.base,
+                                    "adapter": self.adapter, "url": f"/reward-models/{self.pk}/"})  # fmt: skip
         self.promoted = True

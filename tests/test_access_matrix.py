@@ -42,6 +42,7 @@ from benchmark.models import (
     ScoreCache,
 )
 from benchmark.runs import run_enqueue
+from hooks.models import Webhook
 from jobs.models import Job, WorkerHeartbeat
 from media.storage import store_image
 from rewardmodel.models import RewardModel
@@ -246,6 +247,10 @@ ROWS = [
     row("healthz", "GET", (200, 200, 200, 200)),
     row("favicon", "GET", (301, 301, 301, 301)),
     row("api-docs", "GET", SIGNED_IN_API),  # the API's documentation page
+    row("webhooks", "GET", R_PAGE),
+    row("webhooks", "POST", R_POST,
+        data=lambda w: {"action": "create", "url": "http://127.0.0.1:9/", "events": ["job.failed"]},
+        state=lambda w: Webhook.objects.count()),
     row("people", "GET", R_PAGE),
     row("people", "POST", R_POST, data=lambda w: {"username": "newbie", "role": "annotator"},
         state=lambda w: User.objects.count()),

@@ -215,7 +215,7 @@ def test_job_list_and_detail_pages(researcher_client):
     html = detail.content.decode()
     assert 'hx-trigger="every 1s"' in html and "step 2/5" in html
     # loss 2.0 at step 0 -> top-left of the plot box; 1.0 at step 10 -> bottom-right
-    assert 'points="28.0,28.0 332.0,132.0"' in html
+    assert 'points="46.0,10.0 348.0,144.0"' in html  # the axis runs from tick 1.0 to tick 2.0
 
 
 def test_htmx_poll_returns_fragment_and_stops_when_terminal(researcher_client):
