@@ -134,7 +134,7 @@ def group_detail(group: Group, dataset: Dataset) -> dict:
         "dimensions": [shown(r.tiers.get(d, []), r.unusable.get(d, [])) for d in dims],
     } for r in rankings]  # fmt: skip
     adjudication = Adjudication.objects.filter(group=group).first()
-    consensus = []
+    consensus: list[dict] = []
     for d in dims:
         if adjudication is not None:
             consensus.append(
@@ -153,7 +153,7 @@ def group_detail(group: Group, dataset: Dataset) -> dict:
             said = [relation(p, a, b) for p in positions]
             votes = Votes(a, b, said.count(1), said.count(-1), said.count(0))
             outcome = POLICY.decide(votes)
-            sign = {1: ">", -1: "<", 0: "="}.get(outcome, "?")
+            sign = "?" if outcome is None else {1: ">", -1: "<", 0: "="}[outcome]
             pairs.append(Pair(letter[a], letter[b], sign,
                               f"{votes.for_a}-{votes.for_b}-{votes.tie}"))  # fmt: skip
         consensus.append({"dimension": d, "adjudicated": None, "pairs": pairs})

@@ -63,9 +63,9 @@ def run_import(ctx) -> dict:
     except ImportRefused as refused:
         _remove(cfg.path)
         # the upload's name on the server means nothing to the user, and is not theirs to see
-        summary = refused.summary().replace(cfg.path, "the uploaded file")
+        listed = refused.summary().replace(cfg.path, "the uploaded file")
         raise ImportFailed(
-            f"import refused, nothing written ({len(refused.errors)} error(s)):\n{summary}"
+            f"import refused, nothing written ({len(refused.errors)} error(s)):\n{listed}"
         ) from None
     _remove(cfg.path)
     return summary.as_dict()

@@ -200,11 +200,11 @@ def paired_comparison(run: BenchmarkRun, against: BenchmarkRun) -> dict:
             "preferred__source", "preferred__instruction",
         )
     )  # fmt: skip
-    scores = [
+    mine, theirs = (
         cached_scores(r.dataset, r.scorer_key, keyed=keyed_by_candidate(r.scorer))
         for r in (run, against)
-    ]
-    return paired_difference([row[:4] for row in rows], *scores, [row[4:] for row in rows])
+    )
+    return paired_difference([row[:4] for row in rows], mine, theirs, [row[4:] for row in rows])
 
 
 def _dims(scores: dict | None) -> dict:

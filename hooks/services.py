@@ -105,7 +105,7 @@ def deliver(delivery_id: int) -> str:
         wait = BACKOFF_SECONDS[delivery.attempts - 1]
         fields["next_attempt_at"] = timezone.now() + timedelta(seconds=wait)
     Delivery.objects.filter(pk=delivery.pk).update(**fields)
-    return fields.get("status", Delivery.Status.PENDING)
+    return str(fields.get("status") or Delivery.Status.PENDING)
 
 
 def sweep(limit: int = 100) -> list[int]:

@@ -33,15 +33,15 @@ def _context(**extra) -> dict:
 def _latest_result(model: RewardModel) -> dict | None:
     """The model's newest finished benchmark result, preferring pairs it never trained on:
     {run, dataset, accuracy, interval, held_out}; None before any."""
-    found = []
+    found: list[dict] = []
     for run in runs_of_weights(base=model.base, adapter=model.adapter):
         accuracy, interval = headline(run)
         if accuracy is not None:
-            held = model.snapshot is None or is_held_out_benchmark(run.dataset, model.snapshot)
+            unseen = model.snapshot is None or is_held_out_benchmark(run.dataset, model.snapshot)
             found.append({"run": run.pk, "dataset": run.dataset.name, "accuracy": accuracy,
-                          "interval": interval, "held_out": held})  # fmt: skip
-    held = [r for r in found if r["held_out"]]
-    return (held or found or [None])[-1]
+                          "interval": interval, "held_out": unseen})  # fmt: skip
+    preferred = [r for r in found if r["held_out"]] or found
+    return preferred[-1] if preferred else None
 
 
 @require_GET

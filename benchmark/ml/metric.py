@@ -393,5 +393,6 @@ def paired_difference(
         boot_a, boot_b = headlines(weights)
         tail = (1 - confidence) / 2
         low, high = (_number(x) for x in np.quantile(boot_a - boot_b, [tail, 1 - tail]))
-    return {**empty, "a": _number(a), "b": _number(b), "difference": _number(a - b),
+    return {**empty, "a": _number(float(a)), "b": _number(float(b)),
+            "difference": _number(float(a - b)),
             "ci95": [low, high], "n_clusters": n_clusters}  # fmt: skip
