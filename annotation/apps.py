@@ -14,6 +14,7 @@ class AnnotationConfig(AppConfig):
                 title="Import groups",
                 handler="annotation.jobs.run_import",
                 config="annotation.jobs.ImportConfig",
+                created_through="an upload (POST /api/datasets/import/ or /annotate/import/)",
             )
         )
         register(

@@ -18,5 +18,6 @@ class BenchmarkConfig(AppConfig):
                     handler="benchmark.runs.run_benchmark",
                     config="benchmark.runs.RunConfig",
                     queue=queue,
+                    created_through="POST /api/benchmark/runs/ or the leaderboard",
                 )
             )

@@ -72,7 +72,9 @@ class JobListApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        # UnknownJobKind and InvalidJobConfig answer 400 (config.errors)
+        # UnknownJobKind and InvalidJobConfig answer 400 (config.errors); a kind made elsewhere
+        # (with the objects it works on) is refused with where to make it
+        registry.creatable(data.validated_data["kind"])
         job = services.job_enqueue(created_by=request.user, **data.validated_data)
         return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
@@ -125,6 +127,7 @@ class JobKindListApi(APIView):
     def get(self, request):
         return Response([
             {"kind": kind.name, "title": kind.title, "queue": kind.queue,
+             "created_through": kind.created_through or "POST /api/jobs/",
              "options": [_option_dict(o) for o in registry.config_options(kind)]}
             for kind in registry.all_kinds()
         ])  # fmt: skip

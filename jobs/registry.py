@@ -29,6 +29,9 @@ class JobKind:
     handler: str  # "package.module.function", called as function(ctx) in the worker
     queue: str = "default"  # "default" or "gpu"
     config: str | None = None  # dotted path to a dataclass; must import without torch
+    # Where jobs of this kind are made, when that also makes the objects they work on (a run's
+    # row, an upload): the generic POST /api/jobs/ refuses the kind and names this instead.
+    created_through: str = ""
 
 
 _REGISTRY: dict[str, JobKind] = {}
@@ -47,6 +50,17 @@ def get(name: str) -> JobKind:
     except KeyError:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise UnknownJobKind(f"unknown job kind {name!r}; known kinds: {known}") from None
+
+
+def creatable(name: str) -> JobKind:
+    """The kind, if the generic jobs API may create it; Invalid naming the right way if not."""
+    kind = get(name)
+    if kind.created_through:
+        raise InvalidJobConfig(
+            f"jobs of kind {name!r} are created through {kind.created_through}, which also "
+            "makes what they work on; POST /api/jobs/ cannot"
+        )
+    return kind
 
 
 def all_kinds() -> list[JobKind]:

@@ -15,5 +15,6 @@ class RewardModelConfig(AppConfig):
                 handler="rewardmodel.jobs.run_finetune",
                 config="rewardmodel.jobs.FinetuneJobConfig",
                 queue="gpu",
+                created_through="the reward-models page (/reward-models/)",
             )
         )

@@ -15,6 +15,7 @@ class RlTrainingConfig(AppConfig):
                 handler="rltraining.jobs.run_rl",
                 config="rltraining.jobs.RLJobConfig",
                 queue="gpu",
+                created_through="the RL page (POST /rl/)",
             )
         )
         register(
@@ -24,5 +25,6 @@ class RlTrainingConfig(AppConfig):
                 handler="rltraining.jobs.run_best_of_n",
                 config="rltraining.jobs.BestOfNConfig",
                 queue="gpu",
+                created_through="an RL run's page (Best-of-N)",
             )
         )

@@ -124,4 +124,5 @@ def test_jobs_api_cannot_point_an_import_at_arbitrary_paths(researcher_client):
         "/api/jobs/", json.dumps({"kind": "annotation.import", "config": {"path": "/etc", "dataset": "x"}}),
         content_type="application/json",
     )  # fmt: skip
-    assert response.status_code == 400 and "uploaded file" in response.json()["detail"]
+    assert response.status_code == 400 and "created through an upload" in response.json()["detail"]
+    assert not Job.objects.exists()

@@ -264,6 +264,17 @@ def test_api_create_list_detail_metrics_cancel(researcher_client):
     assert bad.status_code == 400 and "steps must be" in bad.json()["detail"]
     unknown = researcher_client.post("/api/jobs/", {"kind": "x"}, content_type="application/json")
     assert unknown.status_code == 400 and "unknown job kind" in unknown.json()["detail"]
+    # kinds whose jobs need objects made with them (a run's row, an upload) are refused, with
+    # where to make them; nothing is queued
+    for kind in ("rltraining.train", "rltraining.best_of_n", "rewardmodel.finetune",
+                 "benchmark.run", "benchmark.run_gpu", "annotation.import"):  # fmt: skip
+        refused = researcher_client.post("/api/jobs/", {"kind": kind, "config": {}},
+                                         content_type="application/json")  # fmt: skip
+        assert refused.status_code == 400 and "are created through" in refused.json()["detail"]
+    assert not Job.objects.exists()
+    kinds = {k["kind"]: k for k in researcher_client.get("/api/jobs/kinds/").json()}
+    assert kinds["rltraining.train"]["created_through"] == "the RL page (POST /rl/)"
+    assert kinds["jobs.selftest"]["created_through"] == "POST /api/jobs/"
     created = researcher_client.post(
         "/api/jobs/",
         {"kind": "jobs.selftest", "config": {"steps": 2}},

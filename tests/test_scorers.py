@@ -267,6 +267,18 @@ def test_parse_spec_errors(text, reason):
         ({"kind": "openai", "model": "m", "base_url": "ftp://x"}, "http(s) URL"),
         ({"kind": "openai", "model": "m", "api_key": "sk-1"}, "OPENAI_API_KEY"),
         ({"kind": "openai", "model": "m", "k": None}, "'k' must not be empty"),
+        # a typo must not open 100,000 connections or wait for days (issue 18)
+        (
+            {"kind": "openai", "model": "m", "concurrency": 100000},
+            "'concurrency' must be in [1, 64]",
+        ),
+        ({"kind": "openai", "model": "m", "timeout": 1e9}, "'timeout' must be in [0.001, 600.0]"),
+        ({"kind": "openai", "model": "m", "retries": 1000}, "'retries' must be in [0, 10]"),
+        ({"kind": "openai", "model": "m", "backoff": 1e6}, "'backoff' must be in [0, 60.0]"),
+        (
+            {"kind": "openai", "model": "m", "max_tokens": 10**9},
+            "'max_tokens' must be in [1, 32768]",
+        ),
     ],
 )
 def test_make_scorer_errors(spec, reason):

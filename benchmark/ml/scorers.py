@@ -891,6 +891,12 @@ _OPTIONS = {
 
 
 MAX_K = 16  # Avg@K passes at most
+# The openai scorer's bounds: a typo must not open 100,000 connections or wait for days.
+MAX_CONCURRENCY = 64
+MAX_TIMEOUT_SECONDS = 600.0
+MAX_RETRIES = 10
+MAX_BACKOFF_SECONDS = 60.0
+MAX_TOKENS = 32768
 MAX_SCORES_FILE_BYTES = 200 * 1024 * 1024
 
 
@@ -1019,13 +1025,13 @@ def make_scorer(
         top_p=_number(spec, "top_p", 0.9, low=0, high=1),
         top_k=_number(spec, "top_k", None, integer=True, low=1),
         seed=_number(spec, "seed", 42, integer=True),
-        max_tokens=_number(spec, "max_tokens", 512, integer=True, low=1),
+        max_tokens=_number(spec, "max_tokens", 512, integer=True, low=1, high=MAX_TOKENS),
         score_range=_number(spec, "score_range", prompts.SCORE_RANGE, integer=True, low=1),
         prompt_set=_choice(spec, "prompt_set", prompts.PROMPT_SETS),
-        concurrency=_number(spec, "concurrency", 4, integer=True, low=1),
-        timeout=_number(spec, "timeout", 60.0, low=0.001),
-        retries=_number(spec, "retries", 3, integer=True, low=0),
-        backoff=_number(spec, "backoff", 1.0, low=0),
+        concurrency=_number(spec, "concurrency", 4, integer=True, low=1, high=MAX_CONCURRENCY),
+        timeout=_number(spec, "timeout", 60.0, low=0.001, high=MAX_TIMEOUT_SECONDS),
+        retries=_number(spec, "retries", 3, integer=True, low=0, high=MAX_RETRIES),
+        backoff=_number(spec, "backoff", 1.0, low=0, high=MAX_BACKOFF_SECONDS),
     )
 
 
