@@ -15,6 +15,7 @@ COPY media media
 COPY editworld editworld
 COPY demo demo
 COPY lineage lineage
+COPY hooks hooks
 COPY mlcore mlcore
 COPY templates templates
 COPY static static

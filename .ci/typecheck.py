@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / ".ci" / "mypy-baseline.txt"
 PACKAGES = ["accounts", "annotation", "benchmark", "config", "demo", "editworld", "jobs",
-            "lineage", "media", "mlcore", "rewardmodel", "rltraining"]  # fmt: skip
+            "hooks", "lineage", "media", "mlcore", "rewardmodel", "rltraining"]  # fmt: skip
 LINE = re.compile(r"^(?P<path>[^:]+):\d+: error: (?P<rest>.*)$")
 
 

@@ -51,6 +51,8 @@ KNOWN_VARIABLES = {
     "BENCHMARK_SCORES_DIR": "a folder",
     "REWARD_MODELS_DIR": "a folder",
     "RL_RUNS_DIR": "a folder",
+    "RL_CPU_PROCESSES": "1/0: let an RL run with gpus > 1 start that many CPU processes (gloo) "
+    "on a worker without CUDA; off: it is refused",
     "RL_PROMPTS_MAX_BYTES": "a positive integer",
     "JOB_MAX_ATTEMPTS": "a positive integer",
     "WORKER_STALE_SECONDS": "a positive number of seconds",

@@ -201,6 +201,7 @@ def run_rl(ctx) -> dict:
         result = _train_in_process(cfg, config, train_rows, held_out, samples, out, on_step,
                                    should_stop)  # fmt: skip
     else:
+        check_devices(cfg.gpus)
         result = _train_torchrun(cfg, config, train_rows, held_out, samples, out, on_step, ctx)
     history = result.get("history", [])
     evals = [h["eval_reward_mean"] for h in history if "eval_reward_mean" in h]
@@ -215,6 +216,31 @@ def run_rl(ctx) -> dict:
         "reward_last": rewards[-1] if rewards else None,
         "eval_reward_last": evals[-1] if evals else None,
     }
+
+
+def check_devices(gpus: int) -> None:
+    """Refuse, before anything is spawned, a run asking for more GPUs than this worker sees
+    (torch's device count; without CUDA, CPU processes only where RL_CPU_PROCESSES allows, up
+    to the cores)."""
+    import socket
+
+    import torch
+    from django.conf import settings
+
+    seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    host = socket.gethostname()
+    if seen:
+        if gpus > seen:
+            raise ValueError(f"this run asks for {gpus} GPUs and worker {host} has {seen}")
+        return
+    if not settings.RL_CPU_PROCESSES:
+        raise ValueError(f"this run asks for {gpus} GPUs and worker {host} has none (set "
+                         "RL_CPU_PROCESSES=1 there to run that many CPU processes instead)")  # fmt: skip
+    cores = os.cpu_count() or 1
+    if gpus > cores:
+        raise ValueError(
+            f"this run asks for {gpus} CPU processes and worker {host} has {cores} cores"
+        )
 
 
 def _train_in_process(cfg, config, train_rows, held_out, samples, out, on_step, should_stop):

@@ -173,12 +173,37 @@ def test_too_few_prompts_fail_the_job_with_a_reason(kontext_dir):
     assert "not enough to hold 2 out for evaluation" in Job.objects.get(pk=run.job_id).error
 
 
+@pytest.mark.django_db
+def test_a_worker_refuses_more_gpus_than_it_has_before_spawning_anything(
+    kontext_dir, tmp_path, settings, monkeypatch
+):
+    """A CPU-only worker asked for gpus=2 fails the run with a message and starts no process
+    (issue 18: gpus=100000 once forked hundreds of trainers); RL_CPU_PROCESSES lets it run that
+    many CPU processes instead, up to its cores."""
+    from jobs.runner import run_job
+    from rltraining import jobs as rl_jobs
+
+    spawned = []
+    monkeypatch.setattr(rl_jobs.subprocess, "Popen", lambda *a, **k: spawned.append(a))
+    settings.RL_CPU_PROCESSES = False
+    dataset = make_dataset(groups=3, candidates=2)
+    run = rl_enqueue(config=config(dataset, kontext_dir, gpus=2))
+    assert run_job(run.job_id, worker="test") == "failed" and spawned == []
+    job = Job.objects.get(pk=run.job_id)
+    assert "asks for 2 GPUs and worker" in job.error and "has none" in job.error
+    assert job.error_kind == "invalid"
+    settings.RL_CPU_PROCESSES = True
+    with pytest.raises(ValueError, match="asks for 64 CPU processes"):
+        rl_jobs.check_devices(64)  # more than this machine's cores
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)  # the claim's heartbeat thread must see the job row
-def test_a_two_gpu_run_goes_through_torchrun(kontext_dir, tmp_path):
+def test_a_two_gpu_run_goes_through_torchrun(kontext_dir, tmp_path, settings):
     """gpus=2: the job spawns torchrun (gloo on CPU) and reads rank 0's metrics and samples."""
     from jobs.runner import run_job
 
+    settings.RL_CPU_PROCESSES = True  # no CUDA here: two CPU processes stand in for two GPUs
     dataset = make_dataset(groups=5, candidates=2)
     run = rl_enqueue(config=config(dataset, kontext_dir, gpus=2, judge={"kind": "brightness"}))
     assert run_job(run.job_id, worker="test") == "succeeded", Job.objects.get(pk=run.job_id).error
