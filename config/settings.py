@@ -269,7 +269,7 @@ RL_RUNS_DIR = env.parse_path(
 )
 # gpus > 1 on a worker without CUDA: that many CPU processes (gloo) only when this is on (tests,
 # a CPU cluster); otherwise the run is refused before anything is spawned.
-RL_CPU_PROCESSES = env.parse_bool("RL_CPU_PROCESSES", env.read("RL_CPU_PROCESSES", "0"))
+RL_CPU_PROCESSES = env.parse_bool("RL_CPU_PROCESSES", env.read("RL_CPU_PROCESSES") or "0")
 # Uploaded RL prompt files (JSONL with base64 source images) are refused above this size.
 RL_PROMPTS_MAX_BYTES = env.parse_positive_int(
     "RL_PROMPTS_MAX_BYTES", env.read("RL_PROMPTS_MAX_BYTES", str(64 * 1024 * 1024))
