@@ -286,10 +286,13 @@ class Reference:
         consistency = self._consistency(smooth_c, c)
         same = np.linalg.norm(smooth_c - self._smooth_t, axis=2) < MATCH
         quality = 1.0 - max(self._artifact_levels(c, same).values())
+        # overall from the rounded parts, so that it is what they say (a prompt following that
+        # rounds to 0 gives 0, whatever float noise of 1e-8 the array library left in it)
+        pf, consistency, quality = round(pf, 4), round(consistency, 4), round(quality, 4)
         return Truth(
-            prompt_following=round(pf, 4),
-            consistency=round(consistency, 4),
-            quality=round(quality, 4),
+            prompt_following=pf,
+            consistency=consistency,
+            quality=quality,
             overall=round(overall_of(pf, consistency, quality), 4),
         )
 

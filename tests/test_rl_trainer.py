@@ -177,17 +177,20 @@ def test_mean_reward_rises_on_a_programmatic_reward(kontext_dir):
     evaluation reward both rise well beyond the sampling noise."""
     policy = kontext(kontext_dir)
     curve = []
+    # lr 0.1 overshot with this session's packages (the reward peaked at round 5, then fell
+    # back), so 0.05; and the last three rounds' mean, not one round, faces the noise
     config = RLConfig(rounds=10, num_steps=6, group_size=4, prompts_per_round=2, micro_batch=4,
-                      train_steps=5, learning_rate=0.1, beta=0.0, clip_low=1.0, clip_high=1.0,
+                      train_steps=5, learning_rate=0.05, beta=0.0, clip_low=1.0, clip_high=1.0,
                       eval_every=10)  # fmt: skip
     result = train(config, policy, brightness_reward, prompts(), eval_prompts=prompts(2),
                    on_step=lambda r, m: curve.append((r, m)))  # fmt: skip
     history = {h["round"]: h for h in result["history"]}
-    first, last = history[1], history[10]
+    first = history[1]
+    last_three = sum(history[r]["reward_mean"] for r in (8, 9, 10)) / 3
     evals = [m["eval_reward_mean"] for _, m in curve if "eval_reward_mean" in m]
     print("reward_mean per round:", [round(history[r]["reward_mean"], 5) for r in sorted(history)])
     print("eval reward (ODE) before/after:", evals)
-    assert last["reward_mean"] > first["reward_mean"] + 3 * first["reward_std"]
+    assert last_three > first["reward_mean"] + 3 * first["reward_std"]
     assert evals[-1] > evals[0]
 
 
