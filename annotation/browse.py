@@ -37,15 +37,8 @@ def _state_filter(state: str, dataset: Dataset) -> Q:
     }[state]
 
 
-def state_of(group: Group, dataset: Dataset) -> str:
-    for state in STATES:
-        if Group.objects.filter(pk=group.pk).filter(_state_filter(state, dataset)).exists():
-            return state
-    return "unranked"
-
-
 def _row_state(row: dict, overlap: int) -> str:
-    """state_of without a query, for a listed row."""
+    """A group's state (STATES) from its fields: what _state_filter selects, without a query."""
     if row["is_gold"]:
         return "gold"
     if row["review"] == Review.ADJUDICATED:
@@ -169,5 +162,5 @@ def group_detail(group: Group, dataset: Dataset) -> dict:
         ],  # fmt: skip
         "rankings": rows,
         "consensus": consensus,
-        "state": state_of(group, dataset),
+        "state": _row_state(vars(group), dataset.overlap),
     }

@@ -22,10 +22,13 @@ import urllib.error
 import urllib.request
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.errors import Invalid
 from hooks.models import EVENTS, Delivery, Webhook
 
 log = logging.getLogger(__name__)
@@ -128,11 +131,6 @@ def ping(webhook: Webhook) -> int:
 
 def webhook_create(*, url: str, events: list[str], user=None) -> Webhook:
     """Validated: an http(s) URL of at most 500 characters and known events."""
-    from django.core.exceptions import ValidationError
-    from django.core.validators import URLValidator
-
-    from config.errors import Invalid
-
     try:
         URLValidator(schemes=["http", "https"])(url)
     except ValidationError:
