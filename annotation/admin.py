@@ -7,13 +7,14 @@ from annotation.models import (
     Dataset,
     Group,
     Ranking,
+    RankingVersion,
     Snapshot,
 )
 
 
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
-    list_display = ("name", "overlap", "lease_ttl_seconds", "created_at")
+    list_display = ("name", "overlap", "lease_ttl_seconds", "revision_window_seconds", "created_at")
     filter_horizontal = ("annotators",)
 
 
@@ -30,12 +31,28 @@ class GroupAdmin(admin.ModelAdmin):
     inlines = [CandidateInline]
 
 
+class RankingVersionInline(admin.TabularInline):
+    """The versions a revision replaced: an audit trail, read only."""
+
+    model = RankingVersion
+    extra = 0
+    can_delete = False
+    readonly_fields = ("version", "submission_id", "tiers", "unusable", "seconds_spent",
+                       "submitted_at", "replaced_at")  # fmt: skip
+    exclude = ("code",)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Ranking)
 class RankingAdmin(admin.ModelAdmin):
+    inlines = [RankingVersionInline]
     list_display = (
         "id",
         "group",
         "annotator",
+        "version",
         "surplus",
         "lease_expired",
         "seconds_spent",
@@ -45,7 +62,7 @@ class RankingAdmin(admin.ModelAdmin):
     # Human work, and the statistics read `code`, which must match the tiers.
     readonly_fields = (
         "group", "annotator", "submission_id", "tiers", "unusable", "code", "shown_order",
-        "repeat", "surplus", "lease_expired", "seconds_spent",
+        "repeat", "surplus", "lease_expired", "seconds_spent", "version", "revised_at",
     )  # fmt: skip
 
     def has_delete_permission(self, request, obj=None) -> bool:

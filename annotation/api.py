@@ -116,6 +116,7 @@ class RankingOutputSerializer(serializers.Serializer):
     seconds_spent = serializers.FloatField(allow_null=True)
     surplus = serializers.BooleanField()
     lease_expired = serializers.BooleanField()
+    version = serializers.IntegerField(help_text="1, then one more per revision")
 
 
 class DatasetListApi(APIView):
@@ -196,28 +197,48 @@ class GroupRankingsApi(APIView):
         ranking, created = services.ranking_submit(
             group=group, annotator=request.user, from_annotator=True, **data.validated_data
         )  # RankingInvalid (400), RankingConflict (409): config.errors answers them
-        # Stored with the import's candidate ids: answer with the tokens the annotator
-        # placed, or the reply would map each token to an id that may name its editor.
-        to_token = dict(group.candidates.values_list("external_id", "token"))
-        return Response(
-            {
-                "id": ranking.pk, "group": group.pk, "submission_id": str(ranking.submission_id),
-                "tiers": _placements(ranking.tiers, to_token),
-                "unusable": _placements(ranking.unusable, to_token),
-                "seconds_spent": ranking.seconds_spent, "surplus": ranking.surplus,
-                "lease_expired": ranking.lease_expired,
-            },
-            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-        )  # fmt: skip
+        return _ranking_reply(ranking, group, created)
 
 
-def _placements(placements: dict, names: dict[str, str]) -> dict:
-    """{dimension: tiers or a list} with every candidate id renamed through `names`."""
+class RankingRevisionsApi(APIView):
+    @extend_schema(
+        request=GroupRankingsApi.InputSerializer,
+        responses={
+            201: RankingOutputSerializer,
+            200: OpenApiResponse(RankingOutputSerializer, description="a repeated submission"),
+            400: _ERROR,
+            404: _ERROR,
+            409: OpenApiResponse(_ERROR, description="the revision window closed, or the group "
+                                 "was adjudicated"),
+        },
+    )  # fmt: skip
+    def post(self, request, ranking_id: int):
+        """Revise one of your rankings: the body replaces it as its next version (the one it
+        replaces is kept). Possible within the dataset's revision window from the first
+        submission, and never once the group is adjudicated."""
+        ranking = selectors.ranking_of_annotator(request.user, ranking_id)
+        data = GroupRankingsApi.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ranking, created = services.ranking_revise(
+            ranking=ranking, annotator=request.user, from_annotator=True, **data.validated_data
+        )
+        return _ranking_reply(ranking, ranking.group, created)
 
-    def rename(value):
-        return [rename(v) for v in value] if isinstance(value, list) else names.get(value, value)
 
-    return {dim: rename(value) for dim, value in placements.items()}
+def _ranking_reply(ranking, group: Group, created: bool) -> Response:
+    # Stored with the import's candidate ids: answer with the tokens the annotator
+    # placed, or the reply would map each token to an id that may name its editor.
+    to_token = dict(group.candidates.values_list("external_id", "token"))
+    return Response(
+        {
+            "id": ranking.pk, "group": group.pk, "submission_id": str(ranking.submission_id),
+            "tiers": services.placements_renamed(ranking.tiers, to_token),
+            "unusable": services.placements_renamed(ranking.unusable, to_token),
+            "seconds_spent": ranking.seconds_spent, "surplus": ranking.surplus,
+            "lease_expired": ranking.lease_expired, "version": ranking.version,
+        },
+        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+    )  # fmt: skip
 
 
 class DatasetExportApi(APIView):

@@ -15,6 +15,11 @@ urlpatterns = [
     path(
         "groups/<int:group_id>/rankings/", api.GroupRankingsApi.as_view(), name="api-group-rankings"
     ),
+    path(
+        "rankings/<int:ranking_id>/revisions/",
+        api.RankingRevisionsApi.as_view(),
+        name="api-ranking-revisions",
+    ),
     path("images/<str:kind>/<str:key>", api.ImageApi.as_view(), name="api-image"),
     path(
         "datasets/<int:dataset_id>/report/",

@@ -113,7 +113,10 @@ def group_detail(group: Group, dataset: Dataset) -> dict:
     candidates = list(Candidate.objects.filter(group=group).order_by("pk"))
     letter = {c.external_id: chr(65 + i) for i, c in enumerate(candidates)}
     dims = dataset.dimension_keys
-    rankings = list(Ranking.objects.filter(group=group).select_related("annotator").order_by("pk"))
+    rankings = list(
+        Ranking.objects.filter(group=group).select_related("annotator")
+        .prefetch_related("versions").order_by("pk")
+    )  # fmt: skip
 
     def shown(tiers: list[list[str]], floor: list[str]) -> str:
         text = " > ".join(" = ".join(letter.get(c, "?") for c in tier) for tier in tiers if tier)
@@ -125,6 +128,11 @@ def group_detail(group: Group, dataset: Dataset) -> dict:
         "annotator": r.annotator.username, "repeat": r.repeat, "surplus": r.surplus,
         "seconds": r.seconds_spent, "created_at": r.created_at,
         "dimensions": [shown(r.tiers.get(d, []), r.unusable.get(d, [])) for d in dims],
+        "version": r.version, "revised_at": r.revised_at,
+        "earlier": [{
+            "version": v.version, "submitted_at": v.submitted_at,
+            "dimensions": [shown(v.tiers.get(d, []), v.unusable.get(d, [])) for d in dims],
+        } for v in r.versions.all()],
     } for r in rankings]  # fmt: skip
     adjudication = Adjudication.objects.filter(group=group).first()
     consensus: list[dict] = []

@@ -47,6 +47,11 @@ class Dataset(models.Model):
         default=1,
         help_text="extra rankings a low-agreement group gets before it goes to adjudication",
     )
+    revision_window_seconds = models.PositiveIntegerField(
+        default=86400,
+        help_text="how long after submitting it an annotator may revise a ranking (0: never); "
+        "an adjudicated group's rankings are final",
+    )
     annotators = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="annotation_datasets"
     )
@@ -201,7 +206,11 @@ class Ranking(models.Model):
     # The tiers (and first-shown candidate) as a short string, written with the
     # ranking, read by the statistics: see annotation/stats/codes.py.
     code = models.CharField(max_length=200, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, help_text="when version 1 arrived")
+    # An annotator may revise their ranking (annotation.services.ranking_revise): this row
+    # always holds the current version, the ones it replaced are RankingVersion rows.
+    version = models.PositiveIntegerField(default=1)
+    revised_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -217,6 +226,30 @@ class Ranking(models.Model):
     def full_tiers(self, dimension: str) -> list[list[str]]:
         """Tiers best first, with the unusable floor (if any) as the last tier."""
         return full_tiers(self.tiers, self.unusable, dimension)
+
+
+class RankingVersion(models.Model):
+    """A version of a ranking that a revision replaced, kept as it was (audit, and the
+    agreement of first answers)."""
+
+    ranking = models.ForeignKey(Ranking, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    submission_id = models.UUIDField()
+    tiers = models.JSONField()
+    unusable = models.JSONField(default=dict)
+    seconds_spent = models.FloatField(null=True)
+    code = models.CharField(max_length=200, default="")
+    submitted_at = models.DateTimeField()
+    replaced_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["ranking", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["ranking", "version"], name="ranking_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"version {self.version} of ranking {self.ranking_id}"
 
 
 class Adjudication(models.Model):

@@ -189,7 +189,12 @@ def _review_context(request, dataset: Dataset) -> dict:
         "votes": votes,
         "agreement": group.agreement if group else None,
         "queued": Group.objects.filter(dataset=dataset, review=Review.QUEUED).count(),
-        "board_data": {"group": payload, "dimensions": dataset.dimensions, "user": request.user.pk},
+        "board_data": {
+            "group": payload,
+            "dimensions": dataset.dimensions,
+            "user": request.user.pk,
+            "mode": "adjudication",
+        },  # fmt: skip
     }
 
 

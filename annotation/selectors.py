@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import combinations
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from accounts.models import User
 from accounts.permissions import is_researcher
@@ -49,6 +51,15 @@ def group_for_annotator(user, group_id: int) -> Group:
     if not dataset_may_annotate(user, group.dataset):
         raise PermissionDenied("You are not an annotator of this group's dataset.")
     return group
+
+
+def ranking_of_annotator(user, ranking_id: int) -> Ranking:
+    """One of the user's own rankings, in a dataset they may still annotate; 404 otherwise
+    (another's ranking is not acknowledged to exist)."""
+    return get_object_or_404(
+        Ranking.objects.select_related("group__dataset"),
+        pk=ranking_id, annotator=user, group__dataset__in=datasets_visible_to(user),
+    )  # fmt: skip
 
 
 def datasets_with_progress(user) -> list[tuple[Dataset, DatasetProgress]]:
@@ -102,10 +113,34 @@ def groups_left_for(*, dataset: Dataset, user) -> int:
     )  # fmt: skip
 
 
+def revision_refusal(ranking: Ranking, now=None) -> str | None:
+    """Why this ranking can no longer be revised (None: it can). The window runs from its
+    first submission, so revising does not extend it; an adjudicated group's rankings are
+    final."""
+    dataset = ranking.group.dataset
+    if ranking.group.review == Review.ADJUDICATED:
+        return "this group was adjudicated: its rankings are final"
+    window = dataset.revision_window_seconds
+    if window == 0:
+        return "this dataset does not allow revising rankings"
+    closes = ranking.created_at + timedelta(seconds=window)
+    if (now or timezone.now()) > closes:
+        return f"the revision window ({_duration(window)}) closed at {closes:%Y-%m-%d %H:%M} UTC"
+    return None
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400} d"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
 def my_work(user, limit: int = 200) -> dict:
-    """An annotator's own history: their newest rankings and the groups they skipped (that
-    they may reopen), in datasets they may still annotate. Nothing says which were gold
-    groups or repeats."""
+    """An annotator's own history: their newest rankings, each with why it can no longer be
+    revised (None: it can), and the groups they skipped (that they may reopen), in datasets
+    they may still annotate. Nothing says which were gold groups or repeats."""
     visible = datasets_visible_to(user)
     rankings = (
         Ranking.objects.filter(annotator=user, group__dataset__in=visible)
@@ -116,7 +151,11 @@ def my_work(user, limit: int = 200) -> dict:
                                   group__dataset__in=visible)
         .select_related("group__dataset").order_by("-leased_at")[:limit]
     )  # fmt: skip
-    return {"rankings": list(rankings), "skipped": list(skipped)}
+    now = timezone.now()
+    return {
+        "rankings": [{"ranking": r, "refusal": revision_refusal(r, now)} for r in rankings],
+        "skipped": list(skipped),
+    }
 
 
 # --- export: JSON lines, streamed in chunks so memory stays flat
@@ -148,7 +187,8 @@ def _rankings(dataset: Dataset, groups_per_query: int = 500):
             .order_by("group_id", "pk")
             .values_list(
                 "pk", "group_id", "annotator_id", "tiers", "unusable", "seconds_spent",
-                "surplus", "lease_expired", "repeat", "submission_id", "created_at",
+                "surplus", "lease_expired", "repeat", "submission_id", "created_at", "version",
+                "revised_at",
             )
         )  # fmt: skip
         for pk, group_id, annotator_id, *rest in rows:
@@ -170,6 +210,8 @@ def export_rankings(dataset: Dataset) -> Iterator[str]:
             repeat,
             sub,
             created,
+            version,
+            revised,
         ) = row
         external_id, instruction, task_type, source, gold = groups[group_id]
         yield json.dumps({
@@ -177,7 +219,8 @@ def export_rankings(dataset: Dataset) -> Iterator[str]:
             "task_type": task_type, "source": source, "annotator": annotator, "tiers": tiers,
             "unusable": unusable, "seconds_spent": seconds, "surplus": surplus,
             "lease_expired": expired, "repeat": repeat, "gold": gold,
-            "submission_id": str(sub), "created_at": created.isoformat(),
+            "submission_id": str(sub), "created_at": created.isoformat(), "version": version,
+            "revised_at": revised.isoformat() if revised else None,
         }) + "\n"  # fmt: skip
 
 

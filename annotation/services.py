@@ -32,10 +32,12 @@ from annotation.models import (
     DatasetReport,
     Group,
     Ranking,
+    RankingVersion,
     Review,
     Snapshot,
     full_tiers,
 )
+from annotation.selectors import revision_refusal
 from annotation.stats.agreement import pairwise_agreement
 from annotation.stats.codes import ranking_code
 from annotation.stats.consensus import tier_positions
@@ -385,27 +387,11 @@ def ranking_submit(
     map one to a token), and only a group that was served to them (leased, even if the lease
     has expired, or served as gold or a repeat) may be ranked: RankingConflict otherwise."""
     dataset = group.dataset
-    to_external, to_token = {}, {}
-    for external_id, token in group.candidates.values_list("external_id", "token"):
-        to_external[token] = to_external[external_id] = external_id
-        to_token[external_id] = token
-    if from_annotator:
-        if not Assignment.objects.filter(group=group, annotator=annotator).exists():
-            raise RankingConflict(
-                "this group was not served to you: ask for your next group and rank that one"
-            )
-        # checked in the annotator's own names (tokens), converted only once valid
-        tokens = set(to_token.values())
-        in_tokens = ranking_clean(
-            dataset=dataset, candidate_ids=tokens, tiers=tiers, unusable=unusable
+    if from_annotator and not Assignment.objects.filter(group=group, annotator=annotator).exists():
+        raise RankingConflict(
+            "this group was not served to you: ask for your next group and rank that one"
         )
-        clean_tiers, clean_unusable = (_renamed(p, to_external) for p in in_tokens)
-    else:  # the import's ids or tokens (imports, scripts, tests)
-        tiers, unusable = _external_ids(tiers, to_external), _external_ids(unusable, to_external)
-        clean_tiers, clean_unusable = ranking_clean(
-            dataset=dataset, candidate_ids=set(to_token), tiers=tiers, unusable=unusable,
-            shown_as=to_token,
-        )  # fmt: skip
+    clean_tiers, clean_unusable = _placements_clean(group, tiers, unusable, from_annotator)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -466,6 +452,86 @@ def ranking_submit(
             raise RankingConflict("you have already ranked this group") from None
         return _same_submission(previous, group, annotator), False
     return ranking, True
+
+
+def _placements_clean(
+    group: Group, tiers: object, unusable: object, from_annotator: bool
+) -> tuple[dict, dict]:
+    """ranking_clean for this group, returning the import's candidate ids. From an annotator
+    (the blind path) candidates are named only by the tokens they were served, and checked in
+    those names, so no message maps an import id to a token; others (imports, scripts,
+    tests) may use either."""
+    to_external, to_token = {}, {}
+    for external_id, token in group.candidates.values_list("external_id", "token"):
+        to_external[token] = to_external[external_id] = external_id
+        to_token[external_id] = token
+    if from_annotator:
+        in_tokens = ranking_clean(
+            dataset=group.dataset, candidate_ids=set(to_token.values()), tiers=tiers,
+            unusable=unusable,
+        )  # fmt: skip
+        clean_tiers, clean_unusable = (placements_renamed(p, to_external) for p in in_tokens)
+        return clean_tiers, clean_unusable
+    return ranking_clean(
+        dataset=group.dataset, candidate_ids=set(to_token),
+        tiers=_external_ids(tiers, to_external), unusable=_external_ids(unusable, to_external),
+        shown_as=to_token,
+    )  # fmt: skip
+
+
+def ranking_revise(
+    *,
+    ranking: Ranking,
+    annotator: User,
+    submission_id: uuid.UUID,
+    tiers: object,
+    unusable: object = None,
+    seconds_spent: float | None = None,
+    from_annotator: bool = False,
+) -> tuple[Ranking, bool]:
+    """Replace an annotator's ranking with a new version; the version it replaces is kept as a
+    RankingVersion. Returns (ranking, created): the current version's submission_id again is
+    a retried request. RankingConflict when it is not theirs, or `revision_refusal` says no.
+    The group's agreement is recomputed if it had its rankings, and the dataset's report goes
+    stale."""
+    if ranking.annotator_id != annotator.pk:
+        raise RankingConflict("you may revise only your own rankings")
+    group = ranking.group
+    dataset = group.dataset
+    clean_tiers, clean_unusable = _placements_clean(group, tiers, unusable, from_annotator)
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Group.objects.select_for_update().get(pk=group.pk)
+        current = Ranking.objects.select_for_update().get(pk=ranking.pk)
+        if current.submission_id == submission_id:
+            return current, False
+        if RankingVersion.objects.filter(ranking=current, submission_id=submission_id).exists():
+            raise RankingConflict("this submission was replaced by a later revision")
+        current.group = locked
+        refusal = revision_refusal(current, now)
+        if refusal is not None:
+            raise RankingConflict(refusal)
+        RankingVersion.objects.create(
+            ranking=current, version=current.version, submission_id=current.submission_id,
+            tiers=current.tiers, unusable=current.unusable, seconds_spent=current.seconds_spent,
+            code=current.code, submitted_at=current.revised_at or current.created_at,
+        )  # fmt: skip
+        shown = current.shown_order or [c.external_id for c in group.candidates.all()]
+        current.tiers, current.unusable = clean_tiers, clean_unusable
+        current.seconds_spent, current.submission_id = seconds_spent, submission_id
+        current.version, current.revised_at = current.version + 1, now
+        current.code = ranking_code(
+            {d: full_tiers(clean_tiers, clean_unusable, d) for d in dataset.dimension_keys},
+            dataset.dimension_keys, shown, shown[0],
+        )  # fmt: skip
+        current.save()
+        target = dataset.overlap + locked.extra_overlap
+        if not (current.repeat or current.surplus or locked.is_gold) and (
+            locked.ranking_count >= target
+        ):
+            group_review(locked, dataset)
+        DatasetReport.objects.filter(dataset_id=dataset.pk).update(last_ranking_id=-1)
+    return current, True
 
 
 def _announce_if_complete(dataset: Dataset) -> None:
@@ -529,10 +595,14 @@ def _external_ids(placements: object, to_external: dict[str, str]) -> object:
     return {dim: convert(value) for dim, value in placements.items()}
 
 
-def _renamed(placements: dict, names: dict[str, str]) -> dict:
-    """Valid placements with every candidate renamed through `names`."""
-    return {dim: [[names[c] for c in tier] for tier in value] if value and isinstance(value[0], list)
-            else [names[c] for c in value] for dim, value in placements.items()}  # fmt: skip
+def placements_renamed(placements: dict, names: dict[str, str]) -> dict:
+    """{dimension: tiers or a list} with every candidate renamed through `names` (a name it
+    does not know stays)."""
+
+    def rename(value):
+        return [rename(v) for v in value] if isinstance(value, list) else names.get(value, value)
+
+    return {dim: rename(value) for dim, value in placements.items()}
 
 
 def _same_submission(previous: Ranking, group: Group, annotator: User) -> Ranking:

@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.permissions import researcher_required
@@ -99,3 +100,33 @@ def reopen_group(request, group_id: int):
         messages.error(request, f"Not reopened: {exc}")
         return redirect("annotate-mine")
     return redirect("annotate-dataset", dataset_id=group.dataset_id)
+
+
+@require_GET
+def revise_ranking(request, ranking_id: int):
+    """The ranking page, starting from one of the user's rankings: what they submit becomes
+    its next version."""
+    ranking = selectors.ranking_of_annotator(request.user, ranking_id)
+    refusal = selectors.revision_refusal(ranking)
+    if refusal is not None:
+        messages.error(request, f"Not revisable: {refusal}.")
+        return redirect("annotate-mine")
+    group, dataset = ranking.group, ranking.group.dataset
+    to_token = dict(group.candidates.values_list("external_id", "token"))
+    tiers = services.placements_renamed(ranking.tiers, to_token)
+    floor = services.placements_renamed(ranking.unusable, to_token)
+    payload = {
+        **group_payload(group, request.user, repeat=ranking.repeat),
+        "submit_url": reverse("api-ranking-revisions", args=[ranking.pk]),
+        "skip_url": None,
+        "done_url": reverse("annotate-mine") + "#rankings",
+        "initial": {d: {"tiers": tiers.get(d, []), "floor": floor.get(d, [])}
+                    for d in dataset.dimension_keys},
+    }  # fmt: skip
+    return render(request, "annotation/rank.html", {
+        "dataset": dataset,
+        "group": payload,
+        "revising": ranking,
+        "board_data": {"group": payload, "dimensions": dataset.dimensions,
+                       "user": request.user.pk, "mode": "revision"},
+    })  # fmt: skip

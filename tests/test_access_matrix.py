@@ -31,7 +31,16 @@ from rest_framework.authtoken.models import Token
 
 from accounts.models import Role, User
 from accounts.services import user_api_token
-from annotation.models import Adjudication, Assignment, Candidate, Dataset, Group, Ranking, Review
+from annotation.models import (
+    Adjudication,
+    Assignment,
+    Candidate,
+    Dataset,
+    Group,
+    Ranking,
+    RankingVersion,
+    Review,
+)
 from annotation.quality import report_refresh
 from annotation.services import ranking_submit
 from benchmark.models import (
@@ -169,6 +178,14 @@ def _rank(group, user):
                    tiers=dict.fromkeys(DIMS, [ids]))  # fmt: skip
 
 
+def _annas(w) -> int:
+    """Anna's ranking of g1, made for the rows that need one (the world has none of hers)."""
+    anna = w.users[ANNOTATOR]
+    if not Ranking.objects.filter(group=w.g1, annotator=anna).exists():
+        _rank(w.g1, anna)
+    return Ranking.objects.get(group=w.g1, annotator=anna).pk
+
+
 def _tiers(group) -> dict:
     """A valid ranking of the group, in the tokens the API hands out."""
     tokens = list(group.candidates.values_list("token", flat=True))
@@ -296,6 +313,18 @@ ROWS = [
     row("annotate-mine", "GET", SIGNED_IN_PAGE),  # one's own work only
     row("annotate-reopen", "POST", (302, 403, 302, 302), lambda w: {"group_id": w.g3.pk},
         state=lambda w: sorted(Assignment.objects.filter(group=w.g3).values_list("status", flat=True))),
+    # one's own ranking: nobody else's (a researcher adjudicates instead) is acknowledged
+    row("annotate-revise", "GET", (302, 404, 200, 404), lambda w: {"ranking_id": _annas(w)}),
+    row("api-ranking-revisions", "POST", (401, 404, 201, 404), lambda w: {"ranking_id": _annas(w)},
+        data=lambda w: {"submission_id": str(uuid.uuid4()), **_tiers(w.g1)},
+        state=lambda w: RankingVersion.objects.count()),
+    row("annotate-settings", "GET", R_PAGE, dataset_arg),
+    row("annotate-settings", "POST", R_POST, dataset_arg,
+        data=lambda w: {"revision_window_hours": "2", "lease_ttl_seconds": "600",
+                        "gold_rate": "0", "repeat_rate": "0", "repeat_gap": "5",
+                        "adjudication_threshold": "0.5", "adjudication_extra_overlap": "1"},
+        state=lambda w: Dataset.objects.filter(pk=w.dataset.pk)
+        .values_list("revision_window_seconds", "gold_rate").get()),
     # annotation API
     row("api-dataset-list", "GET", SIGNED_IN_API),  # each sees their own datasets: below
     row("api-dataset-import", "POST", (401, 403, 403, 202),

@@ -1,6 +1,7 @@
 """The daily-use pages in a real browser (Debian's chromium), at 1280x720: a researcher browses
 a dataset's groups and opens one, adds a person, subscribes a webhook and reads the API docs;
-an annotator skips a group and reopens it from My work. No console error anywhere."""
+an annotator skips a group and reopens it from My work, and revises a ranking from there. No
+console error anywhere."""
 
 import os
 import uuid
@@ -9,7 +10,7 @@ import pytest
 
 from accounts.models import Role
 from annotation import services
-from annotation.models import Group
+from annotation.models import Group, Ranking
 from tests.annotation_fixtures import make_dataset
 from tests.factories import PASSWORD, UserFactory
 
@@ -83,4 +84,28 @@ def test_an_annotator_skips_then_reopens_a_group(page, live_server, transactiona
     page.click("#skipped button[type=submit]")
     page.wait_for_selector("#board .cand")
     assert page.eval_on_selector("#board", "b => b.dataset.group") == skipped
+    assert errors == []
+
+
+def test_an_annotator_revises_a_ranking_from_my_work(page, live_server, transactional_db):
+    ann = UserFactory(username="ann")
+    dataset = make_dataset("fix", groups=1, candidates=3, overlap=1, annotators=[ann])
+    group = Group.objects.get(dataset=dataset)
+    ids = list(group.candidates.order_by("pk").values_list("external_id", flat=True))
+    first = dict.fromkeys(dataset.dimension_keys, [[i] for i in ids])  # A > B > C everywhere
+    services.ranking_submit(group=group, annotator=ann, submission_id=uuid.uuid4(), tiers=first)
+    errors = _sign_in(page, live_server, "ann", "/annotate/mine/")
+    page.click("#rankings a:text('Revise')")
+    page.wait_for_selector("#board .cand")
+    assert "what you submit becomes version 2" in page.inner_text("#revising")
+    assert page.is_enabled("#submit-button")  # it starts from the ranking: all placed
+    page.keyboard.press("0")  # the focused candidate drops to the unusable floor, in this dimension
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/annotate/mine/#rankings")
+    assert "2 revised" in page.inner_text("#rankings")
+    ranking = Ranking.objects.get(group=group, annotator=ann)
+    first_dim, *others = dataset.dimension_keys
+    assert ranking.version == 2
+    assert len(ranking.tiers[first_dim]) == 2 and len(ranking.unusable[first_dim]) == 1
+    assert all(ranking.tiers[d] == first[d] for d in others)
     assert errors == []

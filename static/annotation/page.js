@@ -23,10 +23,13 @@ class RankSession {
   constructor(data) {
     this.group = data.group;
     this.dimensions = data.dimensions;
-    this.storageKey = `editloop:v1:${data.user}:${this.group.id}${this.group.submit_url ? ":adjudication" : ""}`;
+    // mode: "rank", "adjudication" or "revision" (a revision starts from the ranking it revises)
+    this.mode = data.mode || "rank";
+    this.storageKey = `editloop:v1:${data.user}:${this.group.id}${this.mode === "rank" ? "" : `:${this.mode}`}`;
     const saved = this.#load();
     this.candidates = this.group.candidates.map((c, i) => ({ ...c, letter: letters[i] }));
-    this.ranking = new TierRanking(this.candidates.map((c) => c.id), this.dimensions.map((d) => d.key), saved && saved.placements);
+    const placements = (saved && saved.placements) || this.group.initial;
+    this.ranking = new TierRanking(this.candidates.map((c) => c.id), this.dimensions.map((d) => d.key), placements);
     this.submissionId = (saved && saved.submissionId) || uuid4();
     this.elapsed = (saved && saved.elapsed) || 0;
     this.dimIndex = Math.min((saved && saved.dimIndex) || 0, this.dimensions.length - 1);
@@ -307,10 +310,12 @@ class RankSession {
         await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
         continue;
       }
-      if (response.ok || response.status === 409) {
+      // A 409 on a first ranking: this group is ranked already (a retry that got through)
+      if (response.ok || (response.status === 409 && this.mode === "rank")) {
         localStorage.removeItem(this.storageKey);
         const count = Number(sessionStorage.getItem("editloop:session-count") || 0) + 1;
         sessionStorage.setItem("editloop:session-count", String(count));
+        if (this.group.done_url) return window.location.assign(this.group.done_url);
         return loadNext();
       }
       const detail = await response.json().catch(() => ({}));
