@@ -275,8 +275,8 @@ class DatasetExportApi(APIView):
 
 
 class ImageApi(APIView):
-    """Images of a group, for whoever may annotate its dataset. Names are content
-    hashes, so a browser may cache them for good."""
+    """Images of a group, for whoever may annotate its dataset. Stored under content
+    hashes, never changed: a browser may cache them for good."""
 
     @extend_schema(
         parameters=[
@@ -303,7 +303,11 @@ class ImageApi(APIView):
         else:
             raise Http404
         try:
-            response = FileResponse(default_storage.open(name, "rb"))
+            # Stored names are content hashes: the download name says only what it is.
+            extension = name.rsplit(".", 1)[-1]
+            response = FileResponse(
+                default_storage.open(name, "rb"), filename=f"{kind}.{extension}"
+            )
         except FileNotFoundError:
             raise Http404("image file missing from storage") from None
         response["Cache-Control"] = "private, max-age=31536000, immutable"

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from media.metadata import NotUnderstood, strip_metadata
+
 MAX_IMAGE_PIXELS = 40_000_000
 MAX_IMAGE_BYTES = 25 * 1024 * 1024
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
@@ -63,13 +65,21 @@ def check_image(data: bytes, name: str) -> CheckedImage:
     try:  # damaged metadata (EXIF) or an odd mode must not escape as another exception type
         if image.getexif().get(ORIENTATION_TAG, 1) != 1:
             image = ImageOps.exif_transpose(image)  # what a browser shows is what is stored
-            clean = _encode(image, image_format)
+            # Pillow's encoders carry some of the original's metadata (a JPEG comment, the
+            # ICC profile): the re-encoded file is stripped like any other.
+            clean = strip_metadata(_encode(image, image_format), image_format)
             width, height = image.size
         else:
             clean = strip_metadata(data, image_format)
         thumb = _thumbnail(image.convert("RGB") if image.mode != "RGB" else image)
         buffer = io.BytesIO()
-        thumb.save(buffer, "JPEG", quality=85)
+        thumb.save(buffer, "JPEG", quality=85)  # Pillow copies the original's comment in
+        thumb_jpeg = strip_metadata(buffer.getvalue(), "JPEG")
+    except NotUnderstood as exc:
+        raise BadImage(
+            f"image {name!r}: {exc}, which EditLoop cannot clear of metadata; re-save it with "
+            "a common tool (its pixels are fine)"
+        ) from None
     except Exception as exc:
         raise BadImage(
             f"image {name!r} is unreadable or damaged ({type(exc).__name__}: {exc})"
@@ -80,7 +90,7 @@ def check_image(data: bytes, name: str) -> CheckedImage:
         extension=ALLOWED_FORMATS[image_format],
         width=width,
         height=height,
-        thumb_jpeg=buffer.getvalue(),
+        thumb_jpeg=thumb_jpeg,
     )
 
 
@@ -95,62 +105,6 @@ def _thumbnail(image: Image.Image) -> Image.Image:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         image = image.resize(size, Image.Resampling.BILINEAR)
     return image
-
-
-# --- metadata: generator tools write the model and its settings into PNG text
-# chunks and EXIF, which would tell annotators which editor made a candidate.
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Chunks that affect how the image looks; everything else (tEXt, zTXt, iTXt,
-# eXIf, tIME, private chunks) is dropped.
-PNG_KEEP = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP",
-            b"sBIT", b"pHYs", b"bKGD", b"acTL", b"fcTL", b"fdAT"}  # fmt: skip
-# JPEG segments kept before the scan: JFIF (APP0), ICC profile (APP2), Adobe
-# colour transform (APP14) and the non-APP markers; EXIF/XMP (APP1), IPTC
-# (APP13), other APPn and comments are dropped.
-JPEG_KEEP_APP = {0xE0, 0xE2, 0xEE}
-
-
-def strip_metadata(data: bytes, image_format: str) -> bytes:
-    if image_format == "PNG":
-        return _strip_png(data)
-    if image_format == "JPEG":
-        return _strip_jpeg(data)
-    return _encode(Image.open(io.BytesIO(data)), image_format)
-
-
-def _strip_png(data: bytes) -> bytes:
-    out = [PNG_SIGNATURE]
-    pos = len(PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        kind = data[pos + 4 : pos + 8]
-        end = pos + 12 + length
-        if kind in PNG_KEEP:
-            out.append(data[pos:end])
-        pos = end
-        if kind == b"IEND":
-            break
-    return b"".join(out)
-
-
-def _strip_jpeg(data: bytes) -> bytes:
-    out = [data[:2]]  # SOI
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            break
-        marker = data[pos + 1]
-        if marker == 0xDA:  # start of scan: the rest is image data
-            out.append(data[pos:])
-            return b"".join(out)
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        segment = data[pos : pos + 2 + length]
-        is_app = 0xE0 <= marker <= 0xEF
-        if (not is_app and marker != 0xFE) or marker in JPEG_KEEP_APP:
-            out.append(segment)
-        pos += 2 + length
-    return data  # unexpected layout: keep the file as it is rather than break it
 
 
 def _encode(image: Image.Image, image_format: str) -> bytes:
