@@ -25,7 +25,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/python manage.py demo
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py demo
 
 test: install $(CHROMIUM)
 	$(BIN)/python -m pytest

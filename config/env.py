@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 # Every variable the settings module reads; compose.yaml is checked against it.
 KNOWN_VARIABLES = {
-    "DEBUG": "1/0, true/false, yes/no, on/off",
+    "DEBUG": "1/0, true/false, yes/no, on/off (default 0; `make demo` turns it on)",
     "SECRET_KEY": "any string of 32 characters or more",
     "ALLOWED_HOSTS": "comma-separated host names, e.g. 'example.org,.example.org,127.0.0.1'",
     "DATABASE_URL": "sqlite:///relative/or/absolute/path.sqlite3 or "
@@ -27,7 +27,8 @@ KNOWN_VARIABLES = {
     "MEDIA_ROOT": "a folder path (relative paths are resolved against the project folder)",
     "EDITLOOP_VAR_DIR": "a folder path for local state (SQLite file, broker folders, secret key)",
     "EDITLOOP_HTTPS": "1/0: the site is served over HTTPS only: redirect, HSTS, secure cookies "
-    "(default 1 when DEBUG is off, unless SECURE_COOKIES=0)",
+    "(default 1 when DEBUG is off and ALLOWED_HOSTS names other hosts than localhost, unless "
+    "SECURE_COOKIES=0)",
     "EDITLOOP_BEHIND_PROXY": "1/0: a reverse proxy sets X-Forwarded-Proto (https) and appends the "
     "client's address to X-Forwarded-For (default 0)",
     "SECURE_COOKIES": "1/0: send cookies over HTTPS only (default: EDITLOOP_HTTPS)",

@@ -17,7 +17,15 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env.parse_path("EDITLOOP_VAR_DIR", env.read("EDITLOOP_VAR_DIR", "var"), BASE_DIR)
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env.parse_bool("DEBUG", env.read("DEBUG", "1"))
+# Off unless turned on: `make demo` and `manage.py demo` turn it on for their local servers.
+DEBUG = env.parse_bool("DEBUG", env.read("DEBUG", "0"))
+
+ALLOWED_HOSTS = env.parse_hosts(
+    "ALLOWED_HOSTS", env.read("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+)
+# A site that answers to this machine's names only (the default): a key generated once into
+# var/ will do, and plain http is the default. A site that names other hosts is a deployment.
+LOCAL_ONLY = set(ALLOWED_HOSTS) <= {"localhost", "127.0.0.1", "[::1]"}
 
 _secret = env.read("SECRET_KEY")
 if _secret is not None:
@@ -27,14 +35,15 @@ if _secret is not None:
             f"accepted: {env.KNOWN_VARIABLES['SECRET_KEY']}"
         )
     SECRET_KEY = _secret
-elif DEBUG:
+elif DEBUG or LOCAL_ONLY:
     SECRET_KEY = env.local_secret_key(VAR_DIR)
 else:
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-
-ALLOWED_HOSTS = env.parse_hosts(
-    "ALLOWED_HOSTS", env.read("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
-)
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set when ALLOWED_HOSTS names other hosts than this machine's"
+    )
+# Debug pages (DEBUG on) and error reports show settings and the environment: passwords
+# inside URLs (CELERY_BROKER_URL, DATABASE_URL, CACHE_URL) are masked as well as Django's list.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.reporting.MaskingReporterFilter"
 
 INSTALLED_APPS = [
     "accounts.admin_apps.EditLoopAdminConfig",
@@ -134,13 +143,14 @@ UPLOAD_MAX_BYTES = env.parse_positive_int(
     "UPLOAD_MAX_BYTES", env.read("UPLOAD_MAX_BYTES", str(2 * 1024**3))
 )
 
-# --- HTTPS: off with DEBUG (`make demo` is plain http on 127.0.0.1), on by default without
-# it. SECURE_COOKIES=0 was the switch for plain http before EDITLOOP_HTTPS (compose.yaml on
+# --- HTTPS: off with DEBUG or on a local-only site (`make demo` is plain http on 127.0.0.1), on
+# by default for a deployment. SECURE_COOKIES=0 was the switch for plain http before EDITLOOP_HTTPS (compose.yaml on
 # localhost), so it still turns the redirect and HSTS off unless EDITLOOP_HTTPS is set.
 _cookies = env.read("SECURE_COOKIES")
 _cookies = None if _cookies is None else env.parse_bool("SECURE_COOKIES", _cookies)
 HTTPS = env.parse_bool(
-    "EDITLOOP_HTTPS", env.read("EDITLOOP_HTTPS", "0" if DEBUG or _cookies is False else "1")
+    "EDITLOOP_HTTPS",
+    env.read("EDITLOOP_HTTPS", "0" if DEBUG or LOCAL_ONLY or _cookies is False else "1"),
 )
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS if _cookies is None else _cookies
 SECURE_SSL_REDIRECT = env.parse_bool(

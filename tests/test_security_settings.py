@@ -58,12 +58,12 @@ def test_check_deploy_flags_plain_http_in_production(tmp_path):
 
 
 def test_secret_key_is_only_read_from_the_environment_in_production(tmp_path):
-    (tmp_path / "secret_key").write_text(secrets.token_urlsafe(50))  # the DEBUG-only local key
+    (tmp_path / "secret_key").write_text(secrets.token_urlsafe(50))  # the local-only key
     environ = _production(tmp_path)
     del environ["SECRET_KEY"]
     result = _manage(environ, "check")
     assert result.returncode != 0
-    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+    assert "SECRET_KEY must be set when ALLOWED_HOSTS names other hosts" in result.stderr
 
 
 SHOW = (
@@ -94,8 +94,9 @@ PLAIN_HTTP = {
 
 
 def test_local_runs_stay_on_plain_http(tmp_path):
-    # `make demo`: DEBUG on by default, http://127.0.0.1:8000.
+    # the defaults (DEBUG off, localhost only) and `make demo` (DEBUG on): http://127.0.0.1:8000
     assert _https_settings(_environ(tmp_path)) == PLAIN_HTTP
+    assert _https_settings(_environ(tmp_path, DEBUG="1")) == PLAIN_HTTP
     # compose.yaml on localhost: DEBUG off with SECURE_COOKIES=0.
     compose = _environ(tmp_path, DEBUG="0", SECRET_KEY="k" * 50, SECURE_COOKIES="0")
     assert _https_settings(compose) == PLAIN_HTTP
@@ -137,3 +138,44 @@ def test_cache_urls():
     for bad in ("redis://", "redis://r/x", "file:///tmp", ""):
         with pytest.raises(ImproperlyConfigured, match="CACHE_URL=.*db://"):
             env.parse_cache_url("CACHE_URL", bad)
+
+
+def test_debug_is_off_by_default_and_never_in_the_shipped_configurations(tmp_path):
+    code = "from django.conf import settings; print(settings.DEBUG)"
+    result = subprocess.run(
+        [sys.executable, "-c", f"import os; os.environ['DJANGO_SETTINGS_MODULE'] = "
+         f"'config.settings'; {code}"],
+        cwd=REPO, env=_environ(tmp_path), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.stdout.strip() == "False", result.stderr
+    # compose.yaml turns it off explicitly; the image's command never turns it on
+    assert 'DEBUG: "0"' in (REPO / "compose.yaml").read_text()
+    dockerfile = (REPO / "Dockerfile").read_text()
+    command = dockerfile[dockerfile.index("\nCMD") :]
+    assert "DEBUG" not in command
+    assert "DEBUG=$${DEBUG:-1}" in (REPO / "Makefile").read_text()  # the demo, locally
+
+
+def test_debug_pages_mask_passwords_inside_urls(rf, settings):
+    """A traceback page (DEBUG on) lists the settings, the request's environment and the
+    frames' local variables: passwords written inside URLs are masked in all three. (The
+    passwords are put together at run time: the page also shows this test's source lines.)"""
+    pw = {name: f"{name}-pw-" + "9" * 6 for name in ("broker", "db", "meta", "local")}
+    settings.DEBUG = True
+    settings.CELERY_BROKER_URL = f"redis://:{pw['broker']}@redis.internal:6379/0"
+    settings.DATABASE_HINT = {"url": f"postgres://editloop:{pw['db']}@db:5432/editloop"}
+    request = rf.get("/", HTTP_X_EXAMPLE=f"redis://user:{pw['meta']}@h/0")
+    page = _debug_page(request, f"redis://u:{pw['local']}@cache:6379/1")
+    assert "boom" in page and "redis.internal" in page  # the page is there, the hosts too
+    for secret in pw.values():
+        assert secret not in page
+    assert "redis://:********@redis.internal" in page and "u:********@cache" in page
+
+
+def _debug_page(request, url: str) -> str:
+    from django.views.debug import technical_500_response
+
+    try:
+        raise RuntimeError(f"boom while reaching {url.rsplit('@', 1)[-1]}")
+    except RuntimeError:
+        return technical_500_response(request, *sys.exc_info()).content.decode()

@@ -49,6 +49,9 @@ class Command(BaseCommand):
         credentials = self._demo_credentials()
         self._clear_broker_control_folder()
 
+        # The demo's servers run with DEBUG on (static files from the source folders, error
+        # pages with tracebacks): local only, so unless the caller said otherwise.
+        os.environ.setdefault("DEBUG", "1")
         bin_dir = Path(sys.executable).parent
         celery = str(bin_dir / "celery")
         commands = {
