@@ -12,13 +12,11 @@ class ThrottledModelBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         if request is None:  # not a web sign-in (e.g. a shell): nothing to count against
             return super().authenticate(request, username, password, **kwargs)
-        wait = throttle.retry_after(request, username)
+        wait = throttle.reserve(request, username)  # counted before the check: atomic
         if wait:
             request.login_retry_after = wait  # the login views answer 429 with it
             raise PermissionDenied("too many failed sign-ins")  # stops authenticate() here
         user = super().authenticate(request, username, password, **kwargs)
-        if user is None:
-            throttle.record_failure(request, username)
-        else:
+        if user is not None:
             throttle.reset(request, username)
         return user

@@ -28,3 +28,14 @@ class User(AbstractUser):
         # The role is the one source of truth for access; the admin reads is_staff.
         self.is_staff = self.is_superuser = self.role == Role.RESEARCHER
         super().save(*args, **kwargs)
+
+
+class SignInAttempt(models.Model):
+    """A password check counted against a (username, address) key (accounts/throttle.py): a
+    row is written before the check, so parallel guesses count each other."""
+
+    key = models.CharField(max_length=64, db_index=True, help_text="sha256 of username+address")
+    at = models.FloatField(help_text="seconds since the epoch")
+
+    def __str__(self) -> str:
+        return f"sign-in attempt at {self.at}"

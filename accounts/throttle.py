@@ -1,8 +1,11 @@
-"""Failed sign-ins, counted per (username, client address) in the default cache.
+"""Failed sign-ins, counted per (username, client address) in the database.
 
-The count is the same whether the username exists or not, so a refusal tells
-nothing about the account. Read-then-write, not atomic: a burst of parallel
-guesses may get a few past the limit, each still costing a password hash.
+Each password check is first written as an attempt, then the attempts in the window are
+counted: the k-th attempt to be committed sees at least k, so however many guesses arrive at
+once, at most LOGIN_FAILURE_LIMIT of them reach the password hash per window. A refused
+attempt removes its row (it was not checked); a failed one stays as the failure; a success
+clears the key. The count is the same whether the username exists or not, so a refusal tells
+nothing about the account.
 """
 
 import hashlib
@@ -10,7 +13,8 @@ import math
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+
+from accounts.models import SignInAttempt
 
 
 def client_address(request) -> str:
@@ -24,29 +28,25 @@ def client_address(request) -> str:
 
 def _key(request, username: str | None) -> str:
     who = f"{(username or '').casefold()}\n{client_address(request)}"
-    return "login-failures:" + hashlib.sha256(who.encode()).hexdigest()
+    return hashlib.sha256(who.encode()).hexdigest()
 
 
-def _recent(key: str, now: float) -> list[float]:
-    since = now - settings.LOGIN_FAILURE_WINDOW_SECONDS
-    return [t for t in cache.get(key, []) if t > since]
-
-
-def retry_after(request, username: str | None) -> int:
-    """Seconds until this username may be tried again from this address; 0: now."""
-    now = time.time()
-    failures = _recent(_key(request, username), now)
-    if len(failures) < settings.LOGIN_FAILURE_LIMIT:
-        return 0
-    oldest_counted = failures[-settings.LOGIN_FAILURE_LIMIT]
-    return max(1, math.ceil(oldest_counted + settings.LOGIN_FAILURE_WINDOW_SECONDS - now))
-
-
-def record_failure(request, username: str | None) -> None:
+def reserve(request, username: str | None) -> int:
+    """Count a password check for this username from this address: 0 when it may go ahead
+    (its row stays: a failure unless `reset`), else the seconds until one may."""
     key, now = _key(request, username), time.time()
-    failures = [*_recent(key, now), now][-settings.LOGIN_FAILURE_LIMIT :]
-    cache.set(key, failures, settings.LOGIN_FAILURE_WINDOW_SECONDS)
+    window, limit = settings.LOGIN_FAILURE_WINDOW_SECONDS, settings.LOGIN_FAILURE_LIMIT
+    since = now - window
+    SignInAttempt.objects.filter(key=key, at__lte=since).delete()
+    attempt = SignInAttempt.objects.create(key=key, at=now)
+    counted = SignInAttempt.objects.filter(key=key, at__gt=since)
+    if counted.count() <= limit:
+        return 0
+    attempt.delete()
+    times = sorted(counted.values_list("at", flat=True))
+    oldest_counted = times[-limit] if len(times) >= limit else now
+    return max(1, math.ceil(oldest_counted + window - now))
 
 
 def reset(request, username: str | None) -> None:
-    cache.delete(_key(request, username))
+    SignInAttempt.objects.filter(key=_key(request, username)).delete()

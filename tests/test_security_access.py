@@ -136,3 +136,57 @@ def test_a_researcher_revokes_another_users_token_in_the_admin(researcher_client
     url = f"/admin/authtoken/tokenproxy/{bot.pk}/delete/"
     assert researcher_client.post(url, {"post": "yes"}).status_code == 302
     assert not Token.objects.filter(user=bot).exists() and _me(researcher_client, key) == 401
+
+
+def test_parallel_guesses_get_no_more_password_checks_than_the_limit(live_server, transactional_db):
+    """40 wrong passwords at once over real HTTP, limit 5: at most 5 are checked (answered
+    "wrong password"), the rest 429, none an error."""
+    import http.cookiejar
+    import re
+    import threading
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    UserFactory(username="rita")
+
+    def guess() -> int:
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        form = opener.open(f"{live_server.url}/login/", timeout=30).read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+        body = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": "rita",
+                                       "password": "wrong"}).encode()  # fmt: skip
+        barrier.wait()
+        request = urllib.request.Request(f"{live_server.url}/login/", data=body,
+                                         headers={"Referer": f"{live_server.url}/login/"})  # fmt: skip
+        for _ in range(20):  # the test server's listen backlog is 5: a reset is not an answer
+            try:
+                with opener.open(request, timeout=60) as response:
+                    return response.status if WRONG in response.read() else -response.status
+            except urllib.error.HTTPError as refused:
+                return refused.code
+            except (ConnectionResetError, urllib.error.URLError) as lost:
+                if isinstance(lost, urllib.error.URLError) and not isinstance(
+                    lost.reason, ConnectionResetError
+                ):
+                    raise
+                time.sleep(0.05)
+        raise AssertionError("the server never answered")
+
+    barrier = threading.Barrier(40)
+    results: list[int] = []
+
+    def run():
+        try:
+            results.append(guess())
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            results.append(repr(exc))
+
+    threads = [threading.Thread(target=run) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 40 and set(results) <= {200, 429}, results
+    assert 1 <= results.count(200) <= 5
