@@ -69,9 +69,11 @@ class ProgressSerializer(serializers.Serializer):
 
     groups = serializers.IntegerField()
     groups_complete = serializers.IntegerField()
-    rankings = serializers.IntegerField()
-    rankings_target = serializers.IntegerField()
-    my_rankings = serializers.IntegerField()
+    rankings = serializers.IntegerField(
+        required=False, help_text="researchers only (gold groups and repeats are outside it)"
+    )
+    rankings_target = serializers.IntegerField(required=False, help_text="researchers only")
+    my_rankings = serializers.IntegerField(help_text="all of this user's rankings")
     left_for_me = serializers.IntegerField(help_text="groups this user may still rank")
 
 
@@ -126,7 +128,7 @@ class DatasetListApi(APIView):
             {
                 "id": dataset.pk, "name": dataset.name, "overlap": dataset.overlap,
                 "dimensions": dataset.dimensions, "lease_ttl_seconds": dataset.lease_ttl_seconds,
-                "progress": asdict(progress),
+                "progress": {k: v for k, v in asdict(progress).items() if v is not None},
             }
             for dataset, progress in selectors.datasets_with_progress(request.user)
         ])  # fmt: skip

@@ -68,10 +68,15 @@ def datasets_with_progress(user) -> list[tuple[Dataset, DatasetProgress]]:
 
 @dataclass(frozen=True)
 class DatasetProgress:
+    """What a user sees of a dataset's progress. Every number moves the same way whichever
+    group they rank, so none tells a gold group or a repeat from the others: `my_rankings`
+    counts all their rankings, `left_for_me` counts unseen gold groups too, and the dataset's
+    ranking count (which gold groups and repeats do not move) is for researchers only."""
+
     groups: int
     groups_complete: int
-    rankings: int
-    rankings_target: int
+    rankings: int | None  # None for annotators
+    rankings_target: int | None
     my_rankings: int
     left_for_me: int  # groups that still need a ranking and that this user may still rank
 
@@ -86,11 +91,14 @@ def dataset_progress(*, dataset: Dataset, user) -> DatasetProgress:
         extra=Sum("extra_overlap", default=0),
         rankings=Sum("ranking_count", default=0),
     )
+    researcher = is_researcher(user)
     return DatasetProgress(
         groups=counts["groups"],
         groups_complete=counts["complete"],
-        rankings=counts["rankings"],
-        rankings_target=counts["groups"] * dataset.overlap + counts["extra"],
+        rankings=counts["rankings"] if researcher else None,
+        rankings_target=counts["groups"] * dataset.overlap + counts["extra"]
+        if researcher
+        else None,
         my_rankings=Ranking.objects.filter(group__dataset=dataset, annotator=user).count(),
         left_for_me=groups_left_for(dataset=dataset, user=user),
     )
@@ -98,15 +106,19 @@ def dataset_progress(*, dataset: Dataset, user) -> DatasetProgress:
 
 def groups_left_for(*, dataset: Dataset, user) -> int:
     """How many groups the lease could still serve this user (annotation.services'
-    eligibility, without the leases others hold now: those come back if they lapse). Gold
-    groups and repeats are not counted, so the number reveals neither."""
+    eligibility, without the leases others hold now: those come back if they lapse), gold
+    groups they have not seen included (`next` serves those before saying it is done), so
+    ranking a gold group lowers it like any other. Repeats are not counted: they are not
+    planned."""
     finished = Assignment.objects.filter(
         group__dataset=dataset, annotator=user,
         status__in=[Assignment.Status.SKIPPED, Assignment.Status.DONE],
     ).values("group_id")  # fmt: skip
+    needed = Q(is_gold=False, ranking_count__lt=dataset.overlap + F("extra_overlap"))
+    if dataset.gold_rate > 0:  # a dataset with gold checks switched off never serves them
+        needed |= Q(is_gold=True)
     return (
-        Group.objects.filter(dataset=dataset, is_gold=False,
-                             ranking_count__lt=dataset.overlap + F("extra_overlap"))
+        Group.objects.filter(needed, dataset=dataset)
         .exclude(review=Review.ADJUDICATED)
         .exclude(pk__in=finished)
         .count()

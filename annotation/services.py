@@ -114,7 +114,16 @@ def _lease_attempt(dataset: Dataset, annotator: User) -> tuple[Assignment | None
                     return assignment, False
         group = _first_eligible_group(dataset, annotator, now, lock=True)
         if group is None:
-            return None, _first_eligible_group(dataset, annotator, now, lock=False) is not None
+            contended = _first_eligible_group(dataset, annotator, now, lock=False) is not None
+            # Nothing else for them: the gold groups they have not seen come before "done"
+            # (the count of groups left for them includes those).
+            serves_gold = dataset.gold_rate > 0 and not contended
+            gold = _unseen_gold_group(dataset, annotator) if serves_gold else None
+            if gold is not None:
+                assignment = _assignment_upsert(group=gold, **lease)
+                if assignment is not None:
+                    return assignment, False
+            return None, contended
         # The eligibility query counted live leases in the snapshot its statement
         # began with: a lease another annotator committed while the scan ran is
         # invisible to it. Now that the row is locked by us, count again in a new

@@ -176,3 +176,38 @@ def test_the_browser_shows_earlier_versions_to_researchers(world, client):
     page = client.get(f"/annotate/{dataset.pk}/groups/{group.pk}/").content.decode()
     assert "version 2, revised" in page and "↳ version 1" in page
     assert "<s>A &gt; B &gt; C</s>" in page and "C &gt; B &gt; A" in page
+
+
+def test_what_an_annotator_sees_of_progress_moves_alike_for_gold_groups(client):
+    """Ranking a gold group changes an annotator's numbers exactly as ranking any group: their
+    count +1, left for them -1; the dataset's ranking count (which gold does not move) is not
+    shown to them; and the gold groups they have not seen come before "nothing left"."""
+    ann = UserFactory(username="ann")
+    dataset = make_dataset("gold", groups=3, candidates=2, overlap=1, annotators=[ann],
+                           gold_rate=0.5)  # fmt: skip
+    gold = Group.objects.filter(dataset=dataset).order_by("pk").last()
+    Group.objects.filter(pk=gold.pk).update(is_gold=True)
+    client.force_login(ann)
+
+    def progress():
+        return client.get("/api/datasets/").json()[0]["progress"]
+
+    before = progress()
+    assert "rankings" not in before and before["left_for_me"] == 3
+    served = []
+    while (reply := client.post(f"/api/datasets/{dataset.pk}/next/")).status_code == 200:
+        group = reply.json()["group"]
+        served.append(group["id"])
+        tokens = [c["id"] for c in group["candidates"]]
+        client.post(f"/api/groups/{group['id']}/rankings/",
+                    {"submission_id": str(uuid.uuid4()), **_tiers(dataset, tokens)},
+                    content_type="application/json")  # fmt: skip
+        after = progress()
+        assert (after["my_rankings"], after["left_for_me"]) == (
+            before["my_rankings"] + 1,
+            before["left_for_me"] - 1,
+        )
+        before = after
+    assert gold.pk in served and len(served) == 3 and before["left_for_me"] == 0
+    page = client.get(f"/annotate/{dataset.pk}/").content.decode()
+    assert "2 / 2 groups complete" in page and "rankings" not in page.split("Dataset:")[1][:60]
