@@ -87,7 +87,19 @@ def run_enqueue(
 
 
 def spec_label(spec: dict) -> str:
-    options = ",".join(f"{k}={v}" for k, v in spec.items() if k != "kind")
+    """A run's default name, read by everyone who may see the leaderboard (annotators too):
+    the scorer and its options, a folder or file named by its last part only, endpoints left
+    out (server paths and addresses are for researchers, who see the spec itself)."""
+
+    def shown(value) -> str | None:
+        text = str(value)
+        if "://" in text:
+            return None
+        return "…/" + text.rstrip("/").rsplit("/", 1)[-1] if "/" in text else text
+
+    options = ",".join(
+        f"{k}={v}" for k, value in spec.items() if k != "kind" and (v := shown(value)) is not None
+    )
     label = f"{spec['kind']}:{options}" if options else spec["kind"]
     return label if len(label) <= 200 else label[:199] + "…"
 

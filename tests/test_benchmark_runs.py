@@ -344,3 +344,13 @@ def test_queuing_an_editscore_run_reads_no_model_file(bench, tiny_dir, monkeypat
     assert run.scorer_config["base_fingerprint"] == "computed when the run starts"
     with pytest.raises(InvalidJobConfig, match="not a folder"):
         runs_module.run_enqueue(dataset=dataset, scorer={"kind": "editscore", "base": "/nowhere"})
+
+
+def test_a_runs_default_name_shows_no_server_path_or_address():
+    """Everyone who may read the leaderboard (annotators too) reads a run's default name."""
+    label = runs_module.spec_label({
+        "kind": "editscore", "base": "/srv/models/EditScore-7B/", "adapter": "/srv/a/adapter",
+        "k": 4, "base_url": "http://10.0.0.5:8000/v1",
+    })  # fmt: skip
+    assert label == "editscore:base=…/EditScore-7B,adapter=…/adapter,k=4"
+    assert runs_module.spec_label({"kind": "pixel"}) == "pixel"
