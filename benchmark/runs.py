@@ -25,6 +25,7 @@ from benchmark.models import (
     BenchmarkRun,
     ScoreCache,
 )
+from config.model_roots import check_spec_folders
 from jobs.services import job_enqueue
 from media.storage import read_stored
 from mlcore.options import check_options, option
@@ -52,6 +53,7 @@ class RunConfig:
             )
         if not all(isinstance(k, str) for k in self.scorer):
             raise ValueError("scorer option names must be strings")
+        check_spec_folders(self.scorer, "scorer")
         try:
             build_scorer(self.scorer)  # checks kind and options; no network, no weights
         except NotImplementedError as exc:

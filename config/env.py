@@ -17,6 +17,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 # Every variable the settings module reads; compose.yaml is checked against it.
 KNOWN_VARIABLES = {
+    "MODELS_DIRS": "comma-separated folders model weights may be read from, beside "
+    "REWARD_MODELS_DIR and RL_RUNS_DIR (default: EDITLOOP_VAR_DIR)",
     "DEBUG": "1/0, true/false, yes/no, on/off (default 0; `make demo` turns it on)",
     "SECRET_KEY": "any string of 32 characters or more",
     "ALLOWED_HOSTS": "comma-separated host names, e.g. 'example.org,.example.org,127.0.0.1'",

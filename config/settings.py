@@ -277,6 +277,12 @@ REWARD_MODELS_DIR = env.parse_path(
 RL_RUNS_DIR = env.parse_path(
     "RL_RUNS_DIR", env.read("RL_RUNS_DIR", str(VAR_DIR / "rl_runs")), BASE_DIR
 )
+# Folders model weights may be read from, beside the two above (config/model_roots.py).
+MODELS_DIRS = [
+    env.parse_path("MODELS_DIRS", part.strip(), BASE_DIR)
+    for part in (env.read("MODELS_DIRS") or str(VAR_DIR)).split(",")
+    if part.strip()
+]
 # gpus > 1 on a worker without CUDA: that many CPU processes (gloo) only when this is on (tests,
 # a CPU cluster); otherwise the run is refused before anything is spawned.
 RL_CPU_PROCESSES = env.parse_bool("RL_CPU_PROCESSES", env.read("RL_CPU_PROCESSES") or "0")

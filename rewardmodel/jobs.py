@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
+from config.model_roots import check_model_folder
 from mlcore.options import check_options, option
 from rewardmodel.ml.prompts import PROMPT_SETS
 
@@ -86,6 +87,9 @@ class FinetuneJobConfig:
             raise ValueError("a snapshot carries its own split: give held_out with a dataset only")
         if not self.base_model:
             raise ValueError("base_model must be a path to a Qwen2.5-VL checkpoint folder")
+        check_model_folder(self.base_model, "base_model")
+        if self.adapter_init:
+            check_model_folder(self.adapter_init, "adapter_init")
         if self.teacher is not None:
             from benchmark.ml.scorers import make_scorer
 

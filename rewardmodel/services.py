@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from config.errors import Invalid
+from config.model_roots import check_model_folder
 from media.digest import folder_sha256
 from rewardmodel.jobs import MODEL_NAME
 from rewardmodel.ml.prompts import PROMPT_SETS
@@ -36,6 +37,12 @@ def model_register(
         raise RegistrationRefused(f"a reward model named {name!r} exists already")
     if prompt_set not in PROMPT_SETS:
         raise RegistrationRefused(f"prompt_set must be one of {', '.join(PROMPT_SETS)}")
+    try:
+        check_model_folder(base, "base")
+        if adapter:
+            check_model_folder(adapter, "adapter")
+    except ValueError as exc:
+        raise RegistrationRefused(str(exc)) from None
     base_path = Path(base).expanduser()
     if not (base_path / "config.json").is_file():
         raise RegistrationRefused(f"{base}: not a checkpoint folder (no config.json)")

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.model_roots import check_model_folder, check_spec_folders
 from mlcore.options import check_options, option
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -74,9 +75,12 @@ class RLJobConfig:
             raise ValueError("run_name must be 1-100 letters, digits, '.', '_' or '-'")
         if not self.policy:
             raise ValueError("policy must be a diffusers pipeline folder")
+        check_model_folder(self.policy, "policy")
         _check_reward(self.reward)
+        check_spec_folders(self.reward, "reward")
         if self.judge is not None:
             _check_reward(self.judge)
+            check_spec_folders(self.judge, "judge")
         if (self.dataset_id is None) == (not self.prompts_file):
             raise ValueError("give the prompts as exactly one of a dataset or an uploaded file")
         for key, value in self.policy_options.items():

@@ -11,6 +11,17 @@ from tests.factories import UserFactory
 
 # An accidental model-hub call in a test fails loudly instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests build their tiny models under pytest's temporary folders and name made-up folders:
+# model folders may be anywhere (for this process below, for the workers it starts here).
+# tests/test_model_roots.py restricts them and checks the refusals.
+os.environ.setdefault("MODELS_DIRS", "/")
+
+
+@pytest.fixture(autouse=True)
+def _models_anywhere(settings):
+    from pathlib import Path
+
+    settings.MODELS_DIRS = [Path("/")]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -584,6 +584,9 @@ class OpenAIScorer(Scorer):
 # ---------------------------------------------------------------- EditScore (a local VLM)
 
 
+MAX_MODEL_FILES = 10_000
+
+
 def folder_fingerprint(path: str | os.PathLike) -> str:
     """What identifies a checkpoint or adapter folder in a cache key: every file's name
     and size, and the bytes of the small ones (configs, adapters of a few hundred MB are
@@ -592,8 +595,14 @@ def folder_fingerprint(path: str | os.PathLike) -> str:
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"{path}: not a folder")
+    files = []
+    for file in root.rglob("*"):  # bounded: a model folder holds tens of files, not a disk
+        if file.is_file():
+            files.append(file)
+            if len(files) > MAX_MODEL_FILES:
+                raise ValueError(f"{path}: more than {MAX_MODEL_FILES} files, not a model folder")
     digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+    for file in sorted(files):
         size = file.stat().st_size
         digest.update(f"{file.relative_to(root)}\0{size}\0".encode())
         with open(file, "rb") as f:
