@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -113,9 +114,8 @@ def _import_locked(
         stored, image_errors = _store_all(bundle, groups, store, workers, progress)
         if image_errors:
             raise ImportRefused(image_errors)
-        with transaction.atomic():
-            dataset, created = _dataset(dataset_name, overlap)
-            candidates = _write_rows(dataset, groups, stored)
+        dataset, created, candidates = _write_in_batches(dataset_name, overlap, groups, stored,
+                                                         progress)  # fmt: skip
         if connection.vendor == "postgresql":
             # Fresh statistics, or the planner guesses the new rows do not exist
             # and `next` scans and sorts the whole dataset until autovacuum runs.
@@ -180,6 +180,36 @@ def _store_all(bundle, groups, store, workers, progress):
             "free space or fix its permissions, then import again"
         )))  # fmt: skip
     return stored, errors
+
+
+BATCH_GROUPS = 1000
+
+
+def _write_in_batches(dataset_name, overlap, groups, stored, progress):
+    """The rows, committed BATCH_GROUPS groups at a time into a hidden staging dataset (each
+    transaction short: on SQLite the write lock is released between batches, so annotators'
+    `next` keeps answering), then moved into the named dataset in one transaction. Nothing is
+    visible before the move; a failure deletes the staging dataset with what it holds. Called
+    under the import lock: a staging dataset found here is a crashed import's."""
+    Dataset.all_objects.filter(importing=True).delete()
+    staging = Dataset.all_objects.create(name=f"importing-{uuid.uuid4().hex}", importing=True)
+    try:
+        candidates = 0
+        for start in range(0, len(groups), BATCH_GROUPS):
+            with transaction.atomic():
+                candidates += _write_rows(staging, groups[start : start + BATCH_GROUPS], stored)
+            if progress is not None:
+                written = min(start + BATCH_GROUPS, len(groups))
+                progress(0.95 + 0.05 * written / len(groups),
+                         f"wrote {written} of {len(groups)} groups")  # fmt: skip
+        with transaction.atomic():
+            dataset, created = _dataset(dataset_name, overlap)
+            Group.objects.filter(dataset=staging).update(dataset=dataset)
+            Dataset.all_objects.filter(pk=staging.pk).delete()
+    except BaseException:
+        Dataset.all_objects.filter(pk=staging.pk).delete()
+        raise
+    return dataset, created, candidates
 
 
 def _dataset(name: str, overlap: int | None) -> tuple[Dataset, bool]:

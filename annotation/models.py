@@ -23,6 +23,15 @@ def _default_dimensions() -> list[dict]:
     return [dict(d) for d in DEFAULT_DIMENSIONS]
 
 
+class DatasetManager(models.Manager):
+    """Datasets in use. A dataset being imported is a hidden staging dataset that receives the
+    groups batch by batch (annotation/importer.py): nobody sees it, nothing is served from it,
+    until the import moves its groups into the named dataset in one short transaction."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(importing=False)
+
+
 class Dataset(models.Model):
     name = models.CharField(max_length=100, unique=True)
     dimensions = models.JSONField(
@@ -56,9 +65,14 @@ class Dataset(models.Model):
         settings.AUTH_USER_MODEL, blank=True, related_name="annotation_datasets"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    importing = models.BooleanField(default=False, editable=False)
+
+    all_objects = models.Manager()  # staging datasets of imports too
+    objects = DatasetManager()
 
     class Meta:
         ordering = ["name"]
+        default_manager_name = "objects"
 
     def __str__(self) -> str:
         return self.name

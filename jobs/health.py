@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.db import connection
+from django.db import OperationalError, connection
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -20,13 +20,39 @@ from django.views.decorators.http import require_GET
 CHECK_SECONDS = 2  # the longest one broker check may wait for an answer
 
 
+PROBE_SECONDS = 1  # the longest the database's write probe may wait
+
+
 def check_database() -> dict:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
+            if connection.vendor == "sqlite" and not connection.in_atomic_block:
+                blocked = _sqlite_write_blocked(cursor)
+                if blocked:
+                    return {"ok": False, "engine": "sqlite", "error": blocked}
         return {"ok": True, "engine": connection.vendor}
     except Exception as exc:
         return {"ok": False, "engine": connection.vendor, "error": _short(exc)}
+
+
+def _sqlite_write_blocked(cursor) -> str | None:
+    """SQLite answers reads while one writer holds the only write lock, and every other write
+    waits for it: take the write lock (and give it back at once) with a short timeout."""
+    cursor.execute("PRAGMA busy_timeout")
+    before = cursor.fetchone()[0]
+    cursor.execute(f"PRAGMA busy_timeout = {PROBE_SECONDS * 1000}")
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute("ROLLBACK")
+    except OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return (f"alive but blocked: a write waited more than {PROBE_SECONDS} s for the "
+                    "database's write lock (a long transaction holds it)")  # fmt: skip
+        raise
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout = {int(before)}")
+    return None
 
 
 def check_broker() -> dict:
