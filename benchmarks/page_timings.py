@@ -2,7 +2,9 @@
 
 Signs in as the demo's annotator and researcher (passwords from ``VAR/demo-credentials.json``)
 over plain HTTP, loads each page once to warm it, then ``--loads`` times, and prints one JSON
-object: the median and the largest time of each page, in milliseconds, and its size.
+object: the median and the largest time of each page, in milliseconds, and its size. If the
+demo's annotator has no ranking yet, it ranks one group through the API first (the revision
+page needs one).
 
     EDITLOOP_VAR_DIR=var .venv/bin/python manage.py demo --no-loop --port 8000   # a finished demo
     .venv/bin/python benchmarks/page_timings.py --url http://127.0.0.1:8000 --var-dir var
@@ -18,6 +20,7 @@ import statistics
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 
@@ -26,13 +29,22 @@ class Browser:
 
     def __init__(self, url: str):
         self.url = url.rstrip("/")
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-        )
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
 
     def get(self, path: str) -> bytes:
         with self.opener.open(self.url + path, timeout=60) as response:
             return response.read()
+
+    def post_json(self, path: str, payload: dict) -> dict:
+        token = next(c.value for c in self.jar if c.name == "csrftoken")
+        request = urllib.request.Request(
+            self.url + path, data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json", "X-CSRFToken": token,
+                     "Referer": self.url + "/"},
+        )  # fmt: skip
+        with self.opener.open(request, timeout=60) as response:
+            return json.loads(response.read() or b"{}")
 
     def sign_in(self, username: str, password: str) -> None:
         form = self.get("/login/").decode()
@@ -78,10 +90,22 @@ def main() -> None:
     dataset = first(r"/annotate/\d+/", home)
     groups = researcher.get(dataset + "groups/")
     group = first(r"/annotate/\d+/groups/\d+/", groups)
+    mine = annotator.get("/annotate/mine/")
+    if b"/revise/" not in mine:  # the demo's annotator has not ranked yet: one ranking, by API
+        dataset_id = int(dataset.strip("/").rsplit("/", 1)[-1])
+        listed = json.loads(annotator.get("/api/datasets/"))
+        keys = [d["key"] for d in next(d for d in listed if d["id"] == dataset_id)["dimensions"]]
+        served = annotator.post_json(f"/api/datasets/{dataset_id}/next/", {})["group"]
+        tiers = {key: [[c["id"]] for c in served["candidates"]] for key in keys}
+        annotator.post_json(f"/api/groups/{served['id']}/rankings/",
+                            {"submission_id": str(uuid.uuid4()), "tiers": tiers})  # fmt: skip
+        mine = annotator.get("/annotate/mine/")
     pages = {
         "annotator: datasets": (annotator, "/annotate/"),
         "annotator: ranking page": (annotator, dataset),
         "annotator: my work": (annotator, "/annotate/mine/"),
+        "annotator: revise a ranking": (annotator, first(r"/annotate/rankings/\d+/revise/", mine)),
+        "researcher: dataset settings": (researcher, dataset + "settings/"),
         "researcher: group browser": (researcher, dataset + "groups/"),
         "researcher: group browser, complete": (researcher, dataset + "groups/?state=complete"),
         "researcher: one group": (researcher, group),
