@@ -132,3 +132,13 @@ def tiny_dir(tmp_path_factory):
     from rewardmodel.ml.tiny import build_tiny_editscore
 
     return build_tiny_editscore(tmp_path_factory.mktemp("tiny") / "editscore", seed=0)
+
+
+@pytest.fixture
+def page(page):
+    """pytest-playwright's page, and every browser test fails on a Content-Security-Policy
+    violation (chromium reports each on the console)."""
+    violations = []
+    page.on("console", lambda m: violations.append(f"{m.location['url']}: {m.text[:160]}") if "Content Security Policy" in m.text else None)  # fmt: skip
+    yield page
+    assert violations == [], violations

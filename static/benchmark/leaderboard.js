@@ -1,6 +1,9 @@
 // The leaderboard (no framework): sortable columns, each part (this installation's runs, the
 // paper's rows) sorted on its own so they never interleave; switches for the published rows
 // and the task-group columns; "compare two rows".
+for (const select of document.querySelectorAll("[data-submit-on-change]")) {
+  select.addEventListener("change", () => select.form.submit());
+}
 const table = document.getElementById("leaderboard");
 if (table) {
   table.querySelectorAll("thead th").forEach((th, column) => {
