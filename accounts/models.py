@@ -35,7 +35,7 @@ class SignInAttempt(models.Model):
     row is written before the check, so parallel guesses count each other."""
 
     key = models.CharField(max_length=64, db_index=True, help_text="sha256 of username+address")
-    at = models.FloatField(help_text="seconds since the epoch")
+    at = models.FloatField(db_index=True, help_text="seconds since the epoch")
 
     def __str__(self) -> str:
         return f"sign-in attempt at {self.at}"

@@ -37,15 +37,16 @@ def reserve(request, username: str | None) -> int:
     key, now = _key(request, username), time.time()
     window, limit = settings.LOGIN_FAILURE_WINDOW_SECONDS, settings.LOGIN_FAILURE_LIMIT
     since = now - window
-    SignInAttempt.objects.filter(key=key, at__lte=since).delete()
+    SignInAttempt.objects.filter(at__lte=since).delete()  # every key's: the table stays small
     attempt = SignInAttempt.objects.create(key=key, at=now)
     counted = SignInAttempt.objects.filter(key=key, at__gt=since)
     if counted.count() <= limit:
         return 0
     attempt.delete()
     times = sorted(counted.values_list("at", flat=True))
-    oldest_counted = times[-limit] if len(times) >= limit else now
-    return max(1, math.ceil(oldest_counted + window - now))
+    if len(times) < limit:  # others were refused at the same instant and took theirs back
+        return 1
+    return max(1, math.ceil(times[-limit] + window - now))
 
 
 def reset(request, username: str | None) -> None:

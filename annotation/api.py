@@ -68,7 +68,7 @@ class ProgressSerializer(serializers.Serializer):
     """For the schema: annotation.selectors.DatasetProgress."""
 
     groups = serializers.IntegerField()
-    groups_complete = serializers.IntegerField()
+    groups_complete = serializers.IntegerField(required=False, help_text="researchers only")
     rankings = serializers.IntegerField(
         required=False, help_text="researchers only (gold groups and repeats are outside it)"
     )

@@ -17,10 +17,12 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
 from annotation.constants import DEFAULT_DIMENSIONS
 from annotation.manifest import Bundle, GroupSpec, ImportRefused, LineError, parse_manifest
@@ -189,9 +191,11 @@ def _write_in_batches(dataset_name, overlap, groups, stored, progress):
     """The rows, committed BATCH_GROUPS groups at a time into a hidden staging dataset (each
     transaction short: on SQLite the write lock is released between batches, so annotators'
     `next` keeps answering), then moved into the named dataset in one transaction. Nothing is
-    visible before the move; a failure deletes the staging dataset with what it holds. Called
-    under the import lock: a staging dataset found here is a crashed import's."""
-    Dataset.all_objects.filter(importing=True).delete()
+    visible before the move; a failure deletes the staging dataset with what it holds. A staging
+    dataset a day old is a crashed import's (workers that share no lock file may import at
+    the same time: a younger one may be another's)."""
+    stale = timezone.now() - timedelta(days=1)
+    Dataset.all_objects.filter(importing=True, created_at__lt=stale).delete()
     staging = Dataset.all_objects.create(name=f"importing-{uuid.uuid4().hex}", importing=True)
     try:
         candidates = 0
@@ -204,7 +208,10 @@ def _write_in_batches(dataset_name, overlap, groups, stored, progress):
                          f"wrote {written} of {len(groups)} groups")  # fmt: skip
         with transaction.atomic():
             dataset, created = _dataset(dataset_name, overlap)
-            Group.objects.filter(dataset=staging).update(dataset=dataset)
+            moved = Group.objects.filter(dataset=staging).update(dataset=dataset)
+            if moved != len(groups):  # something removed rows meanwhile: not the import we made
+                raise RuntimeError(f"the import's staging dataset holds {moved} of "
+                                   f"{len(groups)} groups; import again")  # fmt: skip
             Dataset.all_objects.filter(pk=staging.pk).delete()
     except BaseException:
         Dataset.all_objects.filter(pk=staging.pk).delete()

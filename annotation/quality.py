@@ -35,6 +35,7 @@ from annotation.models import (
     DatasetReport,
     Group,
     Ranking,
+    RankingVersion,
     Review,
     full_tiers,
 )
@@ -70,9 +71,15 @@ class GroupRow:
 @dataclass
 class RankingRow:
     annotator: int
-    code: str  # annotation/stats/codes.py
+    code: str  # annotation/stats/codes.py: the current version (agreement, consensus)
     seconds: float | None
     repeat: bool
+    # The first version's code: gold accuracy and self-consistency judge first answers, so a
+    # revision made after seeing a group again does not change them.
+    first_code: str = ""
+
+    def __post_init__(self):
+        self.first_code = self.first_code or self.code
 
 
 def dataset_chunks(
@@ -114,10 +121,15 @@ def dataset_chunks(
         rows = (
             Ranking.objects.filter(**span)
             .order_by("group_id", "pk")
-            .values_list("group_id", "annotator_id", "code", "seconds_spent", "repeat")
+            .values_list("pk", "group_id", "annotator_id", "code", "seconds_spent", "repeat")
         )
-        for gid, *rest in rows:
-            rankings[gid].append(RankingRow(*rest))
+        firsts = dict(
+            RankingVersion.objects.filter(
+                version=1, **{f"ranking__{key}": value for key, value in span.items()}
+            ).values_list("ranking_id", "code")
+        )  # fmt: skip
+        for pk, gid, *rest in rows:
+            rankings[gid].append(RankingRow(*rest, first_code=firsts.get(pk, "")))
         yield [(groups[gid], rankings.get(gid, [])) for gid in ids]
 
 
@@ -350,7 +362,8 @@ class _Tally:
                           for p in (self.unanimous, self.majority)}  # fmt: skip
 
     def add_rankings(self, group, rankings) -> None:
-        """Per annotator: rankings and time, gold relations respected, repeats' agreement."""
+        """Per annotator: rankings and time, gold relations respected, repeats' agreement (the
+        last two on first versions)."""
         dims, people, counts = self.dims, self.people, self.counts
         for r in rankings:
             person = people[r.annotator]
@@ -362,26 +375,26 @@ class _Tally:
         if group.is_gold:
             counts["gold_groups"] += 1
             for r in rankings:
-                if len(r.code) != length:
+                if len(r.first_code) != length:
                     counts["left_out"] += 1
                     continue
-                mine = code_positions(r.code, dims, group.candidates)
+                mine = code_positions(r.first_code, dims, group.candidates)
                 for dim, relations in (group.gold or {}).items():
                     for a, op, b in relations if dim in mine else ():
                         people[r.annotator].gold_relations += 1
                         people[r.annotator].gold_respected += gold_respected(mine[dim], a, op, b)
             return
-        firsts = {r.annotator: r for r in rankings if not r.repeat and len(r.code) == length}
+        firsts = {r.annotator: r for r in rankings if not r.repeat and len(r.first_code) == length}
         for r in rankings:
             original = firsts.get(r.annotator) if r.repeat else None
             if r.repeat:
                 counts["repeats"] += 1
-                if len(r.code) != length:
+                if len(r.first_code) != length:
                     counts["left_out"] += 1
                     continue
             if original is not None:
-                before = code_positions(original.code, dims, group.candidates)
-                again = code_positions(r.code, dims, group.candidates)
+                before = code_positions(original.first_code, dims, group.candidates)
+                again = code_positions(r.first_code, dims, group.candidates)
                 values = [agreement_stats.pairwise_agreement(before[d], again[d]) for d in dims]
                 values = [v for v in values if v is not None]
                 if values:

@@ -68,13 +68,14 @@ def datasets_with_progress(user) -> list[tuple[Dataset, DatasetProgress]]:
 
 @dataclass(frozen=True)
 class DatasetProgress:
-    """What a user sees of a dataset's progress. Every number moves the same way whichever
-    group they rank, so none tells a gold group or a repeat from the others: `my_rankings`
-    counts all their rankings, `left_for_me` counts unseen gold groups too, and the dataset's
-    ranking count (which gold groups and repeats do not move) is for researchers only."""
+    """What a user sees of a dataset's progress. An annotator sees their own numbers only,
+    which move alike for a gold group and any other (`my_rankings` counts all their rankings,
+    `left_for_me` the gold groups they have not seen too); the dataset's counts, which gold
+    groups and repeats do not move (and which would single out the gold groups once every
+    other group is complete), are for researchers."""
 
     groups: int
-    groups_complete: int
+    groups_complete: int | None  # None for annotators
     rankings: int | None  # None for annotators
     rankings_target: int | None
     my_rankings: int
@@ -94,7 +95,7 @@ def dataset_progress(*, dataset: Dataset, user) -> DatasetProgress:
     researcher = is_researcher(user)
     return DatasetProgress(
         groups=counts["groups"],
-        groups_complete=counts["complete"],
+        groups_complete=counts["complete"] if researcher else None,
         rankings=counts["rankings"] if researcher else None,
         rankings_target=counts["groups"] * dataset.overlap + counts["extra"]
         if researcher

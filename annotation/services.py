@@ -406,6 +406,9 @@ def ranking_submit(
         with transaction.atomic():
             locked = Group.objects.select_for_update().get(pk=group.pk)
             previous = Ranking.objects.filter(submission_id=submission_id).first()
+            if previous is None:  # a version a revision has replaced since
+                replaced = RankingVersion.objects.filter(submission_id=submission_id).first()
+                previous = replaced.ranking if replaced is not None else None
             if previous is not None:  # the same request, retried while we waited for the lock
                 return _same_submission(previous, group, annotator), False
             # A second ranking of the group by this annotator fails on the unique
@@ -499,47 +502,55 @@ def ranking_revise(
     from_annotator: bool = False,
 ) -> tuple[Ranking, bool]:
     """Replace an annotator's ranking with a new version; the version it replaces is kept as a
-    RankingVersion. Returns (ranking, created): the current version's submission_id again is
-    a retried request. RankingConflict when it is not theirs, or `revision_refusal` says no.
-    The group's agreement is recomputed if it had its rankings, and the dataset's report goes
-    stale."""
+    RankingVersion. Returns (ranking, created): the current version's submission_id with the
+    same placements is a retried request; a submission_id used before for anything else is a
+    RankingConflict, as is a ranking not theirs or one `revision_refusal` refuses. The ranking's
+    `seconds_spent` adds up its versions' time. The group's agreement is recomputed if it had
+    its rankings, and the dataset's report goes stale. (Quality control reads the first
+    version: annotation/quality.py.)"""
     if ranking.annotator_id != annotator.pk:
         raise RankingConflict("you may revise only your own rankings")
     group = ranking.group
     dataset = group.dataset
     clean_tiers, clean_unusable = _placements_clean(group, tiers, unusable, from_annotator)
     now = timezone.now()
-    with transaction.atomic():
-        locked = Group.objects.select_for_update().get(pk=group.pk)
-        current = Ranking.objects.select_for_update().get(pk=ranking.pk)
-        if current.submission_id == submission_id:
-            return current, False
-        if RankingVersion.objects.filter(ranking=current, submission_id=submission_id).exists():
-            raise RankingConflict("this submission was replaced by a later revision")
-        current.group = locked
-        refusal = revision_refusal(current, now)
-        if refusal is not None:
-            raise RankingConflict(refusal)
-        RankingVersion.objects.create(
-            ranking=current, version=current.version, submission_id=current.submission_id,
-            tiers=current.tiers, unusable=current.unusable, seconds_spent=current.seconds_spent,
-            code=current.code, submitted_at=current.revised_at or current.created_at,
-        )  # fmt: skip
-        shown = current.shown_order or [c.external_id for c in group.candidates.all()]
-        current.tiers, current.unusable = clean_tiers, clean_unusable
-        current.seconds_spent, current.submission_id = seconds_spent, submission_id
-        current.version, current.revised_at = current.version + 1, now
-        current.code = ranking_code(
-            {d: full_tiers(clean_tiers, clean_unusable, d) for d in dataset.dimension_keys},
-            dataset.dimension_keys, shown, shown[0],
-        )  # fmt: skip
-        current.save()
-        target = dataset.overlap + locked.extra_overlap
-        if not (current.repeat or current.surplus or locked.is_gold) and (
-            locked.ranking_count >= target
-        ):
-            group_review(locked, dataset)
-        DatasetReport.objects.filter(dataset_id=dataset.pk).update(last_ranking_id=-1)
+    try:
+        with transaction.atomic():
+            locked = Group.objects.select_for_update().get(pk=group.pk)
+            current = Ranking.objects.select_for_update().get(pk=ranking.pk)
+            if current.submission_id == submission_id:
+                if (current.tiers, current.unusable) == (clean_tiers, clean_unusable):
+                    return current, False  # the same request, retried
+                raise RankingConflict("this submission id was used for another version")
+            used = Ranking.objects.filter(submission_id=submission_id).exists()
+            if used or RankingVersion.objects.filter(submission_id=submission_id).exists():
+                raise RankingConflict("this submission id was used before: reload the page")
+            current.group = locked
+            refusal = revision_refusal(current, now)
+            if refusal is not None:
+                raise RankingConflict(refusal)
+            RankingVersion.objects.create(
+                ranking=current, version=current.version, submission_id=current.submission_id,
+                tiers=current.tiers, unusable=current.unusable, seconds_spent=current.seconds_spent,
+                code=current.code, submitted_at=current.revised_at or current.created_at,
+            )  # fmt: skip
+            shown = current.shown_order or [c.external_id for c in group.candidates.all()]
+            current.tiers, current.unusable = clean_tiers, clean_unusable
+            if seconds_spent is not None:
+                current.seconds_spent = (current.seconds_spent or 0) + seconds_spent
+            current.submission_id = submission_id
+            current.version, current.revised_at = current.version + 1, now
+            current.code = ranking_code(
+                {d: full_tiers(clean_tiers, clean_unusable, d) for d in dataset.dimension_keys},
+                dataset.dimension_keys, shown, shown[0],
+            )  # fmt: skip
+            current.save()
+            target = dataset.overlap + locked.extra_overlap
+            if not (current.repeat or locked.is_gold) and locked.ranking_count >= target:
+                group_review(locked, dataset)  # surplus rankings are votes in its agreement too
+            DatasetReport.objects.filter(dataset_id=dataset.pk).update(last_ranking_id=-1)
+    except IntegrityError:  # a submission id another request has just used
+        raise RankingConflict("this submission id was used before: reload the page") from None
     return current, True
 
 

@@ -128,5 +128,6 @@ def revise_ranking(request, ranking_id: int):
         "group": payload,
         "revising": ranking,
         "board_data": {"group": payload, "dimensions": dataset.dimensions,
-                       "user": request.user.pk, "mode": "revision"},
+                       "user": request.user.pk, "mode": "revision",
+                       "revision": f"{ranking.pk}-{ranking.version}"},
     })  # fmt: skip

@@ -31,8 +31,15 @@ def check_model_folder(value: str, field: str) -> None:
 
 
 def check_spec_folders(spec, what: str) -> None:
-    """The model folders a scorer or reward spec names (its `base` and `adapter`)."""
+    """The model folders a scorer or reward spec names (the `base` and `adapter` of it and of
+    every spec nested in it: a weighted reward's terms)."""
     if isinstance(spec, dict):
         for key in SPEC_FOLDERS:
-            if spec.get(key):
+            if isinstance(spec.get(key), str) and spec[key]:
                 check_model_folder(spec[key], f"{what} {key}")
+        for value in spec.values():
+            if isinstance(value, dict | list):
+                check_spec_folders(value, what)
+    elif isinstance(spec, list):
+        for item in spec:
+            check_spec_folders(item, what)

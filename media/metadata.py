@@ -35,8 +35,7 @@ def strip_metadata(data: bytes, image_format: str) -> bytes:
 # Tag types that hold numbers only: their data is kept. Text types keep their (empty)
 # structure; every other type, and every byte outside a kept tag, becomes zero.
 ICC_NUMERIC = {b"XYZ ", b"curv", b"para", b"sf32", b"mft1", b"mft2", b"mAB ", b"mBA ",
-               b"chrm", b"sig ", b"view", b"meas", b"uf32", b"ui16", b"ui32", b"ui64",
-               b"ui08", b"dtim", b"s15f", b"u16f", b"vcgt", b"lut8", b"lutA", b"lutB"}  # fmt: skip
+               b"chrm"}  # the types colour management reads  # fmt: skip
 ICC_TEXT = {b"desc", b"text", b"mluc"}
 ICC_MAX_BYTES = 4 * 2**20
 
@@ -138,8 +137,12 @@ def strip_jpeg(data: bytes) -> bytes:
             raise NotUnderstood(f"a JPEG with marker 0xFF{marker:02X}")
     out.append(b"\xff\xd9")
     if icc_at is not None:
-        profile = sanitize_icc(b"".join(part for _, part in sorted(icc)))
-        out[icc_at] = _icc_segments(profile)
+        try:
+            profile = sanitize_icc(b"".join(part for _, part in sorted(icc)))
+        except NotUnderstood:
+            pass  # a damaged or incomplete profile: the image is kept without it
+        else:
+            out[icc_at] = _icc_segments(profile)
     return b"".join(part for part in out if part is not None)
 
 
@@ -203,21 +206,27 @@ def _icc_segments(profile: bytes) -> bytes:
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Chunks that affect how the image looks, with the sizes their content allows.
+# Chunks that affect how the still image looks, with the sizes their content allows; PLTE and
+# tRNS are checked against the colour type. Everything else (text, EXIF, time, private
+# chunks, an APNG's frames: the still image is what was checked) is dropped.
 PNG_FIXED = {b"IHDR": {13}, b"gAMA": {4}, b"cHRM": {32}, b"sRGB": {1}, b"pHYs": {9},
-             b"bKGD": {1, 2, 6}, b"sBIT": {1, 2, 3, 4}, b"acTL": {8}, b"fcTL": {26},
-             b"IEND": {0}}  # fmt: skip
-PNG_VARIABLE = {b"PLTE", b"IDAT", b"tRNS", b"fdAT"}  # pixels and palettes
+             b"bKGD": {1, 2, 6}, b"sBIT": {1, 2, 3, 4}, b"IEND": {0}}  # fmt: skip
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+         (0, 1, 1, 2))  # fmt: skip
 PNG_MAX_ICC = 4 * 2**20
 
 
 def strip_png(data: bytes) -> bytes:
-    """The chunks that make the picture, checked; iCCP with its name replaced and its profile
-    sanitised; text, EXIF, time, private chunks and anything after IEND dropped."""
+    """IHDR, the palette and transparency the colour type allows, the image stream (checked to
+    inflate to exactly the rows IHDR declares), the colour chunks, iCCP with its name replaced
+    and its profile sanitised (dropped if not understood), IEND; nothing else."""
     if not data.startswith(PNG_SIGNATURE):
         raise NotUnderstood("a PNG without its signature")
     out = [PNG_SIGNATURE]
     pos = len(PNG_SIGNATURE)
+    header = None
+    palette_entries = 0
     while True:
         if pos + 12 > len(data):
             raise NotUnderstood("a PNG that ends before its IEND chunk")
@@ -227,28 +236,67 @@ def strip_png(data: bytes) -> bytes:
         if end > len(data):
             raise NotUnderstood(f"a PNG chunk {kind!r} that runs past the end")
         body = data[pos + 8 : pos + 8 + length]
+        chunk = data[pos:end]
         if kind in PNG_FIXED:
             if length not in PNG_FIXED[kind]:
                 raise NotUnderstood(f"a PNG chunk {kind.decode('latin-1')} of {length} bytes")
-            out.append(data[pos:end])
-        elif kind == b"PLTE" and (length % 3 or length > 768):
-            raise NotUnderstood("a PNG palette of the wrong size")
-        elif kind in PNG_VARIABLE:
-            out.append(data[pos:end])
+            if kind == b"IHDR":
+                header = struct.unpack(">IIBBBBB", body)
+            out.append(chunk)
+        elif header is None:
+            raise NotUnderstood("a PNG whose first chunk is not IHDR")
+        elif kind == b"PLTE":
+            colour, depth = header[3], header[2]
+            if length % 3 or colour in (0, 4) or length // 3 > (2**depth if colour == 3 else 256):
+                raise NotUnderstood("a PNG palette that its colour type does not allow")
+            if colour == 3:  # in a truecolour image a palette is only a suggestion: dropped
+                palette_entries = length // 3
+                out.append(chunk)
+        elif kind == b"tRNS":
+            colour = header[3]
+            allowed = {0: length == 2, 2: length == 6, 3: 0 < length <= palette_entries}
+            if not allowed.get(colour, False):
+                raise NotUnderstood("a PNG transparency chunk that its colour type does not allow")
+            out.append(chunk)
+        elif kind == b"IDAT":
+            out.append(chunk)
         elif kind == b"iCCP":
-            out.append(_png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(
-                sanitize_icc(_png_profile(body)))))  # fmt: skip
+            try:
+                profile = sanitize_icc(_png_profile(body))
+            except NotUnderstood:
+                pass  # a damaged profile: the image is kept without it
+            else:
+                out.append(_png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(profile)))
         pos = end
         if kind == b"IEND":
-            _check_image_stream(out)
+            _check_image_stream(out, header)
             return b"".join(out)
 
 
-def _check_image_stream(chunks: list[bytes]) -> None:
-    """The IDAT chunks hold one zlib stream and nothing after it (a decoder ignores what
-    follows the stream's end, so text could hide there). Inflated piece by piece: memory stays
-    flat whatever the image size."""
+def _png_raw_size(header: tuple) -> int:
+    """The bytes the image stream inflates to: every row of every (Adam7) pass with its filter
+    byte."""
+    width, height, depth, colour, _, _, interlace = header
+    bits = PNG_CHANNELS.get(colour, 0) * depth
+    if not bits:
+        raise NotUnderstood("a PNG of an unknown colour type")
+    passes = ADAM7 if interlace else ((0, 0, 1, 1),)
+    total = 0
+    for x0, y0, dx, dy in passes:
+        w = (width - x0 + dx - 1) // dx if width > x0 else 0
+        h = (height - y0 + dy - 1) // dy if height > y0 else 0
+        if w and h:
+            total += h * (1 + (w * bits + 7) // 8)
+    return total
+
+
+def _check_image_stream(chunks: list[bytes], header: tuple) -> None:
+    """The IDAT chunks hold one zlib stream, which inflates to exactly the rows IHDR declares,
+    and nothing after it (a decoder ignores what follows, so text could hide there). Inflated
+    piece by piece: memory stays flat whatever the image size."""
+    expected = _png_raw_size(header)
     inflate = zlib.decompressobj()
+    inflated = 0
     for chunk in chunks:
         if chunk[4:8] != b"IDAT":
             continue
@@ -257,14 +305,16 @@ def _check_image_stream(chunks: list[bytes]) -> None:
         pending = chunk[8:-4]
         try:
             while pending and not inflate.eof:
-                inflate.decompress(pending, 2**20)
+                inflated += len(inflate.decompress(pending, 2**20))
                 pending = inflate.unconsumed_tail
+                if inflated > expected:
+                    raise NotUnderstood("a PNG whose image stream holds more than its rows")
         except zlib.error:
             raise NotUnderstood("a PNG whose image stream does not decompress") from None
         if inflate.unused_data:
             raise NotUnderstood("a PNG with data after its image stream")
-    if not inflate.eof:
-        raise NotUnderstood("a PNG whose image stream is incomplete")
+    if not inflate.eof or inflated != expected:
+        raise NotUnderstood("a PNG whose image stream is not the size of its rows")
 
 
 def _png_profile(body: bytes) -> bytes:
@@ -305,6 +355,7 @@ def strip_webp(data: bytes) -> bytes:
     chunks, pos = [], 12
     vp8x_at = None
     has_icc = False
+    seen: dict[bytes, int] = {}
     while pos + 8 <= riff_end:
         kind = data[pos : pos + 4]
         size = int.from_bytes(data[pos + 4 : pos + 8], "little")
@@ -320,11 +371,20 @@ def strip_webp(data: bytes) -> bytes:
             vp8x_at = len(chunks)
             chunks.append(bytearray(body))
         elif kind in WEBP_IMAGE:
+            seen[kind] = seen.get(kind, 0) + 1
             chunks.append(_riff_chunk(kind, body))
         elif kind == b"ICCP":
-            chunks.append(_riff_chunk(kind, sanitize_icc(body)))
-            has_icc = True
+            try:
+                chunks.append(_riff_chunk(kind, sanitize_icc(body)))
+                has_icc = True
+            except NotUnderstood:
+                pass  # a damaged profile: the image is kept without it
         pos = body_end + (size & 1)  # chunks are padded to an even size
+    # one image, its alpha at most once and only beside a lossy one: no second bitstream
+    if seen.get(b"VP8 ", 0) + seen.get(b"VP8L", 0) != 1 or seen.get(b"ALPH", 0) > (
+        1 if b"VP8 " in seen else 0
+    ):
+        raise NotUnderstood("a WebP that is not one image")
     if vp8x_at is not None:
         flags = chunks[vp8x_at]
         if flags[0] & VP8X_ANIMATION:

@@ -76,7 +76,11 @@ def test_api_docs_page_is_served_from_the_app_to_signed_in_users(client):
     page = response.content.decode()
     assert response.status_code == 200 and "swagger-ui" in page
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page  # vendored, no CDN
-    assert "cdn." not in page and "unpkg" not in page and "/api/schema/" in page
+    # its start-up script is a file of its own (the Content-Security-Policy allows no inline one)
+    assert '<script src="/api/docs/?script="></script>' in page and "<script>" not in page
+    script = client.get("/api/docs/?script=").content.decode()
+    assert "cdn." not in page + script and "unpkg" not in page + script
+    assert "/api/schema/" in script
     asset = page.split('src="')[1].split('"')[0].removeprefix(settings.STATIC_URL).lstrip("/")
     assert finders.find(asset), asset  # collectstatic and whitenoise serve it
     assert 'href="/api/docs/"' in client.get("/").content.decode()  # in the menu

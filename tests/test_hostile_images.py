@@ -32,14 +32,14 @@ def _picture() -> Image.Image:
     return image
 
 
-def _icc(*, desc: bytes = b"sRGB", padding: bytes = b"") -> bytes:
+def _icc(*, desc: bytes = b"sRGB", padding: bytes = b"", extra: tuple = ()) -> bytes:
     """A small ICC v2 profile: a textDescription, a copyright text, an unknown 'data' tag
     and a white point; `padding` sits in unused bytes after the tags."""
     desc_body = (b"desc" + b"\0" * 4 + struct.pack(">I", len(desc) + 1) + desc + b"\0"
                  + b"\0" * 8 + b"\0" * 3 + b"\0" * 67)  # fmt: skip
     tags = [(b"desc", desc_body), (b"cprt", b"text" + b"\0" * 4 + desc + b"\0"),
             (b"zzzz", b"data" + b"\0" * 4 + desc), (b"wtpt", b"XYZ " + b"\0" * 4
-            + struct.pack(">iii", 63190, 65536, 54061))]  # fmt: skip
+            + struct.pack(">iii", 63190, 65536, 54061)), *extra]  # fmt: skip
     offset = 132 + 12 * len(tags)
     table, data = b"", b""
     for sig, body in tags:
@@ -88,6 +88,11 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 
 def _before_iend(data: bytes, extra: bytes) -> bytes:
     at = data.rindex(b"IEND") - 4
+    return data[:at] + extra + data[at:]
+
+
+def _before_idat(data: bytes, extra: bytes) -> bytes:
+    at = data.index(b"IDAT") - 4
     return data[:at] + extra + data[at:]
 
 
@@ -173,6 +178,13 @@ CORPUS = {
     "png-padded-phys": lambda: _before_iend(_png(), _chunk(b"pHYs", b"\0" * 9 + MARK)),
     "png-idat-tail": _png_idat_tail,
     "png-rotated-with-icc": lambda: _png(exif=_exif(0x0112, 6), icc_profile=_icc(desc=MARK)),
+    "png-transparency-text": lambda: _before_idat(_png(), _chunk(b"tRNS", MARK)),
+    "png-truecolour-palette": lambda: _before_idat(_png(), _chunk(b"PLTE", MARK + b"\0\0")),
+    "png-icc-private-tag": lambda: _png(
+        icc_profile=_icc(extra=((b"priv", b"ui08\0\0\0\0" + MARK),))
+    ),
+    "png-broken-icc": lambda: _before_idat(_png(), _chunk(b"iCCP", b"x\0\0" + zlib.compress(MARK))),
+    "jpeg-broken-icc": lambda: _after_soi(_jpeg(), _segment(0xE2, b"ICC_PROFILE\0\1\1" + MARK)),
     # WebP
     "webp-exif": lambda: _webp(exif=_exif(0x0131, MARK.decode())),
     "webp-xmp": lambda: _webp(xmp=MARK),
@@ -181,6 +193,9 @@ CORPUS = {
         _webp(), b"ZZZZ" + len(MARK).to_bytes(4, "little") + MARK, inside=True
     ),  # fmt: skip
     "webp-after-riff": lambda: _webp_extra(_webp(), MARK, inside=False),
+    "webp-second-bitstream": lambda: _webp_extra(
+        _webp(), b"VP8L" + len(MARK).to_bytes(4, "little") + MARK, inside=True
+    ),  # fmt: skip
 }
 
 
@@ -234,6 +249,8 @@ def test_no_marker_survives_a_crafted_file(name):
         ("jpeg-stray-byte", "cannot clear of metadata; re-save it"),
         ("png-padded-phys", "cannot clear of metadata; re-save it"),
         ("png-idat-tail", "cannot clear of metadata; re-save it"),
+        ("png-transparency-text", "cannot clear of metadata; re-save it"),
+        ("webp-second-bitstream", "cannot clear of metadata; re-save it"),
         ("jpeg-padded-table", "is not an image"),  # Pillow refuses it first
     ],
 )
@@ -286,3 +303,14 @@ def test_served_images_carry_no_marker_and_no_name_from_the_hash(settings, tmp_p
             for digest in (hashlib.sha256(original).hexdigest(), hashlib.sha256(body).hexdigest()):
                 assert digest not in headers  # no name made from the content's hash
             assert f'filename="{kind}.' in response["Content-Disposition"]
+
+
+def test_an_animated_png_keeps_its_still_image_only():
+    """Pillow checked the still image; a browser would play the frames: they are dropped."""
+    frames = [_picture(), _picture().transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "PNG", save_all=True, append_images=frames[1:])
+    assert b"acTL" in buffer.getvalue() and b"fdAT" in buffer.getvalue()
+    clean = check_image(buffer.getvalue(), "animated.png").data
+    assert b"acTL" not in clean and b"fcTL" not in clean and b"fdAT" not in clean
+    assert Image.open(io.BytesIO(clean)).tobytes() == frames[0].tobytes()

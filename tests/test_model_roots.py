@@ -37,6 +37,10 @@ def test_configs_refuse_folders_outside_the_roots(roots):
     with pytest.raises(ValueError, match="reward base / is outside"):
         RLJobConfig(run_name="r", policy=str(models / "editscore"), dataset_id=1,
                     reward={"kind": "editscore", "base": "/"})  # fmt: skip
+    weighted = {"kind": "weighted", "terms": [[{"kind": "editscore", "base": "/"}, 1.0]]}
+    with pytest.raises(ValueError, match="reward base / is outside"):  # nested specs too
+        RLJobConfig(run_name="r", policy=str(models / "editscore"), dataset_id=1,
+                    reward=weighted)  # fmt: skip
     # inside a root: accepted (whether the weights load is the worker's business)
     RLJobConfig(run_name="r", policy=str(models / "editscore"), reward={"kind": "brightness"},
                 dataset_id=1)  # fmt: skip

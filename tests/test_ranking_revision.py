@@ -181,7 +181,8 @@ def test_the_browser_shows_earlier_versions_to_researchers(world, client):
 def test_what_an_annotator_sees_of_progress_moves_alike_for_gold_groups(client):
     """Ranking a gold group changes an annotator's numbers exactly as ranking any group: their
     count +1, left for them -1; the dataset's ranking count (which gold does not move) is not
-    shown to them; and the gold groups they have not seen come before "nothing left"."""
+    shown to them (with every other group complete, it would single out the gold ones); and the
+    gold groups they have not seen come before "nothing left"."""
     ann = UserFactory(username="ann")
     dataset = make_dataset("gold", groups=3, candidates=2, overlap=1, annotators=[ann],
                            gold_rate=0.5)  # fmt: skip
@@ -210,4 +211,42 @@ def test_what_an_annotator_sees_of_progress_moves_alike_for_gold_groups(client):
         before = after
     assert gold.pk in served and len(served) == 3 and before["left_for_me"] == 0
     page = client.get(f"/annotate/{dataset.pk}/").content.decode()
-    assert "2 / 2 groups complete" in page and "rankings" not in page.split("Dataset:")[1][:60]
+    assert "Nothing left for you here" in page and "groups complete" not in page
+    assert "Dataset:" not in client.get("/annotate/").content.decode()
+
+
+def test_gold_accuracy_judges_the_first_answer(client):
+    """A revision changes the consensus, never the quality control: gold accuracy (and
+    self-consistency) read each ranking's first version."""
+    from annotation.quality import compute_report
+
+    ann = UserFactory(username="ann")
+    dataset = make_dataset("goldrev", groups=1, candidates=2, overlap=1, annotators=[ann])
+    group = Group.objects.get(dataset=dataset)
+    first, second = group.candidates.order_by("pk").values_list("external_id", flat=True)
+    Group.objects.filter(pk=group.pk).update(
+        is_gold=True, gold={d: [[first, ">", second]] for d in dataset.dimension_keys}
+    )
+    ranking, _ = services.ranking_submit(group=group, annotator=ann, submission_id=uuid.uuid4(),
+                                         tiers=_tiers(dataset, [second, first])["tiers"])  # fmt: skip
+    services.ranking_revise(ranking=ranking, annotator=ann, submission_id=uuid.uuid4(),
+                            tiers=_tiers(dataset, [first, second])["tiers"])  # fmt: skip
+    (row,) = compute_report(dataset)["annotators"]
+    assert row["gold_accuracy"] == 0.0 and row["gold_relations"] == 3  # the first answer
+
+
+def test_a_reused_submission_id_is_a_conflict_not_an_error(world, client):
+    dataset, group, tokens, ranking, ann, bob = world
+    submission = uuid.uuid4()
+    assert _revise(client, ranking, _tiers(dataset, tokens[::-1]), submission).status_code == 201
+    # the same id with other placements: refused, nothing changed
+    other = _revise(client, ranking, _tiers(dataset, tokens), submission)
+    assert other.status_code == 409 and "used for another version" in other.json()["detail"]
+    # an id used by someone else's ranking
+    externals = list(group.candidates.order_by("pk").values_list("external_id", flat=True))
+    taken = uuid.uuid4()
+    services.ranking_submit(group=group, annotator=bob, submission_id=taken,
+                            tiers=_tiers(dataset, externals)["tiers"])  # fmt: skip
+    clash = _revise(client, ranking, _tiers(dataset, tokens), taken)
+    assert clash.status_code == 409 and "used before" in clash.json()["detail"]
+    assert Ranking.objects.get(pk=ranking.pk).version == 2

@@ -25,7 +25,10 @@ class RankSession {
     this.dimensions = data.dimensions;
     // mode: "rank", "adjudication" or "revision" (a revision starts from the ranking it revises)
     this.mode = data.mode || "rank";
-    this.storageKey = `editloop:v1:${data.user}:${this.group.id}${this.mode === "rank" ? "" : `:${this.mode}`}`;
+    // A revision's draft belongs to that ranking's version (a group's ranking and its repeat
+    // are two rankings; a version, once replaced, is never revised again).
+    const suffix = { rank: "", adjudication: ":adjudication", revision: `:revision:${data.revision}` }[this.mode];
+    this.storageKey = `editloop:v1:${data.user}:${this.group.id}${suffix}`;
     const saved = this.#load();
     this.candidates = this.group.candidates.map((c, i) => ({ ...c, letter: letters[i] }));
     const placements = (saved && saved.placements) || this.group.initial;
@@ -312,6 +315,7 @@ class RankSession {
       }
       // A 409 on a first ranking: this group is ranked already (a retry that got through)
       if (response.ok || (response.status === 409 && this.mode === "rank")) {
+        clearInterval(this.timerHandle); // its autosave must not write the draft back
         localStorage.removeItem(this.storageKey);
         const count = Number(sessionStorage.getItem("editloop:session-count") || 0) + 1;
         sessionStorage.setItem("editloop:session-count", String(count));
@@ -340,6 +344,7 @@ class RankSession {
       this.busy = false;
       return this.message("Skip failed; try again.", "error");
     }
+    clearInterval(this.timerHandle);
     localStorage.removeItem(this.storageKey);
     loadNext();
   }
