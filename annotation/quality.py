@@ -128,8 +128,10 @@ def dataset_chunks(
                 version=1, **{f"ranking__{key}": value for key, value in span.items()}
             ).values_list("ranking_id", "code")
         )  # fmt: skip
-        for pk, gid, *rest in rows:
-            rankings[gid].append(RankingRow(*rest, first_code=firsts.get(pk, "")))
+        for pk, gid, annotator, code, seconds, repeat in rows:
+            rankings[gid].append(
+                RankingRow(annotator, code, seconds, repeat, first_code=firsts.get(pk, ""))
+            )
         yield [(groups[gid], rankings.get(gid, [])) for gid in ids]
 
 

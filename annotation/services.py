@@ -17,6 +17,7 @@ from collections import Counter
 from datetime import timedelta
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -93,7 +94,7 @@ def _lease_attempt(dataset: Dataset, annotator: User) -> tuple[Assignment | None
         )  # fmt: skip
         if live is not None:
             return live, False
-        lease = {
+        lease: dict[str, Any] = {
             "annotator": annotator,
             "status": Assignment.Status.LEASED,
             "leased_at": now,

@@ -269,6 +269,8 @@ def strip_png(data: bytes) -> bytes:
                 out.append(_png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(profile)))
         pos = end
         if kind == b"IEND":
+            if header is None:
+                raise NotUnderstood("a PNG without IHDR")
             _check_image_stream(out, header)
             return b"".join(out)
 
@@ -352,7 +354,8 @@ def strip_webp(data: bytes) -> bytes:
     riff_end = 8 + int.from_bytes(data[4:8], "little")
     if riff_end > len(data):
         raise NotUnderstood("a WebP whose RIFF size runs past the end")
-    chunks, pos = [], 12
+    chunks: list[bytes | bytearray] = []
+    pos = 12
     vp8x_at = None
     has_icc = False
     seen: dict[bytes, int] = {}
@@ -386,7 +389,7 @@ def strip_webp(data: bytes) -> bytes:
     ):
         raise NotUnderstood("a WebP that is not one image")
     if vp8x_at is not None:
-        flags = chunks[vp8x_at]
+        flags = bytearray(chunks[vp8x_at])
         if flags[0] & VP8X_ANIMATION:
             raise NotUnderstood("an animated WebP")
         flags[0] = (flags[0] & VP8X_ALPHA) | (VP8X_ICC if has_icc else 0)
