@@ -439,12 +439,7 @@ def ranking_submit(
                 lease_expired=lease_expires is None or lease_expires <= now,
                 repeat=repeat,
                 shown_order=shown,
-                code=ranking_code(
-                    {d: full_tiers(clean_tiers, clean_unusable, d) for d in dataset.dimension_keys},
-                    dataset.dimension_keys,
-                    shown,
-                    shown[0],
-                ),
+                code=_code(dataset, clean_tiers, clean_unusable, shown),
             )
             if counted:
                 Group.objects.filter(pk=group.pk).update(ranking_count=F("ranking_count") + 1)
@@ -465,6 +460,13 @@ def ranking_submit(
             raise RankingConflict("you have already ranked this group") from None
         return _same_submission(previous, group, annotator), False
     return ranking, True
+
+
+def _code(dataset: Dataset, tiers: dict, unusable: dict, shown: list[str]) -> str:
+    """The statistics' short form of a ranking (annotation/stats/codes.py), the candidate shown
+    first included."""
+    keys = dataset.dimension_keys
+    return ranking_code({d: full_tiers(tiers, unusable, d) for d in keys}, keys, shown, shown[0])
 
 
 def _placements_clean(
@@ -541,10 +543,7 @@ def ranking_revise(
                 current.seconds_spent = (current.seconds_spent or 0) + seconds_spent
             current.submission_id = submission_id
             current.version, current.revised_at = current.version + 1, now
-            current.code = ranking_code(
-                {d: full_tiers(clean_tiers, clean_unusable, d) for d in dataset.dimension_keys},
-                dataset.dimension_keys, shown, shown[0],
-            )  # fmt: skip
+            current.code = _code(dataset, clean_tiers, clean_unusable, shown)
             current.save()
             target = dataset.overlap + locked.extra_overlap
             if not (current.repeat or locked.is_gold) and locked.ranking_count >= target:
@@ -647,15 +646,7 @@ def adjudication_submit(
     for more rankings, queued, or adjudicated before) qualify: elsewhere there is
     no dispute, and gold groups have their truth. The dataset's stored report
     goes stale."""
-    to_external = {}
-    for external_id, token in group.candidates.values_list("external_id", "token"):
-        to_external[external_id] = to_external[token] = external_id
-    clean_tiers, clean_unusable = ranking_clean(
-        dataset=group.dataset,
-        candidate_ids=set(to_external.values()),
-        tiers=_external_ids(tiers, to_external),
-        unusable=_external_ids(unusable, to_external),
-    )
+    clean_tiers, clean_unusable = _placements_clean(group, tiers, unusable, from_annotator=False)
     with transaction.atomic():
         # The group's row lock orders this against ranking_submit's review.
         locked = Group.objects.select_for_update().get(pk=group.pk)
